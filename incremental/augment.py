@@ -1,0 +1,76 @@
+"""Batched augmentation on uint8 tensors, on the run's device: no PIL, no DataLoader workers.
+
+Per-sample randomness comes from an explicit ``torch.Generator`` so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .configs import spec, validate
+
+__all__ = ["AugmentConfig", "AUGMENTATIONS", "Augmenter"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop_pad: int = spec(0, range=(0, 16))  # random crop with zero padding (CIFAR: 4)
+    flip: bool = False  # random horizontal flip
+    brightness: float = spec(0.0, range=(0.0, 1.0))  # ColorJitter brightness factor range [1-b, 1+b]
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+# One explicit registry: the train-time augmentation of each benchmark (protocols.md).
+AUGMENTATIONS: dict[str, AugmentConfig] = {
+    "cifar": AugmentConfig(crop_pad=4, flip=True),
+    "cifar_memo": AugmentConfig(crop_pad=4, flip=True, brightness=63 / 255),  # MEMO/PyCIL add jitter
+    "tinyimagenet": AugmentConfig(crop_pad=8, flip=True),  # 64x64: mammoth pads 4 at 32 -> 8 at 64
+    "fmnist": AugmentConfig(crop_pad=2),  # no flip: several classes are left/right asymmetric
+    "none": AugmentConfig(),
+}
+
+
+class Augmenter:
+    """Turns uint8 batches into normalised float batches, with train-time augmentation."""
+
+    def __init__(self, config: AugmentConfig, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+        self.config = config
+        self.device = torch.device(device)
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (or [0,1] float) batch -> normalised float32 on the device."""
+        x = x.to(self.device, non_blocking=True)
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return (x - self._mean) / self._std
+
+    def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Random crop/flip/brightness on a uint8 batch, then normalise."""
+        cfg = self.config
+        x = x.to(self.device, non_blocking=True)
+        n, _, h, w = x.shape
+        if cfg.crop_pad:
+            p = cfg.crop_pad
+            padded = torch.nn.functional.pad(x, (p, p, p, p))
+            oy = torch.randint(0, 2 * p + 1, (n,), generator=gen, device=gen.device).to(self.device)
+            ox = torch.randint(0, 2 * p + 1, (n,), generator=gen, device=gen.device).to(self.device)
+            rows = (oy[:, None] + torch.arange(h, device=self.device))[:, None, :, None]
+            cols = (ox[:, None] + torch.arange(w, device=self.device))[:, None, None, :]
+            batch = torch.arange(n, device=self.device)[:, None, None, None]
+            chan = torch.arange(x.shape[1], device=self.device)[None, :, None, None]
+            x = padded[batch, chan, rows, cols]
+        if cfg.flip:
+            flip = (torch.rand(n, generator=gen, device=gen.device) < 0.5).to(self.device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        xf = x.float().div_(255.0)
+        if cfg.brightness:
+            b = cfg.brightness
+            factor = (1 - b) + 2 * b * torch.rand(n, generator=gen, device=gen.device).to(self.device)
+            xf = (xf * factor[:, None, None, None]).clamp_(0.0, 1.0)
+        return (xf - self._mean) / self._std

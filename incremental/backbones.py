@@ -1,0 +1,202 @@
+"""Feature extractors. Each exposes ``out_dim``; the CIFAR ResNets also expose ``stem`` and ``blocks``
+(an ordered ModuleList of residual blocks) so that MEMO can split them into shared and per-task parts.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["BACKBONES", "build_backbone", "CifarResNet", "ReducedResNet18", "TinyConvNet", "GrowingHead", "count_params"]
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class _ShortcutA(nn.Module):
+    """Parameter-free downsampling (He et al.'s option A): stride-2 subsample, zero-pad new channels."""
+
+    def __init__(self, in_planes: int, planes: int):
+        super().__init__()
+        self.extra = planes - in_planes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, ::2, ::2]
+        pad = self.extra // 2
+        return nn.functional.pad(x, (0, 0, 0, 0, pad, self.extra - pad))
+
+
+class CifarBasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = _ShortcutA(in_planes, planes) if stride != 1 or in_planes != planes else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class CifarStem(nn.Module):
+    def __init__(self, in_channels: int, width: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for 32x32 inputs as in MEMO/PyCIL: widths 16/32/64, option-A shortcuts.
+
+    ResNet-32 (n=5) has 463,504 parameters without a classifier (protocols.md anchor).
+    """
+
+    def __init__(self, depth: int = 32, in_channels: int = 3, width: int = 16):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CifarResNet depth={depth} must be 6n+2 (14, 20, 26, 32, ...)")
+        n = (depth - 2) // 6
+        self.stem = CifarStem(in_channels, width)
+        blocks, in_planes = [], width
+        for stage, planes in enumerate((width, 2 * width, 4 * width)):
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(CifarBasicBlock(in_planes, planes, stride))
+                in_planes = planes
+        self.blocks = nn.ModuleList(blocks)
+        self.out_dim = in_planes
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+class _RBasicBlock(nn.Module):
+    """BasicBlock of the reduced ResNet-18 (GPM/BMKP): 1x1 conv shortcut where the shape changes."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ReducedResNet18(nn.Module):
+    """Reduced ResNet-18 (Lopez-Paz & Ranzato; GPM; BMKP): 3x3 stride-1 stem, widths nf..8nf."""
+
+    def __init__(self, nf: int = 20, in_channels: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, nf, 3, 1, 1, bias=False), nn.BatchNorm2d(nf), nn.ReLU())
+        blocks, in_planes = [], nf
+        for stage, mult in enumerate((1, 2, 4, 8)):
+            for i in range(2):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(_RBasicBlock(in_planes, nf * mult, stride))
+                in_planes = nf * mult
+        self.blocks = nn.ModuleList(blocks)
+        self.out_dim = in_planes
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+class TinyConvNet(nn.Module):
+    """Two conv layers and a pool: for tests and smoke runs, learns synthetic data in seconds."""
+
+    def __init__(self, in_channels: int = 3, width: int = 16):
+        super().__init__()
+        self.stem = CifarStem(in_channels, width)
+        self.blocks = nn.ModuleList([CifarBasicBlock(width, width, 1), CifarBasicBlock(width, 2 * width, 2)])
+        self.out_dim = 2 * width
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+def _init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class GrowingHead(nn.Module):
+    """A linear classifier that grows by whole tasks, keeping old rows (and columns) as they were."""
+
+    def __init__(self, in_features: int, out_features: int = 0):
+        super().__init__()
+        self.fc = nn.Linear(in_features, max(out_features, 0)) if out_features else None
+        self.in_features = in_features
+
+    @property
+    def out_features(self) -> int:
+        return 0 if self.fc is None else self.fc.out_features
+
+    def expand(self, n_new: int, in_features: int | None = None) -> None:
+        """Add ``n_new`` outputs (and widen inputs to ``in_features``); old weights go to the top-left block."""
+        new_in = in_features or self.in_features
+        fc = nn.Linear(new_in, self.out_features + n_new)
+        if self.fc is not None:
+            with torch.no_grad():
+                fc.weight.zero_()  # old rows on new feature columns start at 0: old logits unchanged
+                fc.weight[: self.out_features, : self.in_features] = self.fc.weight
+                fc.bias[: self.out_features] = self.fc.bias
+        old = self.fc
+        self.fc = fc.to(old.weight.device) if old is not None else fc
+        self.in_features = new_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.fc is not None, "GrowingHead.expand() before the first forward"
+        return self.fc(x)
+
+
+def _cifar(depth: int) -> Callable[..., nn.Module]:
+    return lambda in_channels, **kw: CifarResNet(depth, in_channels, **kw)
+
+
+# One explicit registry; names are what configs and search spaces use.
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "tiny": lambda in_channels, **kw: TinyConvNet(in_channels, **kw),
+    "resnet14": _cifar(14),
+    "resnet20": _cifar(20),
+    "resnet26": _cifar(26),
+    "resnet32": _cifar(32),
+    "reduced_resnet18": lambda in_channels, **kw: ReducedResNet18(in_channels=in_channels, **kw),
+}
+
+
+def build_backbone(name: str, in_channels: int, **kwargs) -> nn.Module:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[name](in_channels, **kwargs)

@@ -1,0 +1,237 @@
+"""Benchmarks: a dataset, a class order and a split into tasks, held as uint8 tensors.
+
+Labels are remapped to positions in the class order, so task t owns the contiguous label
+range [offset_t, offset_t + size_t) in both scenarios; ``Benchmark.class_order`` maps back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import datasets
+from .configs import spec, validate
+from .errors import ConfigError
+
+__all__ = ["BenchmarkConfig", "BenchmarkSpec", "Split", "Task", "Benchmark", "BENCHMARKS", "load_benchmark"]
+
+# The seed PyCIL and MEMO use for their class order (protocols.md).
+CLASS_ORDER_SEED = 1993
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """What is fixed about a benchmark: data, shape, default split, normalisation, augmentation."""
+
+    n_classes: int
+    image_shape: tuple[int, int, int]  # C, H, W
+    init_classes: int
+    increment: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augmentation: str  # key of augment.AUGMENTATIONS
+    loader: Callable[["BenchmarkConfig"], datasets.RawData]
+
+
+def _load_synthetic(cfg: "BenchmarkConfig") -> datasets.RawData:
+    return datasets.make_synthetic(
+        n_classes=cfg.n_classes,
+        train_per_class=cfg.train_per_class or 60,
+        test_per_class=cfg.test_per_class or 30,
+        image_size=cfg.image_size,
+        channels=cfg.channels,
+        seed=cfg.data_seed,
+    )
+
+
+def _load_fashion(cfg: "BenchmarkConfig") -> datasets.RawData:
+    return datasets.load_fashion_mnist(cfg.data_root or datasets.default_data_root(), cfg.download)
+
+
+def _load_cifar10(cfg: "BenchmarkConfig") -> datasets.RawData:
+    return datasets.load_cifar(cfg.data_root or datasets.default_data_root(), 10, cfg.download)
+
+
+def _load_cifar100(cfg: "BenchmarkConfig") -> datasets.RawData:
+    return datasets.load_cifar(cfg.data_root or datasets.default_data_root(), 100, cfg.download)
+
+
+def _load_tinyimagenet(cfg: "BenchmarkConfig") -> datasets.RawData:
+    return datasets.load_tiny_imagenet(cfg.data_root or datasets.default_data_root(), cfg.download)
+
+
+_CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)  # protocols.md
+# One explicit registry. Mean/std: CIFAR-10 and Tiny-ImageNet are the values the literature's
+# code uses (PyCIL/mammoth); Fashion-MNIST's are its training-set statistics.
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    "seq-fashionmnist": BenchmarkSpec(10, (1, 28, 28), 2, 2, (0.2860,), (0.3530,), "fmnist", _load_fashion),
+    "seq-cifar10": BenchmarkSpec(
+        10, (3, 32, 32), 2, 2, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2615), "cifar", _load_cifar10
+    ),
+    "seq-cifar100": BenchmarkSpec(100, (3, 32, 32), 10, 10, _CIFAR100_MEAN, _CIFAR100_STD, "cifar", _load_cifar100),
+    "seq-tinyimagenet": BenchmarkSpec(
+        200, (3, 64, 64), 20, 20, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), "tinyimagenet", _load_tinyimagenet
+    ),
+    "synthetic": BenchmarkSpec(10, (3, 16, 16), 2, 2, (0.5,), (0.25,), "none", _load_synthetic),
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Which benchmark, how it is split and subsampled. ``None`` means the benchmark's default."""
+
+    name: str = spec("seq-fashionmnist", choices=tuple(BENCHMARKS))
+    data_root: str | None = None
+    download: bool = False  # never touch the network unless the user allows it
+    init_classes: int | None = spec(None, range=(1, None))  # classes in task 0 (MEMO's B)
+    increment: int | None = spec(None, range=(1, None))  # classes per later task
+    class_order: str = spec("seed1993", choices=("seed1993", "natural"))
+    val_fraction: float = spec(0.0, range=(0.0, 0.5))  # held out of each task's training data
+    train_per_class: int | None = spec(None, range=(1, None))  # subsample for short runs
+    test_per_class: int | None = spec(None, range=(1, None))
+    data_seed: int = spec(0, range=(0, None))  # subsampling, val split, synthetic data
+    # synthetic only
+    n_classes: int = spec(10, range=(2, 1000))
+    image_size: int = spec(16, range=(8, 256))
+    channels: int = spec(3, choices=(1, 3))
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        validate(self)
+        total = self.spec.n_classes
+        init, inc = self.resolved_split
+        if init > total or (total - init) % inc:
+            raise ConfigError(
+                f"BenchmarkConfig: init_classes={init}, increment={inc} do not split the {total} classes of "
+                f"{self.name} into whole tasks; (n_classes - init_classes) must be a multiple of increment"
+            )
+
+    @property
+    def spec(self) -> BenchmarkSpec:
+        base = BENCHMARKS[self.name]
+        if self.name == "synthetic":
+            c, s = self.channels, self.image_size
+            return dataclasses.replace(base, n_classes=self.n_classes, image_shape=(c, s, s),
+                                       mean=base.mean * c, std=base.std * c)
+        return base
+
+    @property
+    def resolved_split(self) -> tuple[int, int]:
+        s = self.spec
+        return (self.init_classes or s.init_classes, self.increment or s.increment)
+
+    @property
+    def task_sizes(self) -> tuple[int, ...]:
+        init, inc = self.resolved_split
+        return (init,) + (inc,) * ((self.spec.n_classes - init) // inc)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images (uint8, N x C x H x W) and labels (int64, positions in the class order)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int
+    classes: tuple[int, ...]  # contiguous remapped labels owned by this task
+    train: Split
+    val: Split
+    test: Split
+
+    @property
+    def offset(self) -> int:
+        return self.classes[0]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    config: BenchmarkConfig
+    class_order: tuple[int, ...]  # original label of each remapped label
+    tasks: tuple[Task, ...]
+
+    @property
+    def spec(self) -> BenchmarkSpec:
+        return self.config.spec
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def n_classes(self) -> int:
+        return self.spec.n_classes
+
+    @property
+    def image_bytes(self) -> int:
+        c, h, w = self.spec.image_shape
+        return c * h * w
+
+
+def class_order(cfg: BenchmarkConfig) -> np.ndarray:
+    n = cfg.spec.n_classes
+    if cfg.class_order == "natural":
+        return np.arange(n)
+    # Exactly PyCIL's call (global seeding of a fresh legacy RandomState): CIFAR-100 starts 68, 56, 78, 8, 23.
+    return np.random.RandomState(CLASS_ORDER_SEED).permutation(n)
+
+
+def _per_class_subset(y: torch.Tensor, per_class: int | None, gen: torch.Generator) -> torch.Tensor:
+    if per_class is None:
+        return torch.arange(len(y))
+    keep = []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=gen)[:per_class]].sort().values)
+    return torch.cat(keep).sort().values
+
+
+def load_benchmark(cfg: BenchmarkConfig) -> Benchmark:
+    """Load, remap to the class order, subsample, carve validation, split into tasks (deterministic)."""
+    raw = cfg.spec.loader(cfg)
+    order = class_order(cfg)
+    remap = torch.empty(len(order), dtype=torch.int64)
+    remap[torch.from_numpy(order)] = torch.arange(len(order))
+    gen = torch.Generator().manual_seed(cfg.data_seed)
+    tr = _per_class_subset(raw.y_train, cfg.train_per_class, gen)
+    te = _per_class_subset(raw.y_test, cfg.test_per_class, gen)
+    x_tr, y_tr = raw.x_train[tr], remap[raw.y_train[tr]]
+    x_te, y_te = raw.x_test[te], remap[raw.y_test[te]]
+
+    tasks = []
+    offset = 0
+    for t, size in enumerate(cfg.task_sizes):
+        lo, hi = offset, offset + size
+        in_tr = torch.nonzero((y_tr >= lo) & (y_tr < hi)).flatten()
+        in_te = torch.nonzero((y_te >= lo) & (y_te < hi)).flatten()
+        # Stratified hold-out: the same fraction of every class goes to validation.
+        val_idx, fit_idx = [], []
+        for c in range(lo, hi):
+            idx = in_tr[y_tr[in_tr] == c]
+            idx = idx[torch.randperm(len(idx), generator=gen)]
+            n_val = int(round(len(idx) * cfg.val_fraction))
+            val_idx.append(idx[:n_val])
+            fit_idx.append(idx[n_val:])
+        fit = torch.cat(fit_idx).sort().values
+        val = torch.cat(val_idx).sort().values
+        tasks.append(
+            Task(
+                index=t,
+                classes=tuple(range(lo, hi)),
+                train=Split(x_tr[fit], y_tr[fit]),
+                val=Split(x_tr[val], y_tr[val]),
+                test=Split(x_te[in_te], y_te[in_te]),
+            )
+        )
+        offset = hi
+    return Benchmark(cfg, tuple(int(c) for c in order), tuple(tasks))

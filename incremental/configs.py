@@ -1,0 +1,156 @@
+"""Typed, frozen, validated configs built from plain mappings (YAML, JSON, ``--set`` overrides).
+
+Fields declare their constraints in dataclass metadata (``spec(range=..)`` / ``spec(choices=..)``)
+so that validation, error messages and the search spaces read one source of truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["spec", "validate", "from_mapping", "to_mapping", "parse_override", "apply_overrides"]
+
+
+def spec(default: Any, *, range: tuple | None = None, choices: tuple | None = None, help: str = "") -> Any:
+    """A dataclass field with a validated range (inclusive) or a set of choices."""
+    kwargs: dict[str, Any] = {"metadata": {"range": range, "choices": choices, "help": help}}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed in frozen configs")
+    return dataclasses.field(default=default, **kwargs)
+
+
+def _where(obj: Any, name: str) -> str:
+    return f"{type(obj).__name__}.{name}"
+
+
+def validate(obj: Any) -> None:
+    """Check every field of a config dataclass against its declared range/choices."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        rng = f.metadata.get("range")
+        choices = f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{_where(obj, f.name)}={value!r} is not allowed; choose one of {list(choices)}")
+        if rng is not None:
+            values = value if isinstance(value, tuple) else (value,)
+            lo, hi = rng
+            for v in values:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"{_where(obj, f.name)}={value!r} must be a finite number")
+                if (lo is not None and v < lo) or (hi is not None and v > hi):
+                    raise ConfigError(
+                        f"{_where(obj, f.name)}={value!r} is out of range; allowed [{lo}, {hi}]"
+                    )
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    tp, optional = _strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where} must not be empty")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return from_mapping(tp, value, where=where)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        (item_tp, *_rest) = typing.get_args(tp) or (Any,)
+        return tuple(_coerce(v, item_tp, where) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}={value!r} must be true or false")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{where}={value!r} must be an integer")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}={value!r} must be a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}={value!r} must be a string")
+        return value
+    return value
+
+
+def from_mapping(cls: type, data: Mapping[str, Any], *, where: str | None = None) -> Any:
+    """Build config ``cls`` from a mapping; unknown keys are an error that lists the allowed ones."""
+    where = where or cls.__name__
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a required field is missing
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def to_mapping(obj: Any) -> dict[str, Any]:
+    """A config as plain YAML/JSON-able data (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v) if f.init}
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(obj)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], parsed value); the value is read as YAML (numbers, lists, bools)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text!r} is malformed; expected KEY=VALUE, e.g. lr=0.05 or benchmark.train_per_class=200")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {text!r}: value {raw!r} is not valid YAML") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: Mapping[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    """Return a copy of nested ``data`` with ``path`` set to ``value``."""
+    out = dict(data)
+    head, *rest = path
+    if rest:
+        inner = out.get(head) or {}
+        if not isinstance(inner, Mapping):
+            raise ConfigError(f"--set {'.'.join(path)}: {head!r} is not a mapping")
+        out[head] = apply_overrides(inner, rest, value)
+    else:
+        out[head] = value
+    return out

@@ -1,0 +1,20 @@
+"""Incremental-learning methods behind one contract (``base.Method``), in one explicit registry."""
+
+from __future__ import annotations
+
+from .base import BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
+from .finetune import Finetune
+
+__all__ = ["METHODS", "get_method", "Method", "MethodConfig", "ExemplarConfig", "RunContext", "BudgetPlan"]
+
+METHODS: dict[str, type[Method]] = {
+    "finetune": Finetune,
+}
+
+
+def get_method(name: str) -> type[Method]:
+    from ..errors import ConfigError
+
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,183 @@
+"""The contract every method implements, and the configuration fields methods share.
+
+The run loop (``incremental.run``) owns ordering, seeding, evaluation and checkpointing; a
+method only learns, predicts, accounts for its memory and (de)serialises its state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from ..augment import Augmenter
+from ..backbones import BACKBONES
+from ..benchmarks import BenchmarkConfig, Task
+from ..configs import spec, validate
+from ..exemplars import BudgetConfig
+from ..memory import MemoryReport
+from ..training import Schedule
+
+__all__ = ["MethodConfig", "ExemplarConfig", "RunContext", "Method", "BudgetPlan"]
+
+SCENARIOS = ("class_il", "task_il")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Backbone and SGD schedule. ``init_*`` fields override the schedule for task 0 when set."""
+
+    backbone: str = spec("resnet32", choices=tuple(BACKBONES))
+    width: int | None = spec(None, range=(1, 1024))  # backbone width (resnet: first stage; nf for reduced_resnet18)
+    epochs: int = spec(1, range=(1, 10_000))
+    lr: float = spec(0.1, range=(1e-6, 10.0))
+    momentum: float = spec(0.9, range=(0.0, 0.999))
+    weight_decay: float = spec(5e-4, range=(0.0, 1.0))
+    batch_size: int = spec(128, range=(2, 65_536))
+    schedule: str = spec("step", choices=("step", "cosine", "constant"))
+    milestones: tuple[int, ...] = spec((), range=(1, None))
+    lr_decay: float = spec(0.1, range=(0.0, 1.0))
+    init_epochs: int | None = spec(None, range=(1, 10_000))
+    init_lr: float | None = spec(None, range=(1e-6, 10.0))
+    init_weight_decay: float | None = spec(None, range=(0.0, 1.0))
+    init_milestones: tuple[int, ...] | None = spec(None, range=(1, None))
+
+    def __post_init__(self) -> None:
+        validate(self)
+        self.task_schedule(0), self.task_schedule(1)  # validates both schedules now, at the boundary
+
+    def task_schedule(self, task_index: int) -> Schedule:
+        first = task_index == 0
+        pick = lambda init, later: init if first and init is not None else later  # noqa: E731
+        return Schedule(
+            epochs=pick(self.init_epochs, self.epochs),
+            lr=pick(self.init_lr, self.lr),
+            momentum=self.momentum,
+            weight_decay=pick(self.init_weight_decay, self.weight_decay),
+            batch_size=self.batch_size,
+            kind=self.schedule,
+            milestones=pick(self.init_milestones, self.milestones),
+            lr_decay=self.lr_decay,
+        )
+
+    def backbone_kwargs(self) -> dict[str, Any]:
+        if self.width is None:
+            return {}
+        return {"nf": self.width} if self.backbone == "reduced_resnet18" else {"width": self.width}
+
+
+@dataclass(frozen=True)
+class ExemplarConfig(MethodConfig):
+    """A method with an exemplar memory; fields as in ``exemplars.BudgetConfig``."""
+
+    budget: str = spec("count", choices=("count", "per_class", "total_mb", "aligned"))
+    memory_size: int = spec(2000, range=(0, None))
+    memory_per_class: int = spec(20, range=(0, None))
+    memory_mb: float = spec(0.0, range=(0.0, None))
+    aligned_base: int = spec(2000, range=(0, None))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.budget_config()
+
+    def budget_config(self) -> BudgetConfig:
+        return BudgetConfig(self.budget, self.memory_size, self.memory_per_class, self.memory_mb, self.aligned_base)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a method may know about its run: device, scenario, benchmark shape, augmentation, seed."""
+
+    device: torch.device
+    scenario: str
+    benchmark: BenchmarkConfig
+    augmenter: Augmenter
+    eval_batch_size: int
+    seed: int
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.benchmark.task_sizes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.benchmark.spec.image_shape
+
+    @property
+    def image_bytes(self) -> int:
+        c, h, w = self.image_shape
+        return c * h * w
+
+    def generator(self, task_index: int, stream: int = 0) -> torch.Generator:
+        """A generator for task ``task_index``: a pure function of (seed, task, stream), so resume is exact."""
+        g = torch.Generator(device=self.device)
+        g.manual_seed(derive_seed(self.seed, task_index, stream))
+        return g
+
+
+def derive_seed(seed: int, task_index: int, stream: int = 0) -> int:
+    # Distinct, stable streams per (seed, task, stream); 2**31-1 keeps it valid for numpy too.
+    return (seed * 1_000_003 + task_index * 7919 + stream * 104_729 + 12_345) % (2**31 - 1)
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """``incsweep budget``: the memory a configuration will use after the last task."""
+
+    model_bytes: int  # final model (all tasks' parts)
+    extra_bytes: int
+    image_bytes: int
+    n_exemplars: int  # total exemplars after the last task (0 for exemplar-free methods)
+    details: dict[str, Any]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.model_bytes + self.extra_bytes + self.n_exemplars * self.image_bytes
+
+
+class Method(ABC):
+    """Lifecycle per task: begin_task -> train_task -> end_task; predict any time after."""
+
+    config_cls: ClassVar[type[MethodConfig]] = MethodConfig
+    scenarios: ClassVar[tuple[str, ...]] = SCENARIOS  # the first is the default
+
+    def __init__(self, config: MethodConfig, ctx: RunContext):
+        self.config = config
+        self.ctx = ctx
+
+    def begin_task(self, task: Task) -> None:  # noqa: B027 - optional hook
+        """Grow the model for the task's classes."""
+
+    @abstractmethod
+    def train_task(self, task: Task) -> None:
+        """Learn the task (its ``train`` split only)."""
+
+    def end_task(self, task: Task) -> None:  # noqa: B027 - optional hook
+        """Consolidate: select exemplars, project, align."""
+
+    @abstractmethod
+    def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:
+        """Logits over every class seen so far for uint8 images ``x``; ``task_id`` is given in task-IL."""
+
+    @abstractmethod
+    def memory(self) -> MemoryReport:
+        """What the method must keep to predict, by part."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run exactly (tensors and plain data only)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def plan(cls, config: MethodConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+        """The final memory of this configuration on this benchmark, without training."""
+
+    @classmethod
+    def fields_for_tasks(cls, config: MethodConfig, n_done: int) -> frozenset[str] | None:
+        """Config fields that can influence the state after the first ``n_done`` tasks (None: all)."""
+        return None

@@ -1,0 +1,29 @@
+"""Finetune: train on each new task's data only. The lower bound every method must beat."""
+
+from __future__ import annotations
+
+from ..benchmarks import BenchmarkConfig, Task
+from ..memory import MemoryReport
+from ._single import SingleNetMethod, backbone_params, head_bytes
+from .base import BudgetPlan, MethodConfig
+
+
+class Finetune(SingleNetMethod):
+    config_cls = MethodConfig
+    scenarios = ("class_il", "task_il")
+
+    def train_task(self, task: Task) -> None:
+        self.train_on(task, task.train.x, task.train.y)
+
+    def memory(self) -> MemoryReport:
+        return MemoryReport(model_bytes=self.model_bytes())
+
+    @classmethod
+    def plan(cls, config: MethodConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+        from ..backbones import build_backbone
+        from ..memory import module_bytes
+
+        c, h, w = benchmark.spec.image_shape
+        bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
+        model = module_bytes(bb) + head_bytes(bb.out_dim, benchmark.spec.n_classes)
+        return BudgetPlan(model, 0, c * h * w, 0, {"backbone_params": backbone_params(config, c)})

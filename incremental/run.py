@@ -1,0 +1,328 @@
+"""One full incremental run: ``run(config, on_task_end) -> RunResult``.
+
+The loop owns seeding, evaluation, metrics and checkpoints, once; methods only learn. A run is a
+pure function of its config: every task reseeds from (seed, task), so a run resumed from the
+checkpoint after task k continues exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .augment import AUGMENTATIONS, Augmenter
+from .benchmarks import Benchmark, BenchmarkConfig, Task, load_benchmark
+from .configs import apply_overrides, from_mapping, parse_override, spec, to_mapping, validate
+from .errors import ConfigError
+from .memory import MemoryReport
+from .methods import METHODS, Method, RunContext, get_method
+from .methods.base import MethodConfig, derive_seed
+from .metrics import Metrics, compute_metrics
+
+__all__ = ["RunConfig", "TaskResult", "RunResult", "run", "load_run_config", "CHECKPOINT_FILE", "code_version"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "state.pt"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run. ``method_config`` is the method's own config class."""
+
+    method: str = spec("finetune", choices=None)
+    benchmark: BenchmarkConfig = dataclasses.field(default_factory=BenchmarkConfig)
+    method_config: MethodConfig = dataclasses.field(default_factory=MethodConfig)
+    scenario: str | None = spec(None, choices=("class_il", "task_il"))  # None: the method's default
+    seed: int = spec(0, range=(0, 2**31 - 1))
+    device: str = "cpu"
+    eval_batch_size: int = spec(1024, range=(1, 1_000_000))  # large: evaluation is pure inference
+    augment_policy: str | None = spec(None, choices=tuple(AUGMENTATIONS))  # None: the benchmark's
+
+    def __post_init__(self) -> None:
+        validate(self)
+        cls = get_method(self.method)
+        if not isinstance(self.method_config, cls.config_cls):
+            raise ConfigError(f"method_config is a {type(self.method_config).__name__}, {self.method} needs {cls.config_cls.__name__}")
+        if self.scenario is None:
+            object.__setattr__(self, "scenario", cls.scenarios[0])
+        elif self.scenario not in cls.scenarios:
+            raise ConfigError(f"scenario={self.scenario!r} is not supported by {self.method}; allowed: {list(cls.scenarios)}")
+        _check_device(self.device)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        """Build from plain data (YAML/JSON); a ``provenance`` key (exported configs) is ignored."""
+        data = {k: v for k, v in data.items() if k != "provenance"}
+        method = data.get("method", "finetune")
+        method_cls = get_method(method)
+        top = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - top)
+        if unknown:
+            raise ConfigError(f"RunConfig: unknown field(s) {unknown}; allowed: {sorted(top)}")
+        mc = from_mapping(method_cls.config_cls, data.get("method_config") or {}, where=f"{method}.method_config")
+        bc = from_mapping(BenchmarkConfig, data.get("benchmark") or {}, where="benchmark")
+        rest = {k: v for k, v in data.items() if k not in ("method_config", "benchmark")}
+        return from_mapping(cls, {**rest, "benchmark": bc, "method_config": mc})
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_mapping(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def with_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``--set key=value`` overrides; a bare key that is not top-level means ``method_config.key``."""
+    top = {f.name for f in dataclasses.fields(RunConfig)}
+    out = dict(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        if path[0] not in top:
+            path = ["method_config", *path]
+        out = apply_overrides(out, path, value)
+    return out
+
+
+def load_run_config(path: str | None, overrides: Sequence[str] = (), **top: Any) -> RunConfig:
+    """Config file (YAML/JSON) + explicit top-level values + ``--set`` overrides -> RunConfig."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(p.read_text())
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
+        data = loaded
+    for key, value in top.items():
+        if value is None:
+            continue
+        if key == "benchmark":
+            data = apply_overrides(data, ["benchmark", "name"], value)
+        else:
+            if key == "method" and data.get("method") not in (None, value):
+                data = {k: v for k, v in data.items() if k != "method_config"}  # another method's fields
+            data = {**data, key: value}
+    return RunConfig.from_dict(with_overrides(data, overrides))
+
+
+def _check_device(device: str) -> None:
+    if device == "cpu":
+        return
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={device!r} but CUDA is not available here; use device=cpu")
+        if ":" in device and int(device[5:]) >= torch.cuda.device_count():
+            raise ConfigError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        return
+    raise ConfigError(f"device={device!r} is not allowed; use cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What the run knows after task ``task``: accuracy rows, metrics so far, memory, time."""
+
+    task: int
+    n_tasks: int
+    scenario: str
+    acc_row: tuple[float, ...]  # test acc[task][j], j <= task
+    val_acc_row: tuple[float, ...]
+    seen_acc: float  # test acc_task
+    val_seen_acc: float
+    test: Metrics
+    val: Metrics
+    memory: MemoryReport
+    wall_s: float  # this task, training + evaluation
+    elapsed_s: float  # run so far (excluding time before a resume)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["acc_row"], d["val_acc_row"] = list(self.acc_row), list(self.val_acc_row)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TaskResult":
+        return cls(**{**d, "acc_row": tuple(d["acc_row"]), "val_acc_row": tuple(d["val_acc_row"]),
+                      "test": Metrics(**d["test"]), "val": Metrics(**d["val"]), "memory": MemoryReport(**d["memory"])})
+
+    def flat(self) -> dict[str, Any]:
+        """Flat metrics: val metrics unprefixed (the study objectives), test ones ``test_``-prefixed."""
+        return {"task": self.task, "n_tasks": self.n_tasks, **self.val.as_dict(), **self.test.as_dict("test_"),
+                **self.memory.as_dict(), "wall_s": self.wall_s}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    config: RunConfig
+    tasks: tuple[TaskResult, ...]
+
+    @property
+    def final(self) -> TaskResult:
+        return self.tasks[-1]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.tasks) and len(self.tasks) == self.tasks[0].n_tasks
+
+    def acc_matrix(self) -> list[list[float]]:
+        return [list(t.acc_row) for t in self.tasks]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "tasks": [t.as_dict() for t in self.tasks],
+                "complete": self.complete, "code_version": code_version()}
+
+
+def code_version() -> str:
+    """The package version plus the git commit when running from a checkout (provenance)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("incsweep")
+    except PackageNotFoundError:
+        v = "0+unknown"
+    head = Path(__file__).resolve().parent.parent / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            ref = (head.parent / ref[5:]).read_text().strip()
+        return f"{v}+g{ref[:10]}"
+    except OSError:
+        return v
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+@torch.no_grad()
+def evaluate(method: Method, tasks: Sequence[Task], split: str, scenario: str) -> tuple[list[float], float]:
+    """Accuracy on each seen task's ``split`` and acc_i (class-IL: pooled; task-IL: mean over tasks)."""
+    accs, correct, total = [], 0, 0
+    for task in tasks:
+        data = getattr(task, split)
+        if len(data) == 0:
+            accs.append(float("nan"))
+            continue
+        y = data.y.to(method.ctx.device)
+        if scenario == "task_il":
+            logits = method.predict(data.x, task.index)
+            lo, hi = task.classes[0], task.classes[-1] + 1
+            pred = logits[:, lo:hi].argmax(1) + lo
+        else:
+            pred = method.predict(data.x, None).argmax(1)
+        hits = int((pred == y).sum())
+        accs.append(hits / len(y))
+        correct, total = correct + hits, total + len(y)
+    if total == 0:
+        return accs, float("nan")
+    seen = correct / total if scenario == "class_il" else float(np.mean(accs))
+    return accs, seen
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a killed writer leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build_method(config: RunConfig, device: torch.device) -> Method:
+    bench_cfg = config.benchmark
+    policy = config.augment_policy or (bench_cfg.spec.augmentation if bench_cfg.augment else "none")
+    augmenter = Augmenter(AUGMENTATIONS[policy], bench_cfg.spec.mean, bench_cfg.spec.std, device)
+    ctx = RunContext(device=device, scenario=config.scenario, benchmark=bench_cfg, augmenter=augmenter,
+                     eval_batch_size=config.eval_batch_size, seed=config.seed)
+    _seed_all(derive_seed(config.seed, -1))  # model construction
+    return METHODS[config.method](config.method_config, ctx)
+
+
+def run(
+    config: RunConfig,
+    on_task_end: Callable[[TaskResult], None] | None = None,
+    *,
+    checkpoint_dir: str | os.PathLike | None = None,
+    initial_state: Mapping[str, Any] | None = None,
+    benchmark: Benchmark | None = None,
+    stop_after: int | None = None,
+) -> RunResult:
+    """Train task after task; after each, evaluate, checkpoint (if asked) and call ``on_task_end``.
+
+    ``checkpoint_dir``: ``state.pt`` there is rewritten after every task, and a run finding one
+    continues from it. ``initial_state``: a checkpoint already loaded (from Tune or the prefix
+    cache) to continue from. ``benchmark``: preloaded data for ``config.benchmark``.
+    ``stop_after``: stop once this many tasks are done (the result is then incomplete).
+    """
+    device = torch.device(config.device)
+    if device.type == "cuda":
+        # Same config + seed -> same metrics on the same device (architecture.md) needs fixed kernels.
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    bench = benchmark if benchmark is not None else load_benchmark(config.benchmark)
+    if bench.config != config.benchmark:
+        raise ConfigError("run(): the preloaded benchmark does not match config.benchmark")
+    method = build_method(config, device)
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    state = initial_state
+    if state is None and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+    results: list[TaskResult] = []
+    if state is not None:
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("config") != config.to_json():
+            raise ConfigError("checkpoint was written by a different config (or format); refusing to resume from it")
+        method.load_state_dict(state["method"])
+        results = [TaskResult.from_dict(r) for r in state["results"]]
+        log.info("resuming %s after task %d", config.method, len(results) - 1)
+
+    start = time.perf_counter()
+    last = bench.n_tasks if stop_after is None else min(bench.n_tasks, stop_after)
+    for task in bench.tasks[len(results):last]:
+        tic = time.perf_counter()
+        _seed_all(derive_seed(config.seed, task.index))
+        method.begin_task(task)
+        method.train_task(task)
+        method.end_task(task)
+        seen = bench.tasks[: task.index + 1]
+        row, seen_acc = evaluate(method, seen, "test", config.scenario)
+        val_row, val_seen = evaluate(method, seen, "val", config.scenario)
+        prev = results
+        test_m = compute_metrics([list(r.acc_row) for r in prev] + [row], [r.seen_acc for r in prev] + [seen_acc])
+        val_m = compute_metrics([list(r.val_acc_row) for r in prev] + [val_row], [r.val_seen_acc for r in prev] + [val_seen])
+        now = time.perf_counter()
+        result = TaskResult(
+            task=task.index, n_tasks=bench.n_tasks, scenario=config.scenario, acc_row=tuple(row),
+            val_acc_row=tuple(val_row), seen_acc=seen_acc, val_seen_acc=val_seen, test=test_m, val=val_m,
+            memory=method.memory(), wall_s=now - tic, elapsed_s=now - start,
+        )
+        results.append(result)
+        log.info("%s task %d/%d: acc %.4f avg %.4f memory %.3f MB (%.1f s)", config.method, task.index + 1,
+                 bench.n_tasks, seen_acc, test_m.avg_acc, result.memory.total_mb, result.wall_s)
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, make_state(config, method, results))
+        if on_task_end is not None:
+            on_task_end(result)
+    return RunResult(config, tuple(results))
+
+
+def make_state(config: RunConfig, method: Method, results: Sequence[TaskResult]) -> dict[str, Any]:
+    """A checkpoint: plain data and tensors only, loadable with ``weights_only=True``."""
+    return {"format": CHECKPOINT_FORMAT, "config": config.to_json(), "method": method.state_dict(),
+            "results": [r.as_dict() for r in results]}

@@ -1,0 +1,71 @@
+"""The `incsweep` console script: one top-level parser, subcommands owned by their packages.
+
+Each package exposes ``register(subparsers)`` adding its subcommands; a subcommand sets
+``func(args) -> int`` as its handler. Modules are imported lazily by name so that
+``incsweep run`` never imports Ray and ``incsweep --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from incremental.errors import ConfigError
+
+__all__ = ["main", "UsageError"]
+
+# One explicit registry of the packages that contribute subcommands (order = help order).
+COMMAND_MODULES = (
+    "incremental.cli",  # run, budget
+    "study.commands",  # study run | resume | status
+    "analysis.cli",  # analyze, export
+    "incremental.cache_cli",  # cache ls | clear
+)
+
+
+class UsageError(ValueError):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="incsweep",
+        description="Hyperparameter studies over incremental-learning methods under a memory budget.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # that package has no commands yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ConfigError, FileNotFoundError) as err:
+        # Input errors already carry a one-line message naming the field/file and what is allowed.
+        print(f"incsweep {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"incsweep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The Parquet results schema: the one contract between studies (writers) and analysis (readers).
+
+A study writes one Parquet file per trial under
+``<storage>/results/study=<study>/method=<method>/<trial_id>.parquet`` (hive partitioning).
+The partition columns ``study`` and ``method`` are ALSO written inside every file, with the same
+values, so that a single file read on its own is self-describing; readers must open the dataset
+with ``partitioning=None`` (or drop the path-derived copies) to avoid a duplicate-column clash.
+
+Rows: one per finished task (``is_final`` False) plus one final row per trial (``is_final`` True)
+that repeats the last task's metrics and carries the trial's terminal ``status``.
+Searched hyperparameters get one extra column each, named ``param_<name>`` (their Python type).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = ["RESULTS_SCHEMA", "PARAM_PREFIX", "FINAL_STATUSES", "TASK_STATUS", "param_column"]
+
+PARAM_PREFIX = "param_"
+TASK_STATUS = "task_done"
+# complete: all tasks ran; pruned: stopped early by the scheduler (never on a Pareto front);
+# error: the trial raised (text in `error`); diverged: a loss became NaN/inf.
+FINAL_STATUSES = ("complete", "pruned", "error", "diverged")
+
+_TS = pa.timestamp("us", tz="UTC")
+
+RESULTS_SCHEMA = pa.schema(
+    [
+        pa.field("study", pa.string(), nullable=False),
+        pa.field("trial_id", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("benchmark", pa.string(), nullable=False),
+        pa.field("scenario", pa.string(), nullable=False),  # "class_il" | "task_il"
+        pa.field("task", pa.int32(), nullable=False),  # 0-based index of the task this row is after
+        pa.field("n_tasks", pa.int32(), nullable=False),
+        pa.field("tasks_done", pa.int32(), nullable=False),
+        pa.field("is_final", pa.bool_(), nullable=False),
+        pa.field("complete", pa.bool_(), nullable=False),  # tasks_done == n_tasks
+        pa.field("status", pa.string(), nullable=False),  # TASK_STATUS or one of FINAL_STATUSES
+        pa.field("error", pa.string()),
+        # validation-split metrics (the study's objectives); NaN when the run has no val split
+        pa.field("avg_acc", pa.float64()),
+        pa.field("last_acc", pa.float64()),
+        pa.field("forgetting", pa.float64()),
+        pa.field("bwt", pa.float64()),
+        # test-split metrics (reported, never optimised)
+        pa.field("test_avg_acc", pa.float64()),
+        pa.field("test_last_acc", pa.float64()),
+        pa.field("test_forgetting", pa.float64()),
+        pa.field("test_bwt", pa.float64()),
+        pa.field("acc_row", pa.list_(pa.float64())),  # test acc[task][0..task]
+        pa.field("val_acc_row", pa.list_(pa.float64())),
+        pa.field("model_bytes", pa.int64()),
+        pa.field("exemplar_bytes", pa.int64()),
+        pa.field("extra_bytes", pa.int64()),
+        pa.field("total_bytes", pa.int64()),
+        pa.field("total_mb", pa.float64()),  # total_bytes / 2**20
+        pa.field("train_state_bytes", pa.int64()),  # training-time only state (BMKP working net)
+        pa.field("n_exemplars", pa.int64()),
+        pa.field("wall_s", pa.float64()),  # wall time of this task (final row: whole run)
+        pa.field("seed", pa.int64()),
+        pa.field("config_json", pa.string()),  # the full resolved RunConfig as JSON
+        pa.field("code_version", pa.string()),
+        pa.field("started_at", _TS),
+        pa.field("finished_at", _TS),
+    ]
+)
+
+
+def param_column(name: str) -> str:
+    """Column name for a searched hyperparameter."""
+    return PARAM_PREFIX + name
