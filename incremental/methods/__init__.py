@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from .base import BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
 from .finetune import Finetune
+from .bmkp import BMKP
+from .separate import Separate
 
 __all__ = ["METHODS", "get_method", "Method", "MethodConfig", "ExemplarConfig", "RunContext", "BudgetPlan"]
 
 METHODS: dict[str, type[Method]] = {
     "finetune": Finetune,
+    "bmkp": BMKP,
+    "separate": Separate,
 }
 
 

@@ -142,6 +142,7 @@ class Method(ABC):
 
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS  # the first is the default
+    plan_is_exact: ClassVar[bool] = True  # False: plan() is an upper bound (memory() <= plan), e.g. BMKP's data-dependent ranks
 
     def __init__(self, config: MethodConfig, ctx: RunContext):
         self.config = config

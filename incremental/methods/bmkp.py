@@ -1,0 +1,248 @@
+"""BMKP (Sun et al., CVPR 2023): bilevel memory with knowledge projection, task-incremental.
+
+A working memory (raw conv weights) learns each task; knowledge projection then grows, per conv
+layer, a shared orthonormal basis B from the layer's pre-BN outputs and keeps only the task's
+coefficients A_t = B^T W; a consolidation phase trains A_t (B frozen), the task's BatchNorm set
+and its head rows. A task's coefficients, BN set and head rows never change after its turn, so
+forgetting is zero by construction. Design and the public code's defects: docs/bmkp.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..benchmarks import BenchmarkConfig, Task
+from ..configs import spec
+from ..errors import ConfigError
+from ..memory import MemoryReport, module_bytes, tensor_bytes
+from ..training import Schedule, fit, predict_in_batches
+from ._bmkp_net import BNSet, Layout, init_conv_weights, init_head
+from ._projection import compose, output_gram, project, residual_share, update_basis
+from .base import BudgetPlan, Method, MethodConfig, RunContext, derive_seed
+
+__all__ = ["BMKPConfig", "BMKP", "basis_regulariser"]
+
+FLOAT_BYTES = 4  # everything is stored as float32
+
+# Generator streams of one task (RunContext.generator / derive_seed): distinct and fixed, so that
+# a resumed run draws exactly what the uninterrupted one drew.
+_STREAM_WORK, _STREAM_EXAMPLES, _STREAM_RETRAIN, _STREAM_INIT = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class BMKPConfig(MethodConfig):
+    """BMKP's fields; defaults are the paper's seq-CIFAR-10 setting (Sec. 6.1 and the public
+    code's main.py). ``width`` is the reduced ResNet-18's nf."""
+
+    backbone: str = spec("reduced_resnet18", choices=("reduced_resnet18",))  # BMKP's only network
+    width: int = spec(20, range=(1, 1024))  # nf = 20: paper Sec. 6.1 (after GPM), main.py args.nf
+    epochs: int = spec(50, range=(1, 10_000))  # working memory: paper Sec. 6.1 (CIFAR-10)
+    lr: float = spec(0.05, range=(1e-6, 10.0))  # paper Sec. 6.1 (0.03 on Tiny-ImageNet)
+    momentum: float = spec(0.0, range=(0.0, 0.999))  # public code: torch.optim.SGD(params, lr) only
+    weight_decay: float = spec(0.0, range=(0.0, 1.0))  # public code: none
+    batch_size: int = spec(128, range=(2, 65_536))  # paper Sec. 6.1 (64 on Tiny-ImageNet, main.py)
+    milestones: tuple[int, ...] = spec((45,), range=(1, None))  # public code: StepLR(step_size=45, gamma=0.1)
+    retrain_epochs: int = spec(50, range=(0, 10_000))  # consolidation; main.py: as many as epochs; 0 skips it
+    lam: float = spec(10.0, range=(0.0, 1e6))  # regulariser weight lambda: paper Sec. 6.1 (CIFAR-10)
+    gamma: float = spec(0.96, range=(0.0, 1.0))  # retained energy share, tasks > 0: paper Sec. 6.1
+    gamma_first: float = spec(0.96, range=(0.0, 1.0))  # the same for task 0: main.py threshold_first
+    max_rank: int | None = spec(None, range=(1, None))  # cap on every layer's basis size; None: C_out
+    example_num: int = spec(500, range=(1, None))  # images projected per task: main.py args.example_num
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("gamma", "gamma_first"):
+            if getattr(self, name) <= 0.0:
+                raise ConfigError(f"BMKPConfig.{name}={getattr(self, name)!r} must be in (0, 1]: the share of "
+                                  "activation energy the basis must explain")
+        if self.retrain_epochs:
+            self.retrain_schedule(1)  # validate the consolidation schedule at the boundary too
+
+    def retrain_schedule(self, task_index: int) -> Schedule:
+        """The consolidation phase's SGD schedule: the task's schedule for ``retrain_epochs``."""
+        return dataclasses.replace(self.task_schedule(task_index), epochs=self.retrain_epochs)
+
+
+def basis_regulariser(weights: list[torch.Tensor], bases: list[torch.Tensor]) -> torch.Tensor:
+    """L_reg = sum over layers of ||W - B B^T W||_F^2 / ||W||_F^2 (see docs/bmkp.md for why not Eq. 4)."""
+    return torch.stack([residual_share(w, b) for w, b in zip(weights, bases)]).sum()
+
+
+class BMKP(Method):
+    config_cls = BMKPConfig
+    scenarios = ("task_il",)
+    plan_is_exact = False  # basis ranks depend on the data: plan() is an upper bound
+
+    def __init__(self, config: BMKPConfig, ctx: RunContext):
+        super().__init__(config, ctx)
+        self.layout = Layout.reduced_resnet18(config.width, ctx.image_shape[0])
+        gen = torch.Generator().manual_seed(derive_seed(ctx.seed, -1, _STREAM_INIT))
+        # Working memory: raw conv weights, warm-started from task to task (training-time state).
+        self.working = [nn.Parameter(w.to(ctx.device)) for w in init_conv_weights(self.layout, gen)]
+        # Long-term memory.
+        self.bases: list[torch.Tensor] = []  # per layer: C_out x r, orthonormal columns
+        self.coeffs: list[list[torch.Tensor]] = []  # per task, per layer: r_l(t) x D_l
+        self.bn_sets: list[BNSet] = []  # per task
+        self.heads: list[nn.Linear] = []  # per task: its rows of the one linear head over all classes
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def begin_task(self, task: Task) -> None:
+        if task.index != len(self.bn_sets):
+            raise RuntimeError(f"BMKP: task {task.index} begun after {len(self.bn_sets)} tasks")
+        gen = torch.Generator().manual_seed(derive_seed(self.ctx.seed, task.index, _STREAM_INIT))
+        self.bn_sets.append(BNSet(self.layout).to(self.ctx.device))
+        self.heads.append(init_head(self.layout.out_dim, len(task.classes), gen).to(self.ctx.device))
+
+    def train_task(self, task: Task) -> None:
+        """Working memory learning: CE over the task's classes + lam * L_reg against the current bases."""
+        t, bn, head = task.index, self.bn_sets[task.index], self.heads[task.index]
+        use_reg = bool(self.bases) and self.config.lam > 0
+
+        def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            loss = F.cross_entropy(head(self.layout.features(xb, self.working, bn)), yb - task.offset)
+            if use_reg:
+                loss = loss + self.config.lam * basis_regulariser(self.working, self.bases)
+            return loss
+
+        fit([*self.working, *bn.parameters(), *head.parameters()], loss_fn, task.train.x.to(self.ctx.device),
+            task.train.y, self.config.task_schedule(t), self.ctx.augmenter,
+            self.ctx.generator(t, _STREAM_WORK), train_mode=bn.train, label=f"bmkp task {t} working memory")
+
+    def end_task(self, task: Task) -> None:
+        """Knowledge projection (grow the bases, A_t = B^T W), then consolidation of A_t, BN set, head."""
+        t = task.index
+        grams = self._output_grams(task)
+        gamma = self.config.gamma_first if t == 0 else self.config.gamma
+        old = self.bases if self.bases else [None] * len(grams)
+        self.bases = [update_basis(g, b, gamma, self.config.max_rank) for g, b in zip(grams, old)]
+        with torch.no_grad():
+            coeffs = [project(w, b) for w, b in zip(self.working, self.bases)]
+        if self.config.retrain_epochs:
+            coeffs = self._consolidate(task, coeffs)
+        self.coeffs.append([a.detach().clone() for a in coeffs])
+        self.bn_sets[t].eval()
+
+    @torch.no_grad()
+    def _output_grams(self, task: Task) -> list[torch.Tensor]:
+        """Per layer Z Z^T of the working network's pre-BN outputs on ``example_num`` training images
+        (un-augmented, eval mode: the task's BN running statistics)."""
+        gen = torch.Generator().manual_seed(derive_seed(self.ctx.seed, task.index, _STREAM_EXAMPLES))
+        idx = torch.randperm(len(task.train), generator=gen)[: self.config.example_num].sort().values
+        x = task.train.x[idx]
+        grams = [torch.zeros(l.c_out, l.c_out, dtype=torch.float64, device=self.ctx.device) for l in self.layout.layers]
+
+        def tap(i: int, z: torch.Tensor) -> None:
+            grams[i] += output_gram(z)
+
+        bn = self.bn_sets[task.index].eval()
+        for start in range(0, len(x), self.config.batch_size):
+            xb = self.ctx.augmenter.normalize(x[start : start + self.config.batch_size])
+            self.layout.features(xb, self.working, bn, tap)
+        return grams
+
+    def _consolidate(self, task: Task, coeffs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Train A_t (bases frozen), the task's BN set and head rows with CE: the paper's recall step."""
+        t, bn, head = task.index, self.bn_sets[task.index], self.heads[task.index]
+        params = [nn.Parameter(a.clone()) for a in coeffs]
+        shapes = [layer.shape for layer in self.layout.layers]
+
+        def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            weights = [compose(b, a, s) for b, a, s in zip(self.bases, params, shapes)]
+            return F.cross_entropy(head(self.layout.features(xb, weights, bn)), yb - task.offset)
+
+        fit([*params, *bn.parameters(), *head.parameters()], loss_fn, task.train.x.to(self.ctx.device),
+            task.train.y, self.config.retrain_schedule(t), self.ctx.augmenter,
+            self.ctx.generator(t, _STREAM_RETRAIN), train_mode=bn.train, label=f"bmkp task {t} consolidation")
+        return params
+
+    # ---- inference -------------------------------------------------------------------------
+    def task_weights(self, task_id: int) -> list[torch.Tensor]:
+        """Task ``task_id``'s conv weights B[:, :r] A_t; the working weights if it is not projected yet."""
+        if task_id < len(self.coeffs):
+            return [compose(b, a, l.shape) for b, a, l in zip(self.bases, self.coeffs[task_id], self.layout.layers)]
+        return [w.detach() for w in self.working]
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:
+        """Logits over all seen classes from task ``task_id``'s network (its weights, its BN set in eval mode)."""
+        if task_id is None or not 0 <= task_id < len(self.bn_sets):
+            raise ValueError(f"BMKP is task-incremental: predict needs a task id in [0, {len(self.bn_sets)}), got {task_id}")
+        weights, bn = self.task_weights(task_id), self.bn_sets[task_id].eval()
+
+        def logits(xb: torch.Tensor) -> torch.Tensor:
+            f = self.layout.features(xb, weights, bn)
+            return torch.cat([h(f) for h in self.heads], 1)
+
+        return predict_in_batches(logits, x, self.ctx.augmenter, self.ctx.eval_batch_size)
+
+    # ---- memory ----------------------------------------------------------------------------
+    def memory(self) -> MemoryReport:
+        """model = bases + head rows of seen tasks; extra = every task's coefficients and BN set;
+        train_state = the working network's conv weights."""
+        bases = tensor_bytes(self.bases)
+        heads = sum(module_bytes(h) for h in self.heads)
+        coeffs = sum(tensor_bytes(a) for a in self.coeffs)
+        bn = sum(module_bytes(b) for b in self.bn_sets)
+        return MemoryReport(model_bytes=bases + heads, extra_bytes=coeffs + bn,
+                            train_state_bytes=tensor_bytes(self.working))
+
+    @classmethod
+    def plan(cls, config: BMKPConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+        """An UPPER bound: every layer's basis at its largest size min(C_out, max_rank) from task 0 on."""
+        c, h, w = benchmark.spec.image_shape
+        layout = Layout.reduced_resnet18(config.width, c)
+        n_tasks = len(benchmark.task_sizes)
+        ranks = [min(layer.c_out, config.max_rank or layer.c_out) for layer in layout.layers]
+        bases = sum(layer.c_out * r for layer, r in zip(layout.layers, ranks)) * FLOAT_BYTES
+        coeffs_per_task = sum(r * layer.fan_in for layer, r in zip(layout.layers, ranks)) * FLOAT_BYTES
+        bn_per_task = sum(4 * layer.c_out for layer in layout.layers) * FLOAT_BYTES  # weight, bias, mean, var
+        head = (layout.out_dim + 1) * benchmark.spec.n_classes * FLOAT_BYTES
+        working = sum(layer.c_out * layer.fan_in for layer in layout.layers) * FLOAT_BYTES
+        details = {
+            "upper_bound": True,
+            "note": "basis ranks are chosen from the data during training; this assumes every layer keeps "
+                    "min(C_out, max_rank) directions from task 0 on, so the real figure is at most this",
+            "rank_cap_per_layer": ranks,
+            "bases_bytes": bases, "coeff_bytes": n_tasks * coeffs_per_task, "bn_bytes": n_tasks * bn_per_task,
+            "head_bytes": head, "train_state_bytes": working, "n_projected_layers": len(layout.layers),
+        }
+        return BudgetPlan(bases + head, n_tasks * (coeffs_per_task + bn_per_task), c * h * w, 0, details)
+
+    @classmethod
+    def fields_for_tasks(cls, config: MethodConfig, n_done: int) -> frozenset[str] | None:
+        """After task 0 only, gamma and lam have played no part (both act from task 1 on)."""
+        if n_done <= 1:
+            return frozenset(f.name for f in dataclasses.fields(config)) - {"gamma", "lam"}
+        return None
+
+    # ---- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "working": [w.detach().clone() for w in self.working],
+            "bases": [b.clone() for b in self.bases],
+            "coeffs": [[a.clone() for a in task] for task in self.coeffs],
+            "bn_sets": [b.state_dict() for b in self.bn_sets],
+            "heads": [h.state_dict() for h in self.heads],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        dev = self.ctx.device
+        with torch.no_grad():
+            for w, saved in zip(self.working, state["working"], strict=True):
+                w.copy_(saved)
+        self.bases = [b.to(dev) for b in state["bases"]]
+        self.coeffs = [[a.to(dev) for a in task] for task in state["coeffs"]]
+        self.bn_sets, self.heads = [], []
+        for bn_state, head_state in zip(state["bn_sets"], state["heads"], strict=True):
+            bn = BNSet(self.layout)
+            bn.load_state_dict(bn_state)
+            head = nn.utils.skip_init(nn.Linear, self.layout.out_dim, head_state["weight"].shape[0])
+            head.load_state_dict(head_state)
+            self.bn_sets.append(bn.to(dev).eval())
+            self.heads.append(head.to(dev))

@@ -1,0 +1,81 @@
+"""Separate networks: a fresh backbone and head per task (task-IL). No forgetting, no transfer,
+memory = T networks: the reference BMKP compresses (its coefficients at full rank are this)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..backbones import BACKBONES, build_backbone
+from ..benchmarks import BenchmarkConfig, Task
+from ..configs import spec
+from ..memory import MemoryReport, module_bytes
+from ..training import fit, predict_in_batches
+from ._single import IncrementalNet, head_bytes
+from .base import BudgetPlan, Method, MethodConfig, RunContext
+
+__all__ = ["SeparateConfig", "Separate"]
+
+
+@dataclass(frozen=True)
+class SeparateConfig(MethodConfig):
+    """MethodConfig with BMKP's network as the default: reduced ResNet-18, nf (``width``) 20 (GPM/BMKP)."""
+
+    backbone: str = spec("reduced_resnet18", choices=tuple(BACKBONES))
+    width: int | None = spec(20, range=(1, 1024))
+
+
+class Separate(Method):
+    config_cls = SeparateConfig
+    scenarios = ("task_il",)
+
+    def __init__(self, config: SeparateConfig, ctx: RunContext):
+        super().__init__(config, ctx)
+        self.nets: list[IncrementalNet] = []
+
+    def begin_task(self, task: Task) -> None:
+        # Built after the run loop reseeds for this task: the init is a function of (seed, task).
+        net = IncrementalNet(self.config, self.ctx.image_shape[0])
+        net.head.expand(len(task.classes))
+        self.nets.append(net.to(self.ctx.device))
+
+    def train_task(self, task: Task) -> None:
+        net = self.nets[task.index]
+        fit(net.parameters(), lambda xb, yb: F.cross_entropy(net(xb), yb - task.offset),
+            task.train.x.to(self.ctx.device), task.train.y, self.config.task_schedule(task.index),
+            self.ctx.augmenter, self.ctx.generator(task.index), train_mode=net.train,
+            label=f"separate task {task.index}")
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:
+        """Logits over all seen classes, each class's from its own task's network (a multi-head output)."""
+        for net in self.nets:
+            net.eval()
+        return predict_in_batches(lambda xb: torch.cat([net(xb) for net in self.nets], 1), x,
+                                  self.ctx.augmenter, self.ctx.eval_batch_size)
+
+    def memory(self) -> MemoryReport:
+        return MemoryReport(model_bytes=sum(module_bytes(net) for net in self.nets))
+
+    @classmethod
+    def plan(cls, config: SeparateConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+        c, h, w = benchmark.spec.image_shape
+        bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
+        sizes = benchmark.task_sizes
+        nets = len(sizes) * module_bytes(bb) + sum(head_bytes(bb.out_dim, n) for n in sizes)
+        return BudgetPlan(nets, 0, c * h * w, 0, {"n_networks": len(sizes), "backbone_bytes": module_bytes(bb)})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"nets": [net.state_dict() for net in self.nets],
+                "classes": [net.head.out_features for net in self.nets]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.nets = []
+        for net_state, n_classes in zip(state["nets"], state["classes"], strict=True):
+            net = IncrementalNet(self.config, self.ctx.image_shape[0])
+            net.head.expand(n_classes)
+            net.load_state_dict(net_state)
+            self.nets.append(net.to(self.ctx.device))
