@@ -268,6 +268,9 @@ def test_separate_networks_do_not_forget_and_cost_t_networks():
 
     method, bench = drive(cfg, 3, record)
     assert torch.equal(method.predict(bench.tasks[0].test.x, 0)[:, :2], seen["logits0"])
+    masked = method.predict(bench.tasks[1].test.x, 1)
+    assert masked.shape == (len(bench.tasks[1].test), 6) and torch.isinf(masked[:, :2]).all()
+    assert torch.isfinite(masked[:, 2:4]).all() and torch.isinf(masked[:, 4:]).all()
     one = ReducedResNet18(nf=4, in_channels=3)
     by_hand = 3 * module_bytes(one) + 3 * (one.out_dim + 1) * 2 * 4
     assert method.memory().total_bytes == by_hand

@@ -51,11 +51,18 @@ class Separate(Method):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:
-        """Logits over all seen classes, each class's from its own task's network (a multi-head output)."""
-        for net in self.nets:
-            net.eval()
-        return predict_in_batches(lambda xb: torch.cat([net(xb) for net in self.nets], 1), x,
-                                  self.ctx.augmenter, self.ctx.eval_batch_size)
+        """Task ``task_id``'s network scores its own classes; the other seen classes are masked (-inf)."""
+        if task_id is None or not 0 <= task_id < len(self.nets):
+            raise ValueError(f"separate is task-incremental: predict needs a task id in [0, {len(self.nets)}), got {task_id}")
+        sizes = [n.head.out_features for n in self.nets]
+        out = torch.full((len(x), sum(sizes)), float("-inf"), device=self.ctx.device)
+        if len(x) == 0:
+            return out
+        net = self.nets[task_id].eval()
+        own = predict_in_batches(net, x, self.ctx.augmenter, self.ctx.eval_batch_size)
+        lo = sum(sizes[:task_id])
+        out[:, lo : lo + sizes[task_id]] = own
+        return out
 
     def memory(self) -> MemoryReport:
         return MemoryReport(model_bytes=sum(module_bytes(net) for net in self.nets))
