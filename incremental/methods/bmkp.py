@@ -10,6 +10,7 @@ forgetting is zero by construction. Design and the public code's defects: docs/b
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ from ._projection import compose, output_gram, project, residual_share, update_b
 from .base import BudgetPlan, Method, MethodConfig, RunContext, derive_seed
 
 __all__ = ["BMKPConfig", "BMKP", "basis_regulariser"]
+
+log = logging.getLogger(__name__)
 
 FLOAT_BYTES = 4  # everything is stored as float32
 
@@ -121,6 +124,8 @@ class BMKP(Method):
         gamma = self.config.gamma_first if t == 0 else self.config.gamma
         old = self.bases if self.bases else [None] * len(grams)
         self.bases = [update_basis(g, b, gamma, self.config.max_rank) for g, b in zip(grams, old)]
+        log.info("bmkp task %d: basis sizes %s of %s", t, [b.shape[1] for b in self.bases],
+                 [layer.c_out for layer in self.layout.layers])
         with torch.no_grad():
             coeffs = [project(w, b) for w, b in zip(self.working, self.bases)]
         if self.config.retrain_epochs:
