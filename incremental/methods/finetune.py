@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..benchmarks import BenchmarkConfig, Task
 from ..memory import MemoryReport
+from ._prefix import first_task_fields
 from ._single import SingleNetMethod, backbone_params, head_bytes
 from .base import BudgetPlan, MethodConfig
 
@@ -27,3 +28,8 @@ class Finetune(SingleNetMethod):
         bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
         model = module_bytes(bb) + head_bytes(bb.out_dim, benchmark.spec.n_classes)
         return BudgetPlan(model, 0, c * h * w, 0, {"backbone_params": backbone_params(config, c)})
+
+    @classmethod
+    def fields_for_tasks(cls, config: MethodConfig, n_done: int) -> frozenset[str] | None:
+        """Task 0 reads the network and its own schedule; every field acts from task 1 on."""
+        return first_task_fields(config) if n_done <= 1 else None

@@ -1,0 +1,266 @@
+"""Task-prefix reuse: a content-addressed store of run states after the first k tasks.
+
+Many trials of a study agree on everything that determines their first tasks (MEMO's expensive
+first task, BMKP's task 0: most searched fields only act from task 1 on). A state stored after
+``n_done`` tasks is keyed by exactly what can influence it (``Method.fields_for_tasks``, the whole
+benchmark, seed, scenario, augmentation, device type, evaluation batch, code version), so a new
+trial may start from the longest stored prefix and produce the same metrics as a run from scratch.
+
+Layout: one directory, per key ``<key>.pt`` (the run's checkpoint, ``run.make_state``) and
+``<key>.json`` (metadata). Both are written atomically (temp file + ``os.replace``), the ``.pt``
+first, so an entry is visible only once complete and concurrent writers of one key are harmless
+(same key -> same content). A size limit evicts least recently used entries (the ``.json``'s
+mtime is touched on every hit). Shared storage (NFS) makes it work across nodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .configs import to_mapping
+from .errors import ConfigError
+from .methods import get_method
+from .run import CHECKPOINT_FORMAT, RunConfig, TaskResult, load_checkpoint
+
+__all__ = ["PrefixCache", "CacheEntry", "prefix_key", "prefix_fields", "prefix_state", "engine_version",
+           "start_state", "store", "cached_results", "DEFAULT_MAX_BYTES"]
+
+log = logging.getLogger(__name__)
+
+KEY_FORMAT = 1  # bump when the key's payload changes meaning
+DEFAULT_MAX_BYTES = 2 * 2**30  # 2 GiB: ~400 MEMO ResNet-32 prefixes with 2,000 CIFAR exemplars (~5 MB each)
+
+
+def engine_version() -> str:
+    """A hash of the engine's sources (``incremental/**.py``) and the torch version.
+
+    Finer than the git commit: an uncommitted edit of a method invalidates its prefixes, a commit
+    that only touches analysis/ does not.
+    """
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def prefix_fields(config: RunConfig, n_done: int) -> frozenset[str] | None:
+    """Method-config fields that can influence the state after ``n_done`` tasks (None: all)."""
+    fields = get_method(config.method).fields_for_tasks(config.method_config, n_done)
+    if fields is not None:
+        known = {f.name for f in dataclasses.fields(config.method_config)}
+        if not fields <= known:
+            raise ValueError(f"{config.method}.fields_for_tasks names unknown fields {sorted(fields - known)}")
+    return fields
+
+
+def prefix_key(config: RunConfig, n_done: int, version: str) -> str:
+    """The content address of the state after ``n_done`` tasks of ``config`` under code ``version``."""
+    fields = prefix_fields(config, n_done)
+    method_values = to_mapping(config.method_config)
+    if fields is not None:
+        method_values = {name: method_values[name] for name in sorted(fields)}
+    bench = config.benchmark
+    payload = {
+        "format": KEY_FORMAT,
+        "method": config.method,
+        "all_fields": fields is None,
+        "method_config": method_values,
+        "benchmark": to_mapping(bench),
+        "seed": config.seed,
+        "scenario": config.scenario,
+        "augment_policy": config.augment_policy or (bench.spec.augmentation if bench.augment else "none"),
+        "device_type": torch.device(config.device).type,  # cuda:0 and cuda:1 compute alike
+        "eval_batch_size": config.eval_batch_size,  # evaluation rows (and herding features) are in the state
+        "code": version,
+        "n_done": n_done,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def prefix_state(state: Mapping[str, Any], config: RunConfig, n_done: int, version: str) -> dict[str, Any]:
+    """A stored prefix state made resumable by ``config``: the explicit, verified way to start
+    ``run(config, initial_state=...)`` from a state written by a *compatible* config.
+
+    ``run`` still refuses any checkpoint whose config differs; this rewrites the stored config
+    only after checking that the stored config's prefix key equals ``config``'s.
+    """
+    if state.get("format") != CHECKPOINT_FORMAT or len(state.get("results", ())) != n_done:
+        raise ConfigError(f"prefix state is not a checkpoint after {n_done} task(s)")
+    stored = RunConfig.from_dict(json.loads(state["config"]))
+    if prefix_key(stored, n_done, version) != prefix_key(config, n_done, version):
+        raise ConfigError(f"prefix state after {n_done} task(s) was written by a config that differs in a field "
+                          "that acts on those tasks; refusing to start from it")
+    return {**state, "config": config.to_json()}
+
+
+def cached_results(state: Mapping[str, Any]) -> list[TaskResult]:
+    """The per-task results a prefix state carries (to report them before training continues)."""
+    return [TaskResult.from_dict(r) for r in state["results"]]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    key: str
+    method: str
+    n_done: int
+    bytes: int
+    last_used: float  # seconds since the epoch
+    meta: dict[str, Any]
+
+
+class PrefixCache:
+    """A directory of prefix states with an LRU size limit (``max_bytes``, None: unlimited)."""
+
+    def __init__(self, directory: str | os.PathLike, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 version: str | None = None):
+        if max_bytes is not None and max_bytes <= 0:
+            raise ConfigError(f"prefix cache max_bytes={max_bytes} must be positive (or None for no limit)")
+        self.dir = Path(directory)
+        self.max_bytes = max_bytes
+        self.version = version or engine_version()
+
+    # ---- entries ----------------------------------------------------------------------------
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        return self.dir / f"{key}.pt", self.dir / f"{key}.json"
+
+    def entries(self) -> list[CacheEntry]:
+        """Every complete entry, least recently used first; unreadable metadata is skipped."""
+        out = []
+        for meta_path in self.dir.glob("*.json"):
+            key = meta_path.stem
+            try:
+                meta = json.loads(meta_path.read_text())
+                pt_size = (self.dir / f"{key}.pt").stat().st_size
+                st = meta_path.stat()
+            except (OSError, ValueError):
+                continue  # being evicted by another process, or corrupt (reported by get)
+            out.append(CacheEntry(key, str(meta.get("method")), int(meta.get("n_done", -1)),
+                                  pt_size + st.st_size, st.st_mtime, meta))
+        return sorted(out, key=lambda e: (e.last_used, e.key))
+
+    def total_bytes(self) -> int:
+        return sum(e.bytes for e in self.entries())
+
+    def remove(self, key: str) -> None:
+        for path in self._paths(key)[::-1]:  # metadata first: the entry disappears at once
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def clear(self) -> int:
+        """Remove every entry (and stray temp files); returns the number of entries removed."""
+        entries = self.entries()
+        for e in entries:
+            self.remove(e.key)
+        for tmp in self.dir.glob("*.tmp*"):
+            tmp.unlink(missing_ok=True)
+        return len(entries)
+
+    # ---- get / put --------------------------------------------------------------------------
+    def get(self, config: RunConfig, n_done: int) -> dict[str, Any] | None:
+        """The state after ``n_done`` tasks of a compatible config, ready for ``run(initial_state=)``;
+        None on a miss. A corrupt or mismatching entry is logged, removed and treated as a miss."""
+        key = prefix_key(config, n_done, self.version)
+        pt, meta_path = self._paths(key)
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("key") != key:
+                raise ValueError(f"metadata names key {meta.get('key')!r}")
+            state = load_checkpoint(pt)
+            state = prefix_state(state, config, n_done, self.version)
+        except FileNotFoundError:
+            return None  # evicted between the check and the read
+        except Exception as err:  # noqa: BLE001 - any unreadable entry is a miss, never a failed trial
+            log.warning("prefix cache: ignoring corrupt entry %s (%s: %s)", key, type(err).__name__, err)
+            self.remove(key)
+            return None
+        try:
+            os.utime(meta_path)  # LRU: last use = the metadata's mtime (atime is often off: noatime)
+        except FileNotFoundError:
+            pass
+        return state
+
+    def put(self, config: RunConfig, state: Mapping[str, Any] | str | os.PathLike, n_done: int) -> str | None:
+        """Store the state after ``n_done`` tasks (a checkpoint mapping, or the path of a ``state.pt``
+        that holds exactly those tasks). Returns the key, or None if the entry alone exceeds the limit."""
+        key = prefix_key(config, n_done, self.version)
+        pt, meta_path = self._paths(key)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tag = f".tmp{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp_pt, tmp_meta = pt.with_name(pt.name + tag), meta_path.with_name(meta_path.name + tag)
+        if isinstance(state, Mapping):
+            if len(state.get("results", ())) != n_done or state.get("config") != config.to_json():
+                raise ValueError(f"put(): the state is not {config.method}'s checkpoint after {n_done} task(s)")
+            torch.save(dict(state), tmp_pt)
+        else:
+            tmp_pt.write_bytes(Path(state).read_bytes())
+        size = tmp_pt.stat().st_size
+        if self.max_bytes is not None and size > self.max_bytes:
+            tmp_pt.unlink()
+            log.warning("prefix cache: a %d-byte entry exceeds max_bytes=%d; not stored", size, self.max_bytes)
+            return None
+        fields = prefix_fields(config, n_done)
+        meta = {"key": key, "method": config.method, "n_done": n_done, "code": self.version,
+                "fields": None if fields is None else sorted(fields), "config": config.to_dict(),
+                "created": time.time()}
+        tmp_meta.write_text(json.dumps(meta, sort_keys=True))
+        os.replace(tmp_pt, pt)
+        os.replace(tmp_meta, meta_path)
+        self.evict(keep=key)
+        return key
+
+    def evict(self, keep: str | None = None) -> list[str]:
+        """Drop least recently used entries until the cache fits ``max_bytes``; returns the keys dropped."""
+        if self.max_bytes is None:
+            return []
+        entries = self.entries()
+        total, dropped = sum(e.bytes for e in entries), []
+        for e in entries:
+            if total <= self.max_bytes:
+                break
+            if e.key == keep:
+                continue
+            self.remove(e.key)
+            total -= e.bytes
+            dropped.append(e.key)
+        return dropped
+
+
+# ---- the hooks a trainable calls -------------------------------------------------------------
+def start_state(config: RunConfig, cache: PrefixCache | None) -> tuple[dict[str, Any] | None, int]:
+    """The longest stored prefix of ``config`` -> (state for ``run(initial_state=)``, tasks done);
+    (None, 0) on a miss or without a cache."""
+    if cache is None:
+        return None, 0
+    for n_done in range(len(config.benchmark.task_sizes), 0, -1):
+        state = cache.get(config, n_done)
+        if state is not None:
+            log.info("prefix cache: %s starts after task %d", config.method, n_done - 1)
+            return state, n_done
+    return None, 0
+
+
+def store(config: RunConfig, state: Mapping[str, Any] | str | os.PathLike, n_done: int,
+          cache: PrefixCache | None) -> str | None:
+    """Offer the state after ``n_done`` tasks to the cache. Only prefixes other configs can share
+    are kept (the method names the fields they depend on); a state depending on every field would
+    only serve an identical config. Returns the key stored, or None."""
+    if cache is None or prefix_fields(config, n_done) is None:
+        return None
+    return cache.put(config, state, n_done)

@@ -1,0 +1,257 @@
+"""Task-prefix cache: keys, soundness of fields_for_tasks, exact reuse, LRU, concurrency, corruption, CLI.
+
+Everything trains for real on tiny synthetic tasks (tiny backbone, 1-2 epochs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from incremental.errors import ConfigError
+from incremental.methods.base import MethodConfig
+from incremental.prefix_cache import PrefixCache, prefix_fields, prefix_key, prefix_state, start_state, store
+from incremental.run import CHECKPOINT_FILE, RunConfig, load_checkpoint, run
+from study.cli import main as cli_main
+
+BENCH = {"name": "synthetic", "n_classes": 6, "image_size": 12, "train_per_class": 24, "test_per_class": 8,
+         "val_fraction": 0.25}
+FAST = {
+    "finetune": {"backbone": "tiny", "width": 4, "epochs": 1, "batch_size": 16, "lr": 0.05, "init_epochs": 2,
+                 "init_lr": 0.1, "init_weight_decay": 5e-4, "init_milestones": []},
+    "bmkp": {"width": 4, "epochs": 1, "retrain_epochs": 1, "batch_size": 16, "example_num": 24, "milestones": []},
+}
+# Per method: fields that act only from task 1 on, with another valid value each.
+LATER = {
+    "finetune": {"lr": 0.02, "epochs": 2, "weight_decay": 0.0, "milestones": [1]},
+    "bmkp": {"gamma": 0.8, "lam": 1.0},
+}
+V = "test-version"
+
+
+def config(method: str = "finetune", seed: int = 0, bench: dict | None = None, **overrides) -> RunConfig:
+    return RunConfig.from_dict({"method": method, "seed": seed, "benchmark": {**BENCH, **(bench or {})},
+                                "method_config": {**FAST[method], **overrides}})
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("wall_s", "elapsed_s")} for row in rows]
+
+
+def comparable(result) -> list[dict]:
+    """Every per-task figure except timings."""
+    return untimed([t.as_dict() for t in result.tasks])
+
+
+def other_value(f: dataclasses.Field, value):
+    """A different valid value for a MethodConfig field (for the key test)."""
+    if f.name == "backbone":
+        return "resnet20"
+    if f.name == "schedule":
+        return "cosine"
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, tuple) or f.name in ("milestones", "init_milestones"):
+        return (1,)
+    if f.name == "width":
+        return 8
+    if value is None:
+        return {"init_epochs": 3, "init_lr": 0.3, "init_weight_decay": 0.01}[f.name]
+    return value * 0.5 if isinstance(value, float) and value else (value + 1 if isinstance(value, int) else 0.1)
+
+
+# ---- keys ---------------------------------------------------------------------------------------
+def test_key_changes_exactly_when_a_prefix_field_changes():
+    base = RunConfig.from_dict({"method": "finetune", "benchmark": BENCH,
+                                "method_config": {"backbone": "tiny", "init_lr": 0.2}})  # init_epochs unset
+    prefix = prefix_fields(base, 1)
+    assert {"init_lr", "epochs", "init_epochs", "backbone", "batch_size"} <= prefix
+    assert "lr" not in prefix and "weight_decay" in prefix  # init_lr is set; init_weight_decay is not
+    k1, k2 = prefix_key(base, 1, V), prefix_key(base, 2, V)
+    for f in dataclasses.fields(MethodConfig):
+        changed = dataclasses.replace(base, method_config=dataclasses.replace(
+            base.method_config, **{f.name: other_value(f, getattr(base.method_config, f.name))}))
+        assert (prefix_key(changed, 1, V) != k1) == (f.name in prefix), f.name
+        assert prefix_key(changed, 2, V) != k2, f.name  # after task 1 every field counts
+    # everything outside the method config is always in the key
+    for changed in (dataclasses.replace(base, seed=1), dataclasses.replace(base, eval_batch_size=7),
+                    dataclasses.replace(base, augment_policy="fmnist"),
+                    RunConfig.from_dict({**base.to_dict(), "benchmark": {**BENCH, "data_seed": 3}})):
+        assert prefix_key(changed, 1, V) != k1
+    assert prefix_key(base, 1, "other-code") != k1
+
+
+def test_bmkp_prefix_leaves_out_gamma_and_lam_only():
+    cfg = config("bmkp")
+    assert prefix_fields(cfg, 1) == frozenset(f.name for f in dataclasses.fields(cfg.method_config)) - {"gamma", "lam"}
+    assert prefix_key(cfg, 1, V) == prefix_key(config("bmkp", **LATER["bmkp"]), 1, V)
+    assert prefix_key(cfg, 1, V) != prefix_key(config("bmkp", gamma_first=0.8), 1, V)
+
+
+@pytest.mark.parametrize("method", ["finetune", "bmkp"])
+def test_declared_fields_are_sound(method, tmp_path):
+    """Changing every field the method leaves out of task 0's set leaves the state after task 0 bit-identical."""
+    assert set(LATER[method]).isdisjoint(prefix_fields(config(method), 1))
+    a = load_checkpoint_after(config(method), tmp_path / "a", 1)
+    b = load_checkpoint_after(config(method, **LATER[method]), tmp_path / "b", 1)
+    assert untimed(a["results"]) == untimed(b["results"])
+    assert_same_tensors(a["method"], b["method"])
+
+
+def assert_same_tensors(a, b) -> None:
+    """Nested state dicts/lists equal, tensors bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same_tensors(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same_tensors(x, y)
+    else:
+        assert a == b
+
+
+# ---- exact reuse ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["finetune", "bmkp"])
+def test_start_from_cache_equals_scratch(method, tmp_path):
+    cache = PrefixCache(tmp_path / "cache", version=V)
+    first = config(method)
+    ckpt = tmp_path / "ckpt"
+    run(first, lambda r: store(first, ckpt / CHECKPOINT_FILE, r.task + 1, cache), checkpoint_dir=ckpt)
+    assert [e.n_done for e in cache.entries()] == [1]  # only the shareable prefix is kept
+
+    second = config(method, **LATER[method])
+    state, n_done = start_state(second, cache)
+    assert n_done == 1
+    reused = run(second, initial_state=state)
+    scratch = run(second)
+    assert comparable(reused) == comparable(scratch)
+    assert len(reused.tasks) == scratch.final.n_tasks
+    # a config differing in a task-0 field finds nothing
+    assert start_state(config(method, seed=5), cache) == (None, 0)
+
+
+def test_run_still_refuses_a_foreign_checkpoint(tmp_path):
+    first, second = config(), config(**LATER["finetune"])
+    raw = dict(load_checkpoint_after(first, tmp_path, 1))
+    with pytest.raises(ConfigError, match="different config"):
+        run(second, initial_state=raw)  # the normal resume check is untouched
+    prefix_state(raw, second, 1, V)  # the explicit way accepts a compatible config
+    with pytest.raises(ConfigError, match="acts on those tasks"):
+        prefix_state(raw, config(init_lr=0.3), 1, V)
+    with pytest.raises(ConfigError, match="after 2 task"):
+        prefix_state(raw, second, 2, V)
+
+
+def load_checkpoint_after(cfg: RunConfig, tmp_path: Path, n: int) -> dict:
+    ckpt = tmp_path / f"ck-{cfg.seed}-{n}"
+    run(cfg, checkpoint_dir=ckpt, stop_after=n)
+    return load_checkpoint(ckpt / CHECKPOINT_FILE)
+
+
+# ---- storage: LRU, corruption, concurrency ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def states(tmp_path_factory):
+    """Real states after task 0 for three seeds."""
+    root = tmp_path_factory.mktemp("states")
+    return {seed: load_checkpoint_after(config(seed=seed), root, 1) for seed in range(3)}
+
+
+def test_lru_evicts_least_recently_used(states, tmp_path):
+    import os
+
+    probe = PrefixCache(tmp_path / "probe", max_bytes=None, version=V)
+    probe.put(config(seed=0), states[0], 1)
+    one = probe.total_bytes()
+    cache = PrefixCache(tmp_path / "c", max_bytes=int(2.5 * one), version=V)
+    k0 = cache.put(config(seed=0), states[0], 1)
+    k1 = cache.put(config(seed=1), states[1], 1)
+    os.utime(tmp_path / "c" / f"{k0}.json", (1_000, 1_000))  # both old, seed 0 older
+    os.utime(tmp_path / "c" / f"{k1}.json", (2_000, 2_000))
+    assert cache.get(config(seed=0), 1) is not None  # a hit makes seed 0 the most recent
+    k2 = cache.put(config(seed=2), states[2], 1)
+    assert {e.key for e in cache.entries()} == {k0, k2}  # seed 1 was least recently used
+    assert cache.total_bytes() <= cache.max_bytes
+    tiny = PrefixCache(tmp_path / "t", max_bytes=100, version=V)
+    assert tiny.put(config(seed=0), states[0], 1) is None and tiny.entries() == []
+
+
+def test_corrupt_entry_is_ignored_with_a_warning(states, tmp_path, caplog):
+    cache = PrefixCache(tmp_path, version=V)
+    key = cache.put(config(), states[0], 1)
+    (tmp_path / f"{key}.pt").write_bytes(b"not a checkpoint")
+    with caplog.at_level(logging.WARNING, logger="incremental.prefix_cache"):
+        assert cache.get(config(), 1) is None
+    assert "corrupt entry" in caplog.text and key in caplog.text
+    assert cache.entries() == []  # removed, so it warns once
+    key = cache.put(config(), states[0], 1)
+    (tmp_path / f"{key}.json").write_text("{truncated")
+    assert cache.get(config(), 1) is None
+    assert cache.put(config(), states[0], 1) == key and cache.get(config(), 1) is not None
+
+
+WRITER = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    from incremental.prefix_cache import PrefixCache
+    from incremental.run import RunConfig, load_checkpoint
+    cache = PrefixCache(sys.argv[1], max_bytes=int(sys.argv[3]), version="test-version")
+    for path in sys.argv[4:] * 15:
+        state = load_checkpoint(path)
+        cache.put(RunConfig.from_dict(__import__("json").loads(state["config"])), state, 1)
+        cache.entries()
+    print("ok", sys.argv[2])
+""")
+
+
+def test_concurrent_writers_leave_a_valid_cache(states, tmp_path):
+    paths = []
+    for seed, state in states.items():
+        paths.append(tmp_path / f"s{seed}.pt")
+        torch.save(state, paths[-1])
+    cache_dir = tmp_path / "shared"
+    probe = PrefixCache(tmp_path / "probe", max_bytes=None, version=V)
+    probe.put(config(seed=0), states[0], 1)
+    limit = int(2.5 * probe.total_bytes())  # forces evictions while both write
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(cache_dir), str(i), str(limit),
+                               *map(str, paths[i:] + paths[:i])], stdout=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    cache = PrefixCache(cache_dir, max_bytes=limit, version=V)
+    entries = cache.entries()
+    assert 1 <= len(entries) <= 2 and not list(cache_dir.glob("*.tmp*"))
+    for e in entries:
+        seed = json.loads((cache_dir / f"{e.key}.json").read_text())["config"]["seed"]
+        assert cache.get(config(seed=seed), 1)["results"] == states[seed]["results"]
+
+
+# ---- CLI ----------------------------------------------------------------------------------------------
+def test_cli_ls_stats_clear(states, tmp_path, capsys):
+    cache = PrefixCache(tmp_path, version=V)
+    keys = [cache.put(config(seed=s), states[s], 1) for s in (0, 1)]
+    assert cli_main(["cache", "ls", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(k in out for k in keys) and "2 entries" in out and "finetune" in out
+    assert cli_main(["cache", "stats", "--dir", str(tmp_path)]) == 0
+    assert "finetune" in capsys.readouterr().out
+    assert cli_main(["cache", "clear", "--dir", str(tmp_path)]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert cache.entries() == []
+    assert cli_main(["cache", "ls", "--dir", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_limit_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="max_bytes"):
+        PrefixCache(tmp_path, max_bytes=0)
