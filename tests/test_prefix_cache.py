@@ -26,12 +26,13 @@ BENCH = {"name": "synthetic", "n_classes": 6, "image_size": 12, "train_per_class
 FAST = {
     "finetune": {"backbone": "tiny", "width": 4, "epochs": 1, "batch_size": 16, "lr": 0.05, "init_epochs": 2,
                  "init_lr": 0.1, "init_weight_decay": 5e-4, "init_milestones": []},
-    "bmkp": {"width": 4, "epochs": 1, "retrain_epochs": 1, "batch_size": 16, "example_num": 24, "milestones": []},
+    "bmkp": {"width": 4, "epochs": 1, "retrain_epochs": 1, "batch_size": 16, "example_num": 24, "milestones": [],
+             "init_epochs": 2, "init_lr": 0.05, "init_milestones": []},
 }
 # Per method: fields that act only from task 1 on, with another valid value each.
 LATER = {
     "finetune": {"lr": 0.02, "epochs": 2, "weight_decay": 0.0, "milestones": [1]},
-    "bmkp": {"gamma": 0.8, "lam": 1.0},
+    "bmkp": {"gamma": 0.8, "lam": 1.0, "lr": 0.02, "epochs": 2},
 }
 V = "test-version"
 
@@ -88,9 +89,11 @@ def test_key_changes_exactly_when_a_prefix_field_changes():
     assert prefix_key(base, 1, "other-code") != k1
 
 
-def test_bmkp_prefix_leaves_out_gamma_and_lam_only():
-    cfg = config("bmkp")
-    assert prefix_fields(cfg, 1) == frozenset(f.name for f in dataclasses.fields(cfg.method_config)) - {"gamma", "lam"}
+def test_bmkp_prefix_leaves_out_gamma_lam_and_overridden_schedule_fields():
+    cfg = config("bmkp")  # init_epochs, init_lr, init_milestones set; init_weight_decay not
+    every = frozenset(f.name for f in dataclasses.fields(cfg.method_config))
+    assert prefix_fields(cfg, 1) == every - {"gamma", "lam", "epochs", "lr", "milestones"}
+    assert prefix_fields(config("bmkp", init_lr=None), 1) == every - {"gamma", "lam", "epochs", "milestones"}
     assert prefix_key(cfg, 1, V) == prefix_key(config("bmkp", **LATER["bmkp"]), 1, V)
     assert prefix_key(cfg, 1, V) != prefix_key(config("bmkp", gamma_first=0.8), 1, V)
 

@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..memory import MemoryReport, module_bytes, tensor_bytes
 from ..training import Schedule, fit, predict_in_batches
 from ._bmkp_net import BNSet, Layout, init_conv_weights, init_head
+from ._prefix import first_task_fields
 from ._projection import compose, output_gram, project, residual_share, update_basis
 from .base import BudgetPlan, Method, MethodConfig, RunContext, derive_seed
 
@@ -221,9 +222,11 @@ class BMKP(Method):
 
     @classmethod
     def fields_for_tasks(cls, config: MethodConfig, n_done: int) -> frozenset[str] | None:
-        """After task 0 only, gamma and lam have played no part (both act from task 1 on)."""
+        """After task 0 only, gamma and lam have played no part (both act from task 1 on), nor have
+        the later-task schedule fields whose init_* counterpart is set (prefix cache)."""
         if n_done <= 1:
-            return frozenset(f.name for f in dataclasses.fields(config)) - {"gamma", "lam"}
+            later = {"epochs", "lr", "weight_decay", "milestones"} - first_task_fields(config)
+            return frozenset(f.name for f in dataclasses.fields(config)) - {"gamma", "lam"} - later
         return None
 
     # ---- state -----------------------------------------------------------------------------
