@@ -6,6 +6,7 @@ from .base import BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
 from .finetune import Finetune
 from .bmkp import BMKP
 from .separate import Separate
+from .replay import Replay
 
 __all__ = ["METHODS", "get_method", "Method", "MethodConfig", "ExemplarConfig", "RunContext", "BudgetPlan"]
 
@@ -13,6 +14,7 @@ METHODS: dict[str, type[Method]] = {
     "finetune": Finetune,
     "bmkp": BMKP,
     "separate": Separate,
+    "replay": Replay,
 }
 
 
