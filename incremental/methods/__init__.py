@@ -7,6 +7,8 @@ from .finetune import Finetune
 from .bmkp import BMKP
 from .separate import Separate
 from .replay import Replay
+from .icarl import ICaRL
+from .joint import Joint
 
 __all__ = ["METHODS", "get_method", "Method", "MethodConfig", "ExemplarConfig", "RunContext", "BudgetPlan"]
 
@@ -15,6 +17,8 @@ METHODS: dict[str, type[Method]] = {
     "bmkp": BMKP,
     "separate": Separate,
     "replay": Replay,
+    "icarl": ICaRL,
+    "joint": Joint,
 }
 
 

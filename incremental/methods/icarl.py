@@ -1,0 +1,124 @@
+"""iCaRL (Rebuffi et al., CVPR 2017) as PyCIL trains it (models/icarl.py): replay with herding, plus
+knowledge distillation of the previous model's old-class logits, and nearest-mean-of-exemplars
+(NME) prediction with class means of L2-normalised exemplar features."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..backbones import build_backbone
+from ..benchmarks import BenchmarkConfig, Task
+from ..configs import spec
+from ..memory import MemoryReport, module_bytes
+from ..training import predict_in_batches
+from ._exemplar import class_means, nme_logits, rehearsal_ce, with_exemplars
+from ._prefix import budget_fields, first_task_fields
+from ._single import IncrementalNet
+from .base import BudgetPlan, ExemplarConfig, RunContext
+from .replay import Replay, exemplar_plan
+
+__all__ = ["ICaRLConfig", "ICaRL", "kd_loss"]
+
+FLOAT_BYTES = 4  # class means are stored as float32
+
+
+@dataclass(frozen=True)
+class ICaRLConfig(ExemplarConfig):
+    kd_temperature: float = spec(2.0, range=(0.01, 100.0))  # PyCIL models/icarl.py: T = 2
+    kd_weight: float = spec(1.0, range=(0.0, 1000.0))  # PyCIL: loss = loss_clf + loss_kd (weight 1, no T^2)
+    classifier: str = spec("nme", choices=("nme", "cnn"))  # iCaRL predicts by NME; "cnn" = the linear head
+
+
+def kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft-target cross-entropy between temperature-scaled softmaxes, mean over the batch (PyCIL _KD_loss)."""
+    log_p = F.log_softmax(logits / temperature, dim=1)
+    q = F.softmax(old_logits / temperature, dim=1)
+    return -(q * log_p).sum() / logits.shape[0]
+
+
+class ICaRL(Replay):
+    config_cls = ICaRLConfig
+    scenarios = ("class_il",)  # NME over all seen classes is a class-incremental classifier
+
+    def __init__(self, config: ICaRLConfig, ctx: RunContext):
+        super().__init__(config, ctx)
+        self.old_net: IncrementalNet | None = None  # training-time only: the model after the previous task
+        self.means: torch.Tensor | None = None  # n_seen x d, recomputed at every end_task
+        self._train_state_bytes = 0
+
+    def begin_task(self, task: Task) -> None:
+        if task.index > 0:
+            # Copied before the head grows: the old model scores exactly the classes known so far.
+            self.old_net = copy.deepcopy(self.net).eval().requires_grad_(False)
+            self._train_state_bytes = module_bytes(self.old_net)
+        super().begin_task(task)
+
+    def train_task(self, task: Task) -> None:
+        x, y = with_exemplars(task, self.exemplars)
+        sizes, cfg = self.ctx.benchmark.task_sizes, self.config
+        old, known = self.old_net, task.offset
+
+        def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            logits = self.net(xb)
+            loss = rehearsal_ce(logits, yb, self.n_seen, self.ctx.scenario, sizes)
+            if old is not None and cfg.kd_weight > 0:
+                with torch.no_grad():
+                    old_logits = old(xb)
+                loss = loss + cfg.kd_weight * kd_loss(logits[:, :known], old_logits, cfg.kd_temperature)
+            return loss
+
+        self.train_on(task, x, y, loss_fn)
+
+    def end_task(self, task: Task) -> None:
+        super().end_task(task)  # herding with the new model
+        self.old_net = None  # only needed while training
+        ex_x, ex_y = self.exemplars.data()
+        # PyCIL recomputes every class mean with the current model on the current exemplars.
+        self.means = class_means(self.features, ex_x, ex_y, self.n_seen) if len(ex_y) else None
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:
+        if self.config.classifier == "cnn" or self.means is None:
+            return super().predict(x, task_id)
+        self.net.eval()
+        return nme_logits(predict_in_batches(self.net.features, x, self.ctx.augmenter, self.ctx.eval_batch_size),
+                          self.means)
+
+    def memory(self) -> MemoryReport:
+        base = super().memory()
+        means = self.means.numel() * FLOAT_BYTES if self.config.classifier == "nme" and self.means is not None else 0
+        return MemoryReport(model_bytes=base.model_bytes, exemplar_bytes=base.exemplar_bytes, extra_bytes=means,
+                            n_exemplars=base.n_exemplars, train_state_bytes=self._train_state_bytes)
+
+    @classmethod
+    def plan(cls, config: ICaRLConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+        """Replay's plan plus the class means (n_classes x feature dim, float32) when predicting by NME.
+
+        The means are charged before M is derived (they count against ``memory_mb``); a run that
+        ends with no exemplars keeps no means (it predicts with the head), so they cost nothing then.
+        """
+        if config.classifier != "nme":
+            return exemplar_plan(config, benchmark)
+        d = build_backbone(config.backbone, benchmark.spec.image_shape[0], **config.backbone_kwargs()).out_dim
+        plan = exemplar_plan(config, benchmark, extra_bytes=benchmark.spec.n_classes * d * FLOAT_BYTES)
+        return plan if plan.n_exemplars else dataclasses.replace(plan, extra_bytes=0)
+
+    @classmethod
+    def fields_for_tasks(cls, config: ICaRLConfig, n_done: int) -> frozenset[str] | None:
+        """Task 0 has no old model: the KD fields act from task 1 on; the classifier shapes task 0's results."""
+        return first_task_fields(config, "classifier") | budget_fields() if n_done <= 1 else None
+
+    def state_dict(self) -> dict[str, Any]:
+        # old_net is dropped at every end_task, so a checkpoint (taken between tasks) never needs it.
+        return {**super().state_dict(), "means": self.means, "train_state_bytes": self._train_state_bytes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.means = state["means"].to(self.ctx.device) if state["means"] is not None else None
+        self._train_state_bytes = state["train_state_bytes"]
