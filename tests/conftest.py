@@ -1,0 +1,38 @@
+"""Shared, generic fixtures. Keep this small: method-specific fixtures belong in their own test files."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from incremental.run import RunConfig
+
+# 6 synthetic classes of 16x16x3 in 3 tasks of 2: enough for forgetting and exemplars to matter,
+# small enough that a tiny network trains a task in well under a second on one core.
+TINY_BENCHMARK: dict[str, Any] = {"name": "synthetic", "n_classes": 6, "image_size": 16, "train_per_class": 24,
+                                  "test_per_class": 8, "val_fraction": 0.25}
+# The tiny network for single-backbone methods (finetune, replay, icarl, joint, ...).
+TINY_NET: dict[str, Any] = {"backbone": "tiny", "width": 8, "epochs": 1, "batch_size": 16}
+
+
+@pytest.fixture
+def tiny_run_config() -> Callable[..., RunConfig]:
+    """``make(method="finetune", benchmark=None, seed=0, **method_config) -> RunConfig`` on TINY_BENCHMARK.
+
+    ``benchmark`` entries are merged into TINY_BENCHMARK; ``method_config`` is taken as given
+    (pass ``**TINY_NET`` for the tiny network).
+    """
+
+    def make(method: str = "finetune", benchmark: dict[str, Any] | None = None, seed: int = 0,
+             **method_config: Any) -> RunConfig:
+        return RunConfig.from_dict({"method": method, "seed": seed, "benchmark": {**TINY_BENCHMARK, **(benchmark or {})},
+                                    "method_config": method_config})
+
+    return make
+
+
+@pytest.fixture
+def tiny_net() -> dict[str, Any]:
+    """Method-config fields for the tiny network (a fresh copy each time)."""
+    return dict(TINY_NET)
