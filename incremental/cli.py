@@ -1,0 +1,146 @@
+"""``incsweep run`` (one incremental run, a per-task table, the JSON result) and ``incsweep budget``
+(what a configuration will store, and how many exemplars fit a memory budget), without training."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .memory import MB
+
+__all__ = ["register"]
+
+_SCENARIO_NAMES = {"class_il": "class-IL", "task_il": "task-IL"}
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", default=None, help="method name (default: the config file's, else finetune)")
+    parser.add_argument("--benchmark", default=None, help="benchmark name (default: the config file's, else seq-fashionmnist)")
+    parser.add_argument("--config", default=None, metavar="FILE.yaml", help="a run config (YAML or JSON)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field: a bare key is a method field (lr=0.05), dotted keys reach "
+                             "nested ones (benchmark.train_per_class=200); repeatable")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run_p = subparsers.add_parser("run", help="train one method on one benchmark and report every task",
+                                  description="Train one method task after task; print a per-task table and "
+                                              "optionally write the full result as JSON.")
+    _config_arguments(run_p)
+    run_p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cpu)")
+    run_p.add_argument("--seed", type=int, default=None, help="run seed (default: 0)")
+    run_p.add_argument("--out", default=None, metavar="result.json", help="write RunResult.to_dict() here")
+    run_p.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                       help="checkpoint after every task; an existing checkpoint there is resumed")
+    run_p.set_defaults(func=_run)
+
+    budget_p = subparsers.add_parser("budget", help="the memory a configuration will use, without training",
+                                     description="Model bytes, bytes per exemplar and the exemplar count of a "
+                                                 "configuration after its last task, from the method's plan().")
+    _config_arguments(budget_p)
+    budget_p.add_argument("--memory-mb", type=float, default=None, metavar="X",
+                          help="also show how many exemplars fit in X MB in total (MB = 2^20 bytes)")
+    budget_p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    budget_p.set_defaults(func=_budget)
+
+
+def _load(args: argparse.Namespace, **top: Any):
+    from .run import load_run_config
+
+    return load_run_config(args.config, args.overrides, method=args.method, benchmark=args.benchmark, **top)
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / MB:.3f}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .run import run
+
+    config = _load(args, device=args.device, seed=args.seed)
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        raise FileNotFoundError(f"--out {args.out}: directory {Path(args.out).resolve().parent} does not exist")
+    b = config.benchmark
+    print(f"{config.method} on {b.name} ({len(b.task_sizes)} tasks, {_SCENARIO_NAMES[config.scenario]}), "
+          f"seed {config.seed}, device {config.device}; accuracies on the test split")
+    header = (f"{'task':>4}  {'acc':>6}  {'avg acc':>7}  {'forget':>6}  {'model MB':>8}  {'exempl MB':>9}  "
+              f"{'total MB':>8}  {'seconds':>7}")
+    print(header, flush=True)
+
+    def show(t) -> None:
+        m = t.memory
+        print(f"{t.task + 1:>4}  {t.seen_acc:>6.4f}  {t.test.avg_acc:>7.4f}  {t.test.forgetting:>6.4f}  "
+              f"{_mb(m.model_bytes):>8}  {_mb(m.exemplar_bytes):>9}  {_mb(m.total_bytes):>8}  {t.wall_s:>7.1f}",
+              flush=True)
+
+    result = run(config, show, checkpoint_dir=args.checkpoint_dir)
+    final = result.final
+    print(f"{_SCENARIO_NAMES[config.scenario]}: average incremental accuracy {final.test.avg_acc:.4f}, last accuracy "
+          f"{final.test.last_acc:.4f}, forgetting {final.test.forgetting:.4f}, BWT {final.test.bwt:.4f}; memory "
+          f"{_mb(final.memory.total_bytes)} MB ({final.memory.n_exemplars} exemplars); "
+          f"{final.elapsed_s:.1f} s")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def budget_report(config, memory_mb: float | None = None) -> dict[str, Any]:
+    """The numbers ``incsweep budget`` prints, as plain data."""
+    from .methods import METHODS, ExemplarConfig
+
+    method_cls = METHODS[config.method]
+    plan = method_cls.plan(config.method_config, config.benchmark)
+    keeps_exemplars = isinstance(config.method_config, ExemplarConfig)
+    report: dict[str, Any] = {
+        "method": config.method, "benchmark": config.benchmark.name, "n_tasks": len(config.benchmark.task_sizes),
+        "model_bytes": plan.model_bytes, "extra_bytes": plan.extra_bytes, "bytes_per_exemplar": plan.image_bytes,
+        "budget": getattr(config.method_config, "budget", None) if keeps_exemplars else None,
+        "n_exemplars": plan.n_exemplars, "exemplar_bytes": plan.n_exemplars * plan.image_bytes,
+        "total_bytes": plan.total_bytes, "total_mb": plan.total_bytes / MB,
+        "exact": method_cls.plan_is_exact, "details": plan.details,
+    }
+    if memory_mb is not None:
+        fixed = plan.model_bytes + plan.extra_bytes
+        at: dict[str, Any] = {"memory_mb": memory_mb, "fits": fixed <= memory_mb * MB}
+        if keeps_exemplars:
+            mc = dataclasses.replace(config.method_config, budget="total_mb", memory_mb=memory_mb)
+            p = method_cls.plan(mc, config.benchmark)
+            at.update(n_exemplars=p.n_exemplars, total_bytes=p.total_bytes,
+                      exemplar_total=p.details.get("exemplar_total", p.n_exemplars))
+        elif not at["fits"]:
+            raise ConfigError(f"--memory-mb {memory_mb}: {config.method} needs {_mb(fixed)} MB for its model alone")
+        report["at_memory_mb"] = at
+    return report
+
+
+def _budget(args: argparse.Namespace) -> int:
+    config = _load(args)
+    r = budget_report(config, args.memory_mb)
+    if args.json:
+        print(json.dumps(r, indent=2, default=str))
+        return 0
+    bound = "" if r["exact"] else " (upper bound: the method's sizes depend on the data)"
+    print(f"{r['method']} on {r['benchmark']} ({r['n_tasks']} tasks), after the last task{bound}:")
+    print(f"  model              {r['model_bytes']:>12,} bytes  {_mb(r['model_bytes'])} MB")
+    if r["extra_bytes"]:
+        print(f"  per-task extras    {r['extra_bytes']:>12,} bytes  {_mb(r['extra_bytes'])} MB")
+    print(f"  bytes per exemplar {r['bytes_per_exemplar']:>12,}")
+    if r["budget"] is not None or r["n_exemplars"]:
+        label = f"exemplars ({r['budget']})" if r["budget"] else "stored images"
+        print(f"  {label:<18} {r['n_exemplars']:>12,}         {_mb(r['exemplar_bytes'])} MB")
+    print(f"  total              {r['total_bytes']:>12,} bytes  {_mb(r['total_bytes'])} MB")
+    for key, value in r["details"].items():
+        print(f"  {key}: {value}")
+    at = r.get("at_memory_mb")
+    if at is not None:
+        if "n_exemplars" in at:
+            print(f"at {at['memory_mb']} MB total: {at['n_exemplars']:,} exemplars fit "
+                  f"({_mb(at['total_bytes'])} MB used)")
+        else:
+            print(f"at {at['memory_mb']} MB total: {r['method']} keeps no exemplars; its model fits")
+    return 0
