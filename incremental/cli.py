@@ -59,7 +59,7 @@ def _mb(n_bytes: float) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .run import run
+    from .run import CHECKPOINT_FILE, TaskResult, load_checkpoint, run
 
     config = _load(args, device=args.device, seed=args.seed)
     if args.out and not Path(args.out).resolve().parent.is_dir():
@@ -77,6 +77,11 @@ def _run(args: argparse.Namespace) -> int:
               f"{_mb(m.model_bytes):>8}  {_mb(m.exemplar_bytes):>9}  {_mb(m.total_bytes):>8}  {t.wall_s:>7.1f}",
               flush=True)
 
+    if args.checkpoint_dir and (Path(args.checkpoint_dir) / CHECKPOINT_FILE).exists():
+        done = load_checkpoint(Path(args.checkpoint_dir) / CHECKPOINT_FILE).get("results", [])
+        print(f"resuming from {args.checkpoint_dir}: {len(done)} task(s) done", flush=True)
+        for row in done:
+            show(TaskResult.from_dict(row))
     result = run(config, show, checkpoint_dir=args.checkpoint_dir)
     final = result.final
     print(f"{_SCENARIO_NAMES[config.scenario]}: average incremental accuracy {final.test.avg_acc:.4f}, last accuracy "
