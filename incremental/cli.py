@@ -133,7 +133,7 @@ def _budget(args: argparse.Namespace) -> int:
     print(f"{r['method']} on {r['benchmark']} ({r['n_tasks']} tasks), after the last task{bound}:")
     print(f"  model              {r['model_bytes']:>12,} bytes  {_mb(r['model_bytes'])} MB")
     if r["extra_bytes"]:
-        print(f"  per-task extras    {r['extra_bytes']:>12,} bytes  {_mb(r['extra_bytes'])} MB")
+        print(f"  extras             {r['extra_bytes']:>12,} bytes  {_mb(r['extra_bytes'])} MB")
     print(f"  bytes per exemplar {r['bytes_per_exemplar']:>12,}")
     if r["budget"] is not None or r["n_exemplars"]:
         label = f"exemplars ({r['budget']})" if r["budget"] else "stored images"
