@@ -199,6 +199,48 @@ def test_other_scenario_runs(bench):
             assert math.isfinite(task.test.avg_acc)
 
 
+def _other_value(value: Any, field: dataclasses.Field) -> Any:
+    """A different value for a config field, or None where no obvious one exists."""
+    choices = field.metadata.get("choices")
+    if isinstance(value, bool):
+        return not value
+    if choices:
+        return next((c for c in choices if c != value), None)
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 0.5 if value else 0.1
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_fields_for_tasks_is_sound_after_task_0(name, bench, tmp_path):
+    """Fields a method declares irrelevant to task 0 (the prefix cache shares states on that
+    promise) really leave the state and results after task 0 bit-identical when changed."""
+    cfg = tiny_config(name)
+    declared = METHODS[name].fields_for_tasks(cfg.method_config, 1)
+    if declared is None:
+        return  # nothing promised: every field counts
+    alternatives = {}
+    for f in dataclasses.fields(cfg.method_config):
+        if f.name in declared:
+            continue
+        other = _other_value(getattr(cfg.method_config, f.name), f)
+        if other is None:
+            continue
+        try:
+            tiny_config(name, **{f.name: other})
+        except pytest.fail.Exception:
+            continue  # no valid different value for this field alone
+        alternatives[f.name] = other
+    changed = tiny_config(name, **alternatives)
+    a = run(cfg, benchmark=bench, checkpoint_dir=tmp_path / "a", stop_after=1)
+    b = run(changed, benchmark=bench, checkpoint_dir=tmp_path / "b", stop_after=1)
+    assert comparable(a) == comparable(b), f"{name}: changing {alternatives} changed task 0's results"
+    _assert_same_state(load_checkpoint(tmp_path / "a" / CHECKPOINT_FILE)["method"],
+                       load_checkpoint(tmp_path / "b" / CHECKPOINT_FILE)["method"])
+
+
 def _assert_same_state(a: Any, b: Any, where: str = "state") -> None:
     assert type(a) is type(b), where
     if isinstance(a, torch.Tensor):
