@@ -117,25 +117,31 @@ def test_memory_after_last_task_equals_plan(reference):
         assert all(g <= w for g, w in zip(got, want)), (got, want)
 
 
-def test_same_seed_same_metrics(reference, bench):
-    cfg, result, _ = reference
-    assert comparable(run(cfg, benchmark=bench)) == comparable(result)
+def final_state(ckpt) -> dict[str, Any]:
+    return load_checkpoint(ckpt / CHECKPOINT_FILE)["method"]
+
+
+def test_same_seed_same_metrics_and_state(reference, bench, tmp_path):
+    cfg, result, ckpt = reference
+    assert comparable(run(cfg, benchmark=bench, checkpoint_dir=tmp_path)) == comparable(result)
+    _assert_same_state(final_state(tmp_path), final_state(ckpt))  # bit for bit, not only the metrics
 
 
 def test_resume_equals_uninterrupted(reference, bench, tmp_path):
-    cfg, result, _ = reference
+    cfg, result, ckpt = reference
     first = run(cfg, benchmark=bench, checkpoint_dir=tmp_path, stop_after=1)
     assert len(first.tasks) == 1 and not first.complete
     resumed = run(cfg, benchmark=bench, checkpoint_dir=tmp_path)  # finds state.pt and continues
     assert resumed.complete
     assert comparable(resumed) == comparable(result)
+    _assert_same_state(final_state(tmp_path), final_state(ckpt))
 
 
 def test_state_dict_round_trip(reference, bench):
     """The final checkpoint, loaded into a fresh method, predicts exactly what the run reported; its
     state_dict survives torch.save/load(weights_only=True) unchanged."""
     cfg, result, ckpt = reference
-    state = load_checkpoint(ckpt / CHECKPOINT_FILE)["method"]
+    state = final_state(ckpt)
     method = build_method(cfg, torch.device("cpu"))
     method.load_state_dict(state)
     row, seen = evaluate(method, bench.tasks, "test", cfg.scenario)
