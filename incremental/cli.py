@@ -89,9 +89,20 @@ def _run(args: argparse.Namespace) -> int:
           f"{_mb(final.memory.total_bytes)} MB ({final.memory.n_exemplars} exemplars); "
           f"{final.elapsed_s:.1f} s")
     if args.out:
-        Path(args.out).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        # Strict JSON: NaN (e.g. validation metrics when benchmark.val_fraction is 0) is written as null.
+        Path(args.out).write_text(json.dumps(_nan_to_none(result.to_dict()), indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.out}")
     return 0
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
 
 
 def budget_report(config, memory_mb: float | None = None) -> dict[str, Any]:

@@ -42,6 +42,9 @@ def test_run_prints_a_table_and_writes_the_result(tmp_path, capsys):
     assert float(rows[2][6]) == pytest.approx(total / MB, abs=5e-4)
     assert final["memory"]["n_exemplars"] == 6 * 2  # 12 // 6 per class
     assert f"last accuracy {final['test']['last_acc']:.4f}" in lines[5]
+    # no validation split here: its metrics are NaN, written as null so the file is strict JSON
+    assert final["val_seen_acc"] is None and final["val"]["avg_acc"] is None
+    json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
 
 
 def test_run_task_il_and_resume_from_checkpoint(tmp_path, capsys):
