@@ -89,6 +89,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}={value!r} must be an integer")
         return int(value)
     if tp is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 5e-4, without a dot, as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}={value!r} must be a number") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}={value!r} must be a number")
         return float(value)

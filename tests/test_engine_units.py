@@ -197,8 +197,12 @@ def test_set_overrides_reach_method_benchmark_and_top_level():
     for bad in ("lr", "=3", "a..b=1", "lr=[1, 2"):
         with pytest.raises(ConfigError, match="--set"):
             parse_override(bad)
-    cfg = RunConfig.from_dict(with_overrides({"method": "replay"}, ["memory_size=500", "benchmark.name=synthetic"]))
+    cfg = RunConfig.from_dict(with_overrides({"method": "replay"}, ["memory_size=500", "benchmark.name=synthetic",
+                                                                    "weight_decay=5e-4"]))
     assert cfg.method_config.memory_size == 500 and cfg.benchmark.name == "synthetic"
+    assert cfg.method_config.weight_decay == 5e-4  # YAML 1.1 reads "5e-4" as a string; float fields accept it
+    with pytest.raises(ConfigError, match="weight_decay='lots' must be a number"):
+        RunConfig.from_dict(with_overrides({"method": "replay"}, ["weight_decay=lots"]))
 
 
 # ---- runs ---------------------------------------------------------------------------------
