@@ -1,0 +1,251 @@
+"""Hypervolume reached per unit of compute: random search, TPE, TPE + ASHA, TPE + ASHA + prefix reuse.
+
+BMKP on seq-fashionmnist (5 tasks of 2 classes, small subsets, reduced ResNet-18 nf=8): the study
+maximises validation avg_acc and minimises stored MB. Every strategy gets the same compute budget
+(process CPU seconds of the trials, one torch thread: robust to other load on a shared machine)
+and the same sampler seeds; every trial uses run seed 0.
+
+This runs in-process with plain Optuna ask/tell and ``incremental.run`` (the study platform was
+not ready when it was written): ASHA on the task axis is a small asynchronous successive-halving
+rule here, pruned trials are told to Optuna as PRUNED (never COMPLETE, ray-optuna.md trap 3) and
+only complete runs count towards the hypervolume.
+
+Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 100] [--seeds 0,1] [--workers 2]
+Writes benchmarks/results/sweep_efficiency.{txt,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = {"name": "seq-fashionmnist", "train_per_class": 60, "test_per_class": 20, "val_fraction": 0.25,
+         "class_order": "natural"}
+# Fixed: the network and task 0's schedule (the expensive first task, as MEMO's: 3 epochs against
+# 1-2 later), consolidation, gamma_first. SGD as in benchmarks/bmkp_fashionmnist.py (BMKP's paper:
+# no momentum, no weight decay; cosine because a 1-3 epoch step schedule never decays).
+FIXED = {"width": 8, "batch_size": 32, "momentum": 0.0, "weight_decay": 0.0, "schedule": "cosine",
+         "milestones": [], "init_epochs": 3, "init_lr": 0.05, "init_milestones": [], "retrain_epochs": 1,
+         "gamma_first": 0.9, "example_num": 100}
+STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+asha+prefix")
+# ASHA on the task axis: rungs after 2 and 4 of 5 tasks. Grace 2, not 1: with prefix reuse every
+# trial shares task 0, so a rung after one task would compare identical numbers. Reduction factor
+# 2: half of the trials reaching a rung go on (3 would stop 2 in 3 after 2 tasks: too eager for 5 tasks).
+GRACE, RF = 2, 2
+
+
+def space(trial) -> dict:
+    """The searched fields: all of them act from task 1 on (BMKP.fields_for_tasks)."""
+    return {
+        "gamma": trial.suggest_float("gamma", 0.5, 0.995),  # retained energy -> basis size -> memory
+        "lam": trial.suggest_float("lam", 0.01, 100.0, log=True),
+        "lr": trial.suggest_float("lr", 0.005, 0.3, log=True),
+        "epochs": trial.suggest_int("epochs", 1, 2),
+    }
+
+
+def run_config(params: dict):
+    from incremental.run import RunConfig
+
+    return RunConfig.from_dict({"method": "bmkp", "benchmark": BENCH, "method_config": {**FIXED, **params}})
+
+
+def reference_mb() -> float:
+    """Hypervolume reference: accuracy 0 and BMKP's planned upper bound of the memory (every basis full)."""
+    from incremental.memory import MB
+    from incremental.methods.bmkp import BMKP
+
+    cfg = run_config({"gamma": 0.9, "lam": 1.0, "lr": 0.05, "epochs": 1})
+    return BMKP.plan(cfg.method_config, cfg.benchmark).total_bytes / MB
+
+
+def hypervolume(points: list[tuple[float, float]], ref_mb: float) -> float:
+    """2-D hypervolume of (accuracy to maximise, MB to minimise) against (0, ref_mb)."""
+    pts = sorted((mb, acc) for acc, mb in points if acc > 0 and mb < ref_mb)
+    area, best = 0.0, 0.0
+    for i, (mb, acc) in enumerate(pts):
+        best = max(best, acc)
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else ref_mb
+        area += best * (nxt - mb)
+    return area
+
+
+def asha_score(avg_acc: float, total_mb: float, ref_mb: float) -> float:
+    """The single metric ASHA ranks by: the area the point (avg_acc, MB) alone dominates, i.e. its
+    own hypervolume. Unlike avg_acc alone it does not stop every small-memory trial."""
+    return max(avg_acc, 0.0) * max(1.0 - total_mb / ref_mb, 0.0)
+
+
+class TaskAxisASHA:
+    """Asynchronous successive halving over tasks (Li et al. 2020, as Ray's ASHAScheduler): at a rung
+    a trial goes on iff its score is in the top 1/rf of all scores recorded at that rung so far."""
+
+    def __init__(self, grace: int, rf: int, n_tasks: int):
+        self.rungs: dict[int, list[float]] = {}
+        r = grace
+        while r < n_tasks:
+            self.rungs[r] = []
+            r *= rf
+        self.rf = rf
+
+    def keep_going(self, n_done: int, score: float) -> bool:
+        if n_done not in self.rungs:
+            return True
+        recorded = self.rungs[n_done]
+        recorded.append(score)
+        ranked = sorted(recorded, reverse=True)
+        cutoff = ranked[max(math.ceil(len(ranked) / self.rf) - 1, 0)]
+        return score >= cutoff
+
+
+class Pruned(Exception):
+    pass
+
+
+def run_strategy(job: tuple[str, int, float]) -> dict:
+    """One (strategy, sampler seed) under a compute budget; returns its trials and curve."""
+    import optuna
+    import torch
+
+    from incremental.benchmarks import load_benchmark
+    from incremental.prefix_cache import PrefixCache, cached_results, start_state, store
+    from incremental.run import CHECKPOINT_FILE, run
+
+    strategy, seed, budget = job
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ref = reference_mb()
+    warm = run_config({"gamma": 0.9, "lam": 1.0, "lr": 0.05, "epochs": 1})
+    bench = load_benchmark(warm.benchmark)  # loaded once per process: no strategy pays for data loading
+    run(warm, benchmark=bench, stop_after=1)  # one-time costs (first kernels) out of the measurement
+    sampler = (optuna.samplers.RandomSampler(seed=seed) if strategy == "random"
+               else optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    asha = TaskAxisASHA(GRACE, RF, bench.n_tasks) if "asha" in strategy else None
+    work = Path(tempfile.mkdtemp(prefix=f"sweep-{strategy}-{seed}-"))  # removed at the end
+    cache = PrefixCache(work / "cache", version="sweep-benchmark") if "prefix" in strategy else None
+    used, trials, curve, front = 0.0, [], [(0.0, 0.0)], []
+    while used < budget:
+        trial = study.ask()
+        cfg = run_config(space(trial))
+        ckpt = work / f"t{trial.number}" if cache is not None else None
+        tic = time.process_time()
+        state, n_cached = start_state(cfg, cache)
+
+        def check_rung(result) -> None:
+            if asha is not None:
+                score = asha_score(result.val.avg_acc, result.memory.total_mb, ref)
+                if not asha.keep_going(result.task + 1, score):
+                    raise Pruned
+
+        def on_task_end(result, cfg=cfg, ckpt=ckpt) -> None:
+            if cache is not None:
+                store(cfg, ckpt / CHECKPOINT_FILE, result.task + 1, cache)
+            check_rung(result)
+
+        try:
+            for r in cached_results(state) if state is not None else ():
+                check_rung(r)  # cached tasks meet the rungs like trained ones
+            res = run(cfg, on_task_end, benchmark=bench, initial_state=state, checkpoint_dir=ckpt)
+            acc, mb = res.final.val.avg_acc, res.final.memory.total_mb
+            study.tell(trial, [acc, mb])
+            front.append((acc, mb))
+            status = "complete"
+        except Pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            status = "pruned"
+        used += time.process_time() - tic
+        trials.append({"status": status, "cached_tasks": n_cached, "compute": used})
+        curve.append((used, hypervolume(front, ref)))
+    entries = len(cache.entries()) if cache else 0
+    shutil.rmtree(work, ignore_errors=True)
+    return {"strategy": strategy, "seed": seed, "trials": trials, "curve": curve, "ref_mb": ref,
+            "cache_entries": entries}
+
+
+def reach(curve: list[tuple[float, float]], target: float) -> float | None:
+    """Compute at which the curve first reaches ``target`` (None: never)."""
+    for compute, hv in curve:
+        if hv >= target - 1e-12:
+            return compute
+    return None
+
+
+def report(results: list[dict], budget: float, wall: float) -> str:
+    by = {(r["strategy"], r["seed"]): r for r in results}
+    seeds = sorted({r["seed"] for r in results})
+    lines = [f"sweep efficiency: BMKP on seq-fashionmnist (5 tasks, {BENCH['train_per_class']} train images/class), "
+             f"compute budget {budget:.0f} CPU-s per strategy and seed, sampler seeds {seeds}, "
+             f"ASHA grace {GRACE} tasks, reduction factor {RF}; hypervolume of (val avg_acc, stored MB) "
+             f"against (0, {results[0]['ref_mb']:.3f} MB); wall time {wall / 60:.1f} min", ""]
+    lines.append(f"{'strategy':18} {'trials':>6} {'complete':>8} {'pruned':>6} {'cached tasks':>12} "
+                 f"{'final HV':>9} {'HV / random':>11} {'compute to random final HV':>27}")
+    for s in STRATEGIES:
+        rows = [by[(s, seed)] for seed in seeds]
+        n = sum(len(r["trials"]) for r in rows)
+        comp = sum(t["status"] == "complete" for r in rows for t in r["trials"])
+        cached = sum(t["cached_tasks"] for r in rows for t in r["trials"])
+        hv = [r["curve"][-1][1] for r in rows]
+        ratio = [h / by[("random", seed)]["curve"][-1][1] for h, seed in zip(hv, seeds)]
+        fracs = []
+        for r, seed in zip(rows, seeds):
+            rnd = by[("random", seed)]
+            at = reach(r["curve"], rnd["curve"][-1][1])
+            fracs.append(None if at is None else at / rnd["curve"][-1][0])
+        frac_txt = " ".join("never" if f is None else f"{f:.2f}" for f in fracs)
+        lines.append(f"{s:18} {n:>6} {comp:>8} {n - comp:>6} {cached:>12} {sum(hv) / len(hv):>9.4f} "
+                     f"{sum(ratio) / len(ratio):>11.2f} {frac_txt:>27}")
+    lines += ["", "compute to random final HV: the fraction of random search's compute (per sampler seed) at "
+              "which the strategy's hypervolume first reaches random search's final hypervolume "
+              "(target: <= 0.33 for tpe+asha+prefix)."]
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colors = dict(zip(STRATEGIES, ("tab:gray", "tab:blue", "tab:orange", "tab:green")))
+    for r in results:
+        xs, ys = zip(*r["curve"])
+        ax.step(xs, ys, where="post", color=colors[r["strategy"]], alpha=0.85,
+                linestyle="-" if r["seed"] == min(x["seed"] for x in results) else "--",
+                label=f"{r['strategy']} (seed {r['seed']})")
+    ax.set_xlabel("compute (trial CPU seconds, 1 thread)")
+    ax.set_ylabel("hypervolume (val avg_acc x MB saved)")
+    ax.set_title("BMKP on seq-fashionmnist: hypervolume over compute")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=float, default=100.0, help="CPU seconds per strategy and seed")
+    ap.add_argument("--seeds", default="0,1", help="comma-separated sampler seeds")
+    ap.add_argument("--workers", type=int, default=2, help="processes (one torch thread each)")
+    ap.add_argument("--out", default=str(RESULTS / "sweep_efficiency"), help="path stem of the .txt/.png/.json")
+    args = ap.parse_args()
+    jobs = [(s, int(seed), args.budget) for seed in args.seeds.split(",") for s in STRATEGIES]
+    tic = time.perf_counter()
+    with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
+        results = pool.map(run_strategy, jobs, chunksize=1)
+    text = report(results, args.budget, time.perf_counter() - tic)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".txt").write_text(text + "\n")
+    plot(results, out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
