@@ -9,7 +9,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "build_backbone", "CifarResNet", "ReducedResNet18", "TinyConvNet", "GrowingHead", "count_params"]
+__all__ = ["BACKBONES", "build_backbone", "CifarResNet", "ReducedResNet18", "ResNet18", "TinyConvNet", "GrowingHead",
+           "count_params"]
 
 
 def count_params(module: nn.Module) -> int:
@@ -125,6 +126,21 @@ class ReducedResNet18(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
 
 
+class ResNet18(ReducedResNet18):
+    """ResNet-18 as torchvision builds it (He et al. 2016; 1x1-conv+BN downsampling shortcuts), without
+    the classifier: 11,176,512 parameters at width 64. ``small_stem``: a 3x3 stride-1 stem and no max-pool,
+    the usual variant for 32x32/64x64 inputs (PyCIL's resnet18 for CIFAR), i.e. the reduced ResNet-18 at
+    nf = 64. ``blocks`` are layer1..layer4, two blocks each (MEMO splits after layer1/2/3).
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 64, small_stem: bool = False):
+        super().__init__(nf=width, in_channels=in_channels)
+        if not small_stem:  # torchvision: 7x7 stride-2 conv, BN, ReLU, 3x3 stride-2 max-pool
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+                                      nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+            _init_weights(self.stem)
+
+
 class TinyConvNet(nn.Module):
     """Two conv layers and a pool: for tests and smoke runs, learns synthetic data in seconds."""
 
@@ -193,6 +209,8 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet26": _cifar(26),
     "resnet32": _cifar(32),
     "reduced_resnet18": lambda in_channels, **kw: ReducedResNet18(in_channels=in_channels, **kw),
+    "resnet18": lambda in_channels, **kw: ResNet18(in_channels, **kw),  # ImageNet stem (7x7/2 + max-pool)
+    "resnet18_cifar": lambda in_channels, **kw: ResNet18(in_channels, small_stem=True, **kw),  # 3x3 stem, 32/64 px
 }
 
 

@@ -31,6 +31,9 @@ GENERIC = {"backbone": "tiny", "width": 4, "epochs": 1, "batch_size": 16, "memor
 FAST: dict[str, dict[str, Any]] = {
     "bmkp": {"width": 4, "epochs": 1, "retrain_epochs": 1, "batch_size": 16, "example_num": 16},
     "separate": {"width": 4, "epochs": 1, "batch_size": 16},
+    # memo/der default to the paper's 200-epoch first task: make it 1 epoch too.
+    "memo": {**GENERIC, "init_epochs": 1},
+    "der": {**GENERIC, "init_epochs": 1},
 }
 MAX_PLAN_MB = 1.0  # a tiny config stores well under 1 MB; more means the settings are not tiny
 

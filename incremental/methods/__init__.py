@@ -9,6 +9,8 @@ from .separate import Separate
 from .replay import Replay
 from .icarl import ICaRL
 from .joint import Joint
+from .memo import MEMO
+from .der import DER
 
 __all__ = ["METHODS", "get_method", "Method", "MethodConfig", "ExemplarConfig", "RunContext", "BudgetPlan"]
 
@@ -19,6 +21,8 @@ METHODS: dict[str, type[Method]] = {
     "replay": Replay,
     "icarl": ICaRL,
     "joint": Joint,
+    "memo": MEMO,
+    "der": DER,
 }
 
 

@@ -1,0 +1,198 @@
+"""MEMO (Zhou et al., "A Model or 603 Exemplars", ICLR 2023; memo.md): shared generalized blocks,
+one copy of the specialized blocks per task, an auxiliary head, weight aligning and iCaRL herding,
+with the split point ``shared_blocks`` a parameter and budgets that keep comparisons memory-fair.
+
+DER (der.py) is the same machinery with nothing shared.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbones import build_backbone
+from ..benchmarks import BenchmarkConfig, Task
+from ..configs import spec
+from ..memory import MemoryReport, module_bytes
+from ..training import fit, predict_in_batches
+from ._exemplar import ExemplarMemory, exemplar_total, planned_exemplars, rehearsal_ce, with_exemplars
+from ._memo_net import SplitNet, meta_backbone, resolve_shared, split_points, split_sizes
+from ._prefix import budget_fields, first_task_fields
+from ._single import head_bytes
+from .base import BudgetPlan, ExemplarConfig, Method, RunContext
+
+__all__ = ["ExpansionConfig", "MEMOConfig", "MEMO", "aux_targets"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExpansionConfig(ExemplarConfig):
+    """What MEMO and DER share. Defaults are the CIFAR-100 settings of the MEMO paper (Sec. 5 and
+    appendix), identical in PyCIL's exps/memo.json and models/der.py. The backbone default, ResNet-32,
+    is MethodConfig's already."""
+
+    epochs: int = spec(170, range=(1, 10_000))  # later tasks: 170 epochs (exps/memo.json "epochs")
+    lr: float = spec(0.1, range=(1e-6, 10.0))  # exps/memo.json "lrate"
+    momentum: float = spec(0.9, range=(0.0, 0.999))  # PyCIL: SGD(momentum=0.9) for every task
+    weight_decay: float = spec(2e-4, range=(0.0, 1.0))  # exps/memo.json "weight_decay"
+    batch_size: int = spec(128, range=(2, 65_536))  # exps/memo.json "batch_size"
+    schedule: str = spec("step", choices=("step", "cosine", "constant"))  # "steplr" (cosine also in the code)
+    milestones: tuple[int, ...] = spec((80, 120, 150), range=(1, None))  # exps/memo.json "milestones"
+    lr_decay: float = spec(0.1, range=(0.0, 1.0))  # "lrate_decay" and "init_lr_decay"
+    init_epochs: int | None = spec(200, range=(1, 10_000))  # task 0: "init_epoch" 200
+    init_lr: float | None = spec(0.1, range=(1e-6, 10.0))  # "init_lr" 0.1
+    init_weight_decay: float | None = spec(5e-4, range=(0.0, 1.0))  # "init_weight_decay" 5e-4
+    init_milestones: tuple[int, ...] | None = spec((60, 120, 170), range=(1, None))  # "init_milestones"
+    alpha_aux: float = spec(1.0, range=(0.0, 10.0))  # exps/memo.json "alpha_aux"; DER adds the aux loss with weight 1
+    weight_align: bool = True  # PyCIL MEMO/DER align after every task > 0
+
+
+@dataclass(frozen=True)
+class MEMOConfig(ExpansionConfig):
+    """``shared_blocks`` = k residual blocks in G (None: all but the last stage, the paper's k = 10 on
+    ResNet-32 and layer4 specialized on ResNet-18), or ``split_after`` a named stage end."""
+
+    shared_blocks: int | None = spec(None, range=(0, 1000))
+    split_after: str | None = spec(None, choices=("stem", "layer1", "layer2", "layer3"))
+    train_base: bool = True  # exps/memo.json "train_base": true (and the README's B0 Inc10 command); B50: false
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # The backbone's block count is only known once it is built: check the split now, at the boundary.
+        resolve_shared(meta_backbone(self.backbone, 3, self.backbone_kwargs()), self.backbone, self.shared_blocks,
+                       self.split_after)
+
+
+def aux_targets(y: torch.Tensor, n_old: int) -> torch.Tensor:
+    """Auxiliary labels: every old class -> 0, new class n_old + j -> j + 1 (PyCIL MEMO/DER)."""
+    return torch.where(y >= n_old, y - n_old + 1, torch.zeros_like(y))
+
+
+class MEMO(Method):
+    config_cls: ClassVar[type[ExpansionConfig]] = MEMOConfig
+    scenarios = ("class_il", "task_il")
+    # Config fields (besides the network, schedule and budget) that task 0 reads: see fields_for_tasks.
+    split_fields: ClassVar[tuple[str, ...]] = ("shared_blocks", "split_after")
+
+    def __init__(self, config: ExpansionConfig, ctx: RunContext):
+        super().__init__(config, ctx)
+        backbone = build_backbone(config.backbone, ctx.image_shape[0], **config.backbone_kwargs())
+        self.net = SplitNet(backbone, type(self).n_shared(config, backbone)).to(ctx.device)
+        self.n_seen = 0
+        # M is fixed once for the run from the final memory (protocols.md), as replay does.
+        self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).details["exemplar_total"],
+                                        config.memory_per_class)
+        self._aux_bytes = 0
+
+    # ---- what differs between MEMO and DER ----------------------------------------------------------
+    @classmethod
+    def n_shared(cls, config: ExpansionConfig, backbone: nn.Module) -> int | None:
+        """Residual blocks in G (None: nothing shared, not even the stem)."""
+        return resolve_shared(backbone, config.backbone, config.shared_blocks, config.split_after)
+
+    def trains_shared(self, task_index: int) -> bool:
+        """G learns in task 0, and later only with ``train_base`` (memo.md)."""
+        return task_index == 0 or self.config.train_base
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+    def begin_task(self, task: Task) -> None:
+        self.net.grow(len(task.classes), with_aux=task.index > 0)
+        self.n_seen = task.classes[-1] + 1
+        self.net.freeze(self.trains_shared(task.index))
+
+    def train_task(self, task: Task) -> None:
+        x, y = with_exemplars(task, self.exemplars)
+        cfg, net, n_old, d = self.config, self.net, task.offset, self.net.out_dim
+        sizes, train_shared = self.ctx.benchmark.task_sizes, self.trains_shared(task.index)
+
+        def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            feats = net.features(xb)
+            loss = rehearsal_ce(net.classifier(feats), yb, self.n_seen, self.ctx.scenario, sizes)
+            if net.aux is not None and cfg.alpha_aux > 0:
+                loss = loss + cfg.alpha_aux * F.cross_entropy(net.aux(feats[:, -d:]), aux_targets(yb, n_old))
+            return loss
+
+        fit(net.parameters(), loss_fn, x.to(self.ctx.device), y, cfg.task_schedule(task.index), self.ctx.augmenter,
+            self.ctx.generator(task.index), train_mode=lambda: net.train_mode(train_shared),
+            label=f"{type(self).__name__.lower()} task {task.index}")
+        if task.index > 0 and cfg.weight_align:
+            log.debug("task %d: weight aligning gamma %.4f", task.index, net.align_weights(n_old))
+
+    def end_task(self, task: Task) -> None:
+        self._aux_bytes = module_bytes(self.net.aux) if self.net.aux is not None else 0
+        self.net.aux = None  # only needed while training
+        self.exemplars.update(task, self.features)  # herding on L2-normalised concatenated features
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenated features [S_0(G(x)), ..., S_b(G(x))] of un-augmented uint8 images."""
+        self.net.eval()
+        return predict_in_batches(self.net.features, x, self.ctx.augmenter, self.ctx.eval_batch_size)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:
+        self.net.eval()
+        return predict_in_batches(self.net, x, self.ctx.augmenter, self.ctx.eval_batch_size)[:, : self.n_seen]
+
+    def memory(self) -> MemoryReport:
+        return MemoryReport(model_bytes=self.net.stored_bytes(), exemplar_bytes=self.exemplars.nbytes,
+                            n_exemplars=len(self.exemplars), train_state_bytes=self._aux_bytes)
+
+    # ---- planning -----------------------------------------------------------------------------------
+    @classmethod
+    def plan(cls, config: ExpansionConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+        """G + T copies of S + a classifier over T*d features, and the exemplars the budget leaves.
+
+        ``aligned`` keeps g + T*s of DER's T backbones, so M = base + floor((T*P - (g + T*s)) * 4 / img).
+        Bytes include BatchNorm running statistics; the aligned formula counts parameters, as the paper does.
+        """
+        c, h, w = benchmark.spec.image_shape
+        backbone = meta_backbone(config.backbone, c, config.backbone_kwargs())
+        k = cls.n_shared(config, backbone)
+        sz = split_sizes(backbone, k)
+        t, n_classes, d = len(benchmark.task_sizes), benchmark.spec.n_classes, backbone.out_dim
+        g, s, p = sz["shared_params"], sz["specialized_params"], sz["backbone_params"]
+        classifier = head_bytes(t * d, n_classes)
+        model = sz["shared_bytes"] + t * sz["specialized_bytes"] + classifier
+        total = exemplar_total(config, benchmark, final_model_bytes=model, backbone_params=p, kept_params=g + t * s)
+        n = planned_exemplars(total, config.memory_per_class, benchmark)
+        names = {v: name for name, v in split_points(backbone).items()}
+        details: dict[str, Any] = {
+            "shared_blocks": "none (DER: a whole backbone per task)" if k is None else k,
+            "split": "none" if k is None else names.get(k, f"after block {k}"),
+            "n_blocks": len(backbone.blocks), "n_tasks": t,
+            "shared_params_g": g, "specialized_params_s": s, "backbone_params_P": p,
+            "shared_bytes": sz["shared_bytes"], "specialized_bytes_per_task": sz["specialized_bytes"],
+            "specialized_bytes": t * sz["specialized_bytes"], "classifier_bytes": classifier,
+            "budget": config.budget, "exemplar_total": total, "per_class_final": n // n_classes,
+        }
+        if config.budget == "aligned":
+            details["aligned_formula"] = (f"{config.aligned_base} + floor(({t}*{p} - ({g} + {t}*{s})) * 4 / {c * h * w})"
+                                          f" = {total}")
+        return BudgetPlan(model, 0, c * h * w, n, details)
+
+    @classmethod
+    def fields_for_tasks(cls, config: ExpansionConfig, n_done: int) -> frozenset[str] | None:
+        """Task 0 reads the network, its split, its schedule and the budget; alpha_aux, weight_align and
+        train_base act from task 1 on."""
+        return first_task_fields(config, *cls.split_fields) | budget_fields() if n_done <= 1 else None
+
+    # ---- state --------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        # Checkpoints are taken between tasks, when the auxiliary head is already gone.
+        return {"net": self.net.state_dict(), "n_tasks": self.net.n_tasks, "n_classes": self.net.n_classes,
+                "n_seen": self.n_seen, "exemplars": self.exemplars.state_dict(), "aux_bytes": self._aux_bytes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["n_tasks"]:
+            self.net.restore_shape(state["n_tasks"], state["n_classes"])
+        self.net.load_state_dict(state["net"])
+        self.n_seen = state["n_seen"]
+        self.exemplars.load_state_dict(state["exemplars"])
+        self._aux_bytes = state["aux_bytes"]
