@@ -28,11 +28,17 @@ FAST = {
                  "init_lr": 0.1, "init_weight_decay": 5e-4, "init_milestones": []},
     "bmkp": {"width": 4, "epochs": 1, "retrain_epochs": 1, "batch_size": 16, "example_num": 24, "milestones": [],
              "init_epochs": 2, "init_lr": 0.05, "init_milestones": []},
+    "replay": {"backbone": "tiny", "width": 4, "epochs": 1, "batch_size": 16, "memory_size": 12, "init_epochs": 2,
+               "init_lr": 0.1, "init_weight_decay": 5e-4, "init_milestones": []},
+    "memo": {"backbone": "resnet14", "width": 4, "epochs": 1, "batch_size": 16, "memory_size": 12, "init_epochs": 2,
+             "init_lr": 0.1, "init_weight_decay": 5e-4, "init_milestones": [], "milestones": []},
 }
 # Per method: fields that act only from task 1 on, with another valid value each.
 LATER = {
     "finetune": {"lr": 0.02, "epochs": 2, "weight_decay": 0.0, "milestones": [1]},
     "bmkp": {"gamma": 0.8, "lam": 1.0, "lr": 0.02, "epochs": 2},
+    "replay": {"lr": 0.02, "epochs": 2},
+    "memo": {"alpha_aux": 0.5, "train_base": False, "weight_align": False, "lr": 0.02, "epochs": 2},
 }
 V = "test-version"
 
@@ -98,7 +104,7 @@ def test_bmkp_prefix_leaves_out_gamma_lam_and_overridden_schedule_fields():
     assert prefix_key(cfg, 1, V) != prefix_key(config("bmkp", gamma_first=0.8), 1, V)
 
 
-@pytest.mark.parametrize("method", ["finetune", "bmkp"])
+@pytest.mark.parametrize("method", ["finetune", "bmkp", "replay", "memo"])
 def test_declared_fields_are_sound(method, tmp_path):
     """Changing every field the method leaves out of task 0's set leaves the state after task 0 bit-identical."""
     assert set(LATER[method]).isdisjoint(prefix_fields(config(method), 1))
@@ -125,7 +131,7 @@ def assert_same_tensors(a, b) -> None:
 
 
 # ---- exact reuse ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["finetune", "bmkp"])
+@pytest.mark.parametrize("method", ["finetune", "bmkp", "replay", "memo"])
 def test_start_from_cache_equals_scratch(method, tmp_path):
     cache = PrefixCache(tmp_path / "cache", version=V)
     first = config(method)
