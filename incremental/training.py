@@ -83,7 +83,8 @@ def fit(
         for idx in minibatches(len(y), schedule.batch_size, gen):
             xb = augmenter.train(x[idx.to(x.device)], gen)
             yb = y[idx.to(y.device)]
-            loss = loss_fn(xb, yb)
+            with augmenter.autocast():
+                loss = loss_fn(xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -101,5 +102,6 @@ def fit(
 def predict_in_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, augmenter: Augmenter,
                        batch_size: int) -> torch.Tensor:
     """Apply ``fn`` to normalised batches of uint8 ``x``; returns the concatenated outputs."""
-    outs = [fn(augmenter.normalize(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    with augmenter.autocast():
+        outs = [fn(augmenter.normalize(x[i : i + batch_size])).float() for i in range(0, len(x), batch_size)]
     return torch.cat(outs) if outs else torch.empty(0)
