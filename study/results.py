@@ -1,0 +1,177 @@
+"""The Parquet results sink: per-trial rows built from task results, written atomically per trial.
+
+One file per trial (``study.schema`` documents the layout and columns). The whole file is rewritten
+after every task with all rows known so far, keyed by task index, so a task re-run after a resume
+replaces its row instead of duplicating it, and a reader never sees a half-written file: local files
+go through a temporary name and ``os.replace``; other pyarrow filesystems write a temporary object
+and move it (object stores publish an object only once its upload completes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from incremental.run import RunResult, TaskResult, code_version
+
+from .schema import FINAL_STATUSES, RESULTS_SCHEMA, TASK_STATUS, param_column
+
+__all__ = ["task_row", "final_row", "rows_from_run", "trial_path", "write_trial_file", "read_trial_file",
+           "resolve_storage", "list_trial_files", "utcnow"]
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def resolve_storage(storage: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it for a local directory or a URI (s3://, gs://, ...)."""
+    if "://" in storage and not storage.startswith("file://"):
+        fs, path = pafs.FileSystem.from_uri(storage)
+        return fs, path.rstrip("/")
+    local = storage[len("file://"):] if storage.startswith("file://") else storage
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(local))
+
+
+def trial_path(root: str, study: str, method: str, trial_id: str) -> str:
+    """``<root>/results/study=<study>/method=<method>/<trial_id>.parquet`` (root: path inside the fs)."""
+    return f"{root}/results/study={study}/method={method}/{trial_id}.parquet"
+
+
+def task_row(result: TaskResult | Mapping[str, Any], *, study: str, trial_id: str, method: str, benchmark: str,
+             seed: int, config_json: str, params: Mapping[str, Any], started_at: datetime,
+             finished_at: datetime | None = None, version: str | None = None) -> dict[str, Any]:
+    """The row of one finished task (``result``: a TaskResult or its ``as_dict()``)."""
+    r = result.as_dict() if isinstance(result, TaskResult) else dict(result)
+    mem, val, test = r["memory"], r["val"], r["test"]
+    total_bytes = int(mem["model_bytes"]) + int(mem["exemplar_bytes"]) + int(mem["extra_bytes"])
+    row: dict[str, Any] = {
+        "study": study, "trial_id": trial_id, "method": method, "benchmark": benchmark,
+        "scenario": r["scenario"], "task": int(r["task"]), "n_tasks": int(r["n_tasks"]),
+        "tasks_done": int(r["task"]) + 1, "is_final": False,
+        "complete": int(r["task"]) + 1 == int(r["n_tasks"]), "status": TASK_STATUS, "error": None,
+        "avg_acc": val["avg_acc"], "last_acc": val["last_acc"], "forgetting": val["forgetting"], "bwt": val["bwt"],
+        "test_avg_acc": test["avg_acc"], "test_last_acc": test["last_acc"],
+        "test_forgetting": test["forgetting"], "test_bwt": test["bwt"],
+        "acc_row": [float(a) for a in r["acc_row"]], "val_acc_row": [float(a) for a in r["val_acc_row"]],
+        "model_bytes": int(mem["model_bytes"]), "exemplar_bytes": int(mem["exemplar_bytes"]),
+        "extra_bytes": int(mem["extra_bytes"]), "total_bytes": total_bytes, "total_mb": total_bytes / 2**20,
+        "train_state_bytes": int(mem.get("train_state_bytes", 0)), "n_exemplars": int(mem["n_exemplars"]),
+        "wall_s": float(r["wall_s"]), "seed": int(seed), "config_json": config_json,
+        "code_version": version if version is not None else code_version(),
+        "started_at": started_at, "finished_at": finished_at or utcnow(),
+    }
+    row.update({param_column(k): v for k, v in params.items()})
+    return row
+
+
+def final_row(task_rows: Sequence[Mapping[str, Any]], *, status: str, error: str | None = None,
+              template: Mapping[str, Any] | None = None, finished_at: datetime | None = None,
+              wall_s: float | None = None) -> dict[str, Any]:
+    """The final row of a trial: the last task's metrics (or ``template`` identity columns and NaN
+    metrics when no task finished) with the terminal ``status``."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"status={status!r}; allowed: {FINAL_STATUSES}")
+    if task_rows:
+        last = max(task_rows, key=lambda row: row["task"])
+        row = dict(last)
+        row["wall_s"] = float(sum(r["wall_s"] for r in task_rows)) if wall_s is None else wall_s
+    else:
+        if template is None:
+            raise ValueError("final_row needs task rows or a template")
+        row = {name: None for name in RESULTS_SCHEMA.names}
+        row.update({k: v for k, v in template.items()})
+        row.update(task=-1, tasks_done=0, complete=False, wall_s=wall_s or 0.0)
+        for name in ("avg_acc", "last_acc", "forgetting", "bwt", "test_avg_acc", "test_last_acc",
+                     "test_forgetting", "test_bwt"):
+            row[name] = math.nan
+    row.update(is_final=True, status=status, error=error, finished_at=finished_at or utcnow())
+    row["complete"] = bool(row.get("tasks_done") == row.get("n_tasks")) and status == "complete"
+    return row
+
+
+def rows_from_run(result: RunResult, *, study: str, trial_id: str, params: Mapping[str, Any] | None = None,
+                  status: str | None = None, started_at: datetime | None = None) -> list[dict[str, Any]]:
+    """Rows of a finished ``incremental.run`` (outside Ray): one per task plus the final row."""
+    started = started_at or utcnow()
+    cfg = result.config
+    rows = [task_row(t, study=study, trial_id=trial_id, method=cfg.method, benchmark=cfg.benchmark.name,
+                     seed=cfg.seed, config_json=cfg.to_json(), params=params or {}, started_at=started)
+            for t in result.tasks]
+    final_status = status or ("complete" if result.complete else "pruned")
+    return rows + [final_row(rows, status=final_status)]
+
+
+def _schema_for(rows: Sequence[Mapping[str, Any]]) -> pa.Schema:
+    schema = RESULTS_SCHEMA
+    extra = sorted({k for row in rows for k in row if k not in RESULTS_SCHEMA.names})
+    for name in extra:
+        values = [row.get(name) for row in rows if row.get(name) is not None]
+        kind = pa.array(values).type if values else pa.null()
+        if pa.types.is_integer(kind):
+            kind = pa.int64()
+        schema = schema.append(pa.field(name, kind))
+    return schema
+
+
+def write_trial_file(storage: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    """Atomically (re)write one trial's file with ``rows`` (sorted: tasks, then the final row)."""
+    if not rows:
+        raise ValueError("write_trial_file: no rows")
+    first = rows[0]
+    fs, root = resolve_storage(storage)
+    path = trial_path(root, first["study"], first["method"], first["trial_id"])
+    ordered = sorted(rows, key=lambda r: (bool(r["is_final"]), r["task"]))
+    schema = _schema_for(ordered)
+    table = pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in ordered], schema=schema)
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{first['trial_id']}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as sink:
+        pq.write_table(table, sink)
+    if isinstance(fs, pafs.LocalFileSystem):
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
+    else:
+        fs.move(tmp, path)
+    return path
+
+
+def read_trial_file(storage: str, study: str, method: str, trial_id: str) -> list[dict[str, Any]]:
+    """The rows stored for a trial ([] when it has no file yet)."""
+    fs, root = resolve_storage(storage)
+    path = trial_path(root, study, method, trial_id)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    with fs.open_input_file(path) as f:
+        return pq.read_table(f, partitioning=None).to_pylist()
+
+
+def list_trial_files(storage: str, study: str) -> Iterable[tuple[str, str]]:
+    """(method, trial_id) of every trial file of ``study`` under ``storage``."""
+    fs, root = resolve_storage(storage)
+    base = f"{root}/results/study={study}"
+    if fs.get_file_info(base).type == pafs.FileType.NotFound:
+        return []
+    found = []
+    for info in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
+        name = info.path.rsplit("/", 1)[-1]
+        parent = info.path.rsplit("/", 2)[-2]
+        if info.type == pafs.FileType.File and name.endswith(".parquet") and parent.startswith("method="):
+            found.append((parent[len("method="):], name[: -len(".parquet")]))
+    return sorted(found)
+
+
+def config_params(config_json: str) -> dict[str, Any]:
+    """The resolved config of a row, decoded (convenience for readers)."""
+    return json.loads(config_json)
