@@ -135,7 +135,8 @@ def budget_report(config, memory_mb: float | None = None) -> dict[str, Any]:
 
 
 def _budget(args: argparse.Namespace) -> int:
-    config = _load(args)
+    # A plan never touches the device: a GPU config (device: cuda) is planned on any machine.
+    config = _load(args, device="cpu")
     r = budget_report(config, args.memory_mb)
     if args.json:
         print(json.dumps(r, indent=2, default=str))
