@@ -1,0 +1,126 @@
+"""``incsweep study run|resume|status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .layout import StudyLayout
+from .spec import StudySpec, load_spec
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    study_p = subparsers.add_parser("study", help="run, resume or inspect a hyperparameter study",
+                                    description="Multi-objective hyperparameter studies (Ray Tune + Optuna).")
+    sub = study_p.add_subparsers(dest="study_command", metavar="{run,resume,status}", required=True)
+
+    run_p = sub.add_parser("run", help="start a study from a YAML spec")
+    run_p.add_argument("spec", metavar="SPEC.yaml")
+    run_p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                       help="an existing Ray cluster (default: $RAY_ADDRESS, else an embedded local Ray)")
+    run_p.add_argument("--storage", default=None, metavar="DIR_OR_URI",
+                       help="where the study keeps results, checkpoints and its Optuna study "
+                            "(default: the spec's storage, else runs/<name>)")
+    run_p.add_argument("--trials", type=int, default=None, help="override the spec's trial count")
+    run_p.set_defaults(func=_run)
+
+    resume_p = sub.add_parser("resume", help="finish an interrupted study from its storage directory")
+    resume_p.add_argument("storage", metavar="DIR")
+    resume_p.add_argument("--address", default=None, metavar="auto|HOST:PORT")
+    resume_p.set_defaults(func=_resume)
+
+    status_p = sub.add_parser("status", help="trials finished, by status, from the Parquet results")
+    status_p.add_argument("storage", metavar="DIR")
+    status_p.add_argument("--json", action="store_true", help="print one JSON object")
+    status_p.set_defaults(func=_status)
+
+
+def _console_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    for name in ("study", "trainables"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _stored_spec(storage: str) -> StudySpec:
+    data = StudyLayout(storage).read_spec()
+    if data is None:
+        raise FileNotFoundError(f"{storage} holds no study (no study.yaml); start one with `incsweep study run SPEC.yaml`")
+    return StudySpec.from_dict({**data, "storage": storage})
+
+
+def _finish(summary, elapsed: float) -> int:
+    from .runner import StudySummary  # noqa: F401 - type only
+
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "none"
+    print(f"study {summary.study}: {summary.finished}/{summary.trials} trials finished ({statuses}); "
+          f"{summary.task_rows} task rows in {summary.storage}/results; {elapsed:.0f} s")
+    if not summary.done:
+        print(f"the study is not finished; continue it with: incsweep study resume {summary.storage}")
+        return 130
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    from .runner import run_study
+
+    spec = load_spec(args.spec).with_storage(args.storage)
+    if args.trials is not None:
+        spec = StudySpec.from_dict({**spec.to_dict(), "trials": args.trials})
+    _console_logging()
+    tic = time.perf_counter()
+    try:
+        summary = run_study(dataclasses.replace(spec), address=args.address)
+    except KeyboardInterrupt:
+        print("interrupted; continue with: incsweep study resume " + (spec.storage or f"runs/{spec.name}"))
+        return 130
+    return _finish(summary, time.perf_counter() - tic)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    import time
+
+    from .runner import run_study
+
+    spec = _stored_spec(args.storage)
+    _console_logging()
+    tic = time.perf_counter()
+    try:
+        summary = run_study(spec, address=args.address, resume=True)
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: incsweep study resume {args.storage}")
+        return 130
+    return _finish(summary, time.perf_counter() - tic)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .runner import summarize
+
+    spec = _stored_spec(args.storage)
+    s = summarize(args.storage, spec)
+    if args.json:
+        print(json.dumps({"study": s.study, "storage": s.storage, "trials": s.trials, "finished": s.finished,
+                          "statuses": dict(s.statuses), "unfinished": s.unfinished, "task_rows": s.task_rows,
+                          "optuna_states": dict(s.optuna_states), "done": s.done}))
+        return 0
+    print(f"study {s.study} in {s.storage}: {s.finished}/{s.trials} trials finished")
+    for status, n in sorted(s.statuses.items()):
+        print(f"  {status:10s} {n}")
+    if s.unfinished:
+        print(f"  running or interrupted: {len(s.unfinished)} ({', '.join(s.unfinished[:8])})")
+    print(f"  task rows: {s.task_rows}")
+    if s.optuna_states:
+        print("  optuna: " + ", ".join(f"{k} {v}" for k, v in sorted(s.optuna_states.items())))
+    if not s.done:
+        print(f"  continue with: incsweep study resume {s.storage}")
+    return 0

@@ -1,0 +1,74 @@
+"""Where a study keeps its parts inside its storage directory (or URI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from incremental.errors import ConfigError
+
+from .results import resolve_storage
+
+__all__ = ["StudyLayout"]
+
+SPEC_FILE = "study.yaml"
+TUNE_NAME = "tune"  # Tune's experiment directory under the storage
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    """``<storage>/study.yaml`` (the resolved spec), ``optuna.journal`` (the Optuna study),
+    ``tune/`` (Tune's experiment state and trial checkpoints), ``results/`` (Parquet),
+    ``prefix_cache/`` (task-prefix states)."""
+
+    storage: str
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.storage or self.storage.startswith("file://")
+
+    @property
+    def local_root(self) -> Path:
+        return Path(resolve_storage(self.storage)[1])
+
+    @property
+    def tune_storage(self) -> str:
+        return str(self.local_root) if self.is_local else self.storage.rstrip("/")
+
+    @property
+    def tune_experiment(self) -> str:
+        return f"{self.tune_storage}/{TUNE_NAME}"
+
+    @property
+    def spec_uri(self) -> str:
+        return f"{resolve_storage(self.storage)[1]}/{SPEC_FILE}"
+
+    def optuna_url(self, override: str | None) -> str:
+        if override:
+            return override
+        if not self.is_local:
+            raise ConfigError(f"storage {self.storage!r} is a URI: give optuna_storage (an RDB URL such as "
+                              "postgresql://... or sqlite:////shared/optuna.db) in the spec")
+        return str(self.local_root / "optuna.journal")
+
+    def prefix_cache_dir(self) -> str | None:
+        return str(self.local_root / "prefix_cache") if self.is_local else None
+
+    def read_spec(self) -> dict | None:
+        fs, _ = resolve_storage(self.storage)
+        from pyarrow.fs import FileType
+
+        if fs.get_file_info(self.spec_uri).type == FileType.NotFound:
+            return None
+        with fs.open_input_stream(self.spec_uri) as f:
+            return yaml.safe_load(f.read().decode())
+
+    def write_spec(self, data: dict) -> None:
+        fs, root = resolve_storage(self.storage)
+        fs.create_dir(root, recursive=True)
+        tmp = f"{self.spec_uri}.tmp"
+        with fs.open_output_stream(tmp) as f:
+            f.write(yaml.safe_dump(data, sort_keys=False).encode())
+        fs.move(tmp, self.spec_uri)

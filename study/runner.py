@@ -1,0 +1,226 @@
+"""Study spec -> Tuner + StudySearcher (+ ASHA on the task axis) on a local or existing Ray cluster.
+
+``run_study`` starts a study (or, with ``resume=True``, continues one from its storage directory:
+Tune's snapshot when there is one, otherwise a fresh Tuner for the trials still missing) and
+returns a summary read back from the Parquet results, the source of truth for what finished
+(never Tune's ResultGrid: ray-optuna.md trap 5).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from incremental.errors import ConfigError
+
+from .layout import StudyLayout
+from .results import list_trial_files, read_trial_file
+from .sink import ParquetSink, ProgressLog
+from .spec import StudySpec
+
+__all__ = ["run_study", "StudySummary", "summarize", "check_resources", "default_storage"]
+
+log = logging.getLogger(__name__)
+
+
+def default_storage(spec: StudySpec) -> str:
+    return spec.storage or os.path.join("runs", spec.name)
+
+
+@dataclass
+class StudySummary:
+    storage: str
+    study: str
+    trials: int  # requested
+    statuses: Counter = field(default_factory=Counter)  # final rows by status
+    unfinished: list[str] = field(default_factory=list)  # trial files without a final row
+    task_rows: int = 0
+    optuna_states: Counter = field(default_factory=Counter)
+
+    @property
+    def finished(self) -> int:
+        # Orphans closed as errors after a driver kill were replaced by new trials: not counted.
+        return sum(self.statuses.values()) - self.statuses.get("orphaned", 0)
+
+    @property
+    def done(self) -> bool:
+        return not self.unfinished and self.finished >= self.trials
+
+
+def summarize(storage: str, spec: StudySpec) -> StudySummary:
+    """What the study's Parquet results and Optuna storage say (works while a study runs)."""
+    summary = StudySummary(storage=storage, study=spec.name, trials=spec.trials)
+    for method, trial_id in list_trial_files(storage, spec.name):
+        rows = read_trial_file(storage, spec.name, method, trial_id)
+        summary.task_rows += sum(not r["is_final"] for r in rows)
+        finals = [r for r in rows if r["is_final"]]
+        if not finals:
+            summary.unfinished.append(trial_id)
+        elif (finals[0]["error"] or "").startswith("orphaned"):
+            summary.statuses["orphaned"] += 1
+        else:
+            summary.statuses[finals[0]["status"]] += 1
+    layout = StudyLayout(storage)
+    try:
+        import optuna
+
+        from .searcher import make_optuna_storage
+
+        url = layout.optuna_url(spec.optuna_storage)
+        if "://" in url or os.path.exists(url):
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            study = optuna.load_study(study_name=spec.name, storage=make_optuna_storage(url))
+            summary.optuna_states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    except (KeyError, ConfigError):
+        pass  # no Optuna study yet
+    return summary
+
+
+def check_resources(resources: Any, concurrency: int | None) -> None:
+    """Fail clearly when one trial's request fits no node of the cluster (ray-optuna.md trap 7:
+    Tune would otherwise leave the trials PENDING forever with a warning)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    total = ray.cluster_resources()
+    per_node = [(n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0)) for n in nodes]
+    if resources.gpu > 0 and total.get("GPU", 0.0) == 0:
+        raise ConfigError(f"resources.gpu={resources.gpu:g} but the Ray cluster has no GPU "
+                          f"(cluster resources: CPU {total.get('CPU', 0):g}, GPU 0); set resources.gpu: 0")
+    fits = [cpu >= resources.cpu and (resources.gpu == 0 or gpu >= min(resources.gpu, 1.0) and gpu >= resources.gpu)
+            for cpu, gpu in per_node]
+    if not any(fits):
+        largest = max(per_node, default=(0.0, 0.0))
+        raise ConfigError(f"resources per trial (cpu {resources.cpu:g}, gpu {resources.gpu:g}) fit no node of the "
+                          f"cluster (largest node: cpu {largest[0]:g}, gpu {largest[1]:g}); lower resources")
+
+
+def _init_ray(address: str | None, temp_dir: str | None) -> bool:
+    """Connect to ``address`` (an existing cluster; RAY_ADDRESS under ``ray job submit``) or start
+    an embedded local Ray. Returns whether this call started Ray (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": True, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **kwargs)
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(**kwargs)
+    else:
+        ray.init(include_dashboard=False, _temp_dir=temp_dir, **kwargs)
+    return True
+
+
+def _searched(spec: StudySpec) -> dict[str, list[str]]:
+    space = spec.space()
+    return {m: space.searched(m) for m in spec.methods}
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial directories (Tune's default embeds every config value in the name)."""
+    return f"trial_{trial.trial_id}"
+
+
+def _build_searcher(spec: StudySpec, layout: StudyLayout):
+    from .searcher import StudySearcher, make_optuna_storage, make_sampler
+
+    return StudySearcher(space=spec.space(), metrics=[o.metric for o in spec.objectives],
+                         modes=[o.mode for o in spec.objectives], n_tasks=spec.n_tasks,
+                         constraints=spec.constraints, sampler=make_sampler(spec.sampler, spec.seed),
+                         storage=make_optuna_storage(layout.optuna_url(spec.optuna_storage)), study_name=spec.name)
+
+
+def _build_scheduler(spec: StudySpec):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler.name == "fifo":
+        return FIFOScheduler()
+    first = spec.objectives[0]
+    # ASHA on the task axis: rungs count finished tasks; the first objective ranks trials at a rung.
+    return ASHAScheduler(time_attr="tasks_done", metric=first.metric, mode=first.mode, max_t=spec.n_tasks,
+                         grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
+
+
+def _trainable(spec: StudySpec):
+    from ray import tune
+
+    from trainables import get_trainable
+
+    return tune.with_resources(get_trainable(list(spec.methods)), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def _param_space(spec: StudySpec, layout: StudyLayout) -> dict[str, Any]:
+    cache = layout.prefix_cache_dir() if spec.prefix_cache else None
+    return {"study": spec.name, "base": spec.base_run(), "prefix_cache": cache,
+            "prefix_cache_max_bytes": int(spec.prefix_cache_max_gb * 2**30), "threads": max(1, int(spec.resources.cpu))}
+
+
+def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = False,
+              ray_temp_dir: str | None = None) -> StudySummary:
+    """Run (or resume) ``spec`` to completion; returns the Parquet-derived summary."""
+    storage = default_storage(spec)
+    layout = StudyLayout(storage)
+    stored = layout.read_spec()
+    if stored is not None and not resume:
+        raise ConfigError(f"{storage} already holds study {stored.get('name')!r}; continue it with "
+                          f"`incsweep study resume {storage}` or choose another --storage")
+    if stored is None:
+        layout.write_spec({**spec.to_dict(), "storage": storage})
+
+    # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
+    # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    owns_ray = _init_ray(address, ray_temp_dir)
+    try:
+        import ray
+        from ray import tune
+
+        check_resources(spec.resources, spec.concurrency)
+        sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec))
+        progress = ProgressLog(spec.n_tasks, [o.metric for o in spec.objectives])
+        run_config = tune.RunConfig(
+            name="tune", storage_path=layout.tune_storage, callbacks=[sink, progress], verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 1 warns on snapshots (ray-optuna.md)
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures))
+        if resume and tune.Tuner.can_restore(layout.tune_experiment):
+            log.info("resuming the Tune experiment in %s", layout.tune_experiment)
+            tuner = tune.Tuner.restore(layout.tune_experiment, trainable=_trainable(spec), resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False,
+                                       param_space=_param_space(spec, layout))
+            # Tune restores its pickled run config, callbacks included: give it this driver's fresh ones
+            # (Tuner.restore takes no run_config in 2.60).
+            tuner._local_tuner.get_run_config().callbacks = [sink, progress]  # noqa: SLF001
+        else:
+            before = summarize(storage, spec)
+            remaining = spec.trials - before.finished
+            if remaining <= 0 and not before.unfinished:
+                log.info("study %s already has %d finished trial(s)", spec.name, before.finished)
+                return before
+            searcher = _build_searcher(spec, layout)
+            searcher.reconcile()  # a driver that died before Tune's first snapshot left RUNNING trials
+            tuner = tune.Tuner(
+                _trainable(spec), param_space=_param_space(spec, layout),
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_build_scheduler(spec),
+                                            num_samples=max(remaining, 0),
+                                            max_concurrent_trials=spec.concurrency, reuse_actors=True,
+                                            trial_dirname_creator=trial_dirname),
+                run_config=run_config)
+        grid = tuner.fit()
+        for err in grid.errors:
+            log.warning("a trial failed: %s", str(err).strip().splitlines()[-1] if str(err).strip() else err)
+        summary = summarize(storage, spec)
+        orphans = [tid for tid in summary.unfinished if tid not in sink.seen]
+        if orphans and summary.finished >= spec.trials:
+            sink.finalize_orphans([(m, t) for m, t in list_trial_files(storage, spec.name) if t in orphans])
+            summary = summarize(storage, spec)
+        del ray
+        return summary
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()

@@ -1,0 +1,131 @@
+"""OptunaSearch for incremental runs: the traps of ray-optuna.md handled in one subclass.
+
+- Trials that stop before their last task (ASHA) are told PRUNED, never COMPLETE with truncated
+  values that would land on the Pareto front (trap 3).
+- A diverged trial or a non-finite objective is told FAIL (a NaN would leave it RUNNING: trap 6).
+- Every Optuna trial carries its Tune trial id (user attr ``tune_trial_id``); after a hard kill,
+  Optuna trials that Tune's last snapshot does not know are failed as orphans, and trials the
+  storage already finished are not told again (trap 4).
+- Constraints are set with ``Trial.set_constraint`` (Optuna 5) so every sampler respects them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+__all__ = ["StudySearcher", "make_sampler", "make_optuna_storage", "TUNE_ID_ATTR", "reconcile_orphans"]
+
+log = logging.getLogger(__name__)
+
+TUNE_ID_ATTR = "tune_trial_id"
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """tpe (Optuna's default, multi-objective capable), nsga2 or random, seeded."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}")
+
+
+def make_optuna_storage(url_or_path: str) -> optuna.storages.BaseStorage:
+    """An RDB URL (sqlite:///, postgresql://, ...) or the path of a journal file (the default)."""
+    if "://" in url_or_path:
+        return optuna.storages.RDBStorage(url_or_path)
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(url_or_path))
+
+
+def reconcile_orphans(study: optuna.Study, known_tune_ids: set[str]) -> list[int]:
+    """Fail every unfinished Optuna trial whose Tune trial is unknown (asked after Tune's last
+    snapshot, then the driver died); returns their Optuna numbers."""
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if t.user_attrs.get(TUNE_ID_ATTR) in known_tune_ids:
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "orphaned", "driver stopped before Tune recorded this trial")
+        study.tell(t.number, state=TrialState.FAIL)
+        failed.append(t.number)
+    if failed:
+        log.warning("failed %d orphaned Optuna trial(s) left RUNNING by an interrupted driver: %s", len(failed), failed)
+    return failed
+
+
+class StudySearcher(OptunaSearch):
+    """Multi-objective OptunaSearch over a define-by-run space, aware of the task axis."""
+
+    def __init__(self, *, space: Any, metrics: Sequence[str], modes: Sequence[str], n_tasks: int,
+                 constraints: Sequence[Any] = (), sampler: optuna.samplers.BaseSampler,
+                 storage: optuna.storages.BaseStorage, study_name: str):
+        super().__init__(space=space, metric=list(metrics), mode=list(modes), sampler=sampler, storage=storage,
+                         study_name=study_name)
+        self._n_tasks = n_tasks
+        self._constraints = tuple(constraints)
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study
+
+    def known_tune_ids(self) -> set[str]:
+        return set(self._ot_trials)
+
+    def reconcile(self) -> list[int]:
+        """Align with the Optuna storage (after a restore or a fresh start on existing storage)."""
+        for tune_id, ot_trial in self._ot_trials.items():
+            state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
+            if state in _FINISHED:
+                self._completed_trials.add(tune_id)  # the storage is ahead of Tune's snapshot
+        return reconcile_orphans(self._ot_study, self.known_tune_ids())
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self.reconcile()
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials[trial_id]
+        if TUNE_ID_ATTR not in ot_trial.user_attrs:
+            ot_trial.set_user_attr(TUNE_ID_ATTR, trial_id)
+        return config
+
+    def outcome(self, result: Mapping[str, Any] | None, error: bool) -> tuple[TrialState, list[float] | None, str]:
+        """What to tell Optuna about a finished trial, and why (pure: unit-tested)."""
+        if error:
+            return TrialState.FAIL, None, "error"
+        if not result:
+            return TrialState.PRUNED, None, "stopped before reporting"
+        if result.get("diverged"):
+            return TrialState.FAIL, None, "diverged"
+        done = int(result.get("tasks_done", 0))
+        if done < self._n_tasks:
+            return TrialState.PRUNED, None, f"stopped after {done}/{self._n_tasks} tasks"
+        values = [result.get(m) for m in self.metric]
+        if any(v is None or not math.isfinite(float(v)) for v in values):
+            return TrialState.FAIL, None, f"non-finite objective {dict(zip(self.metric, values))}"
+        return TrialState.COMPLETE, [float(v) for v in values], "complete"
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        if self._ot_study._storage.get_trial(ot_trial._trial_id).state in _FINISHED:
+            self._completed_trials.add(trial_id)
+            return
+        state, values, why = self.outcome(result, error)
+        if state == TrialState.COMPLETE:
+            for c in self._constraints:
+                ot_trial.set_constraint(str(c), c.violation(float(result[c.metric])))
+        ot_trial.set_user_attr("outcome", why)
+        self._ot_study.tell(ot_trial, values, state=state)
+        self._completed_trials.add(trial_id)

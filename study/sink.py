@@ -1,0 +1,163 @@
+"""Driver-side Tune callbacks: the Parquet sink and one progress line per task and per trial.
+
+The sink runs in the driver, the only writer of the study's results: every reported task becomes
+a row (keyed by trial and task, so a task re-run after a resume replaces its row), and each
+trial's file is rewritten atomically after every change (``study.results``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any, Mapping
+
+from ray.tune import Callback
+
+from .results import final_row, read_trial_file, task_row, utcnow, write_trial_file
+
+__all__ = ["ParquetSink", "ProgressLog", "trial_error_text"]
+
+log = logging.getLogger("study.progress")
+
+
+def trial_error_text(trial: Any) -> str:
+    """The last line of a failed trial's error (Tune keeps the full traceback in its error file)."""
+    text = ""
+    for getter in ("get_error",):
+        try:
+            err = getattr(trial, getter)()
+            text = f"{type(err).__name__}: {err}" if err is not None else ""
+        except Exception:  # noqa: BLE001 - older/newer Trial APIs
+            text = ""
+    if not text and getattr(trial, "error_file", None):
+        try:
+            with open(trial.error_file) as f:
+                text = f.read()
+        except OSError:
+            text = ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:2000] if lines else "trial failed (no error text)"
+
+
+class ParquetSink(Callback):
+    """Writes one row per reported task and a final row per finished trial."""
+
+    def __init__(self, storage: str, study: str, n_tasks: int, searched: Mapping[str, list[str]]):
+        self.storage, self.study, self.n_tasks = storage, study, n_tasks
+        self.searched = {m: list(p) for m, p in searched.items()}
+        self._rows: dict[str, dict[int, dict[str, Any]]] = {}
+        self._final: dict[str, dict[str, Any]] = {}
+        self.seen: set[str] = set()  # Tune trial ids this driver has heard of (orphan detection)
+
+    # -- rows ----------------------------------------------------------------------------------
+    def _load(self, trial_id: str, method: str) -> dict[int, dict[str, Any]]:
+        if trial_id not in self._rows:
+            stored = read_trial_file(self.storage, self.study, method, trial_id)
+            self._rows[trial_id] = {r["task"]: r for r in stored if not r["is_final"]}
+            finals = [r for r in stored if r["is_final"]]
+            if finals:
+                self._final[trial_id] = finals[0]
+        return self._rows[trial_id]
+
+    def _params(self, trial: Any) -> dict[str, Any]:
+        method = trial.config["method"]
+        values = trial.config.get("params") or {}
+        return {k: values[k] for k in self.searched.get(method, []) if k in values}
+
+    def _write(self, trial_id: str) -> None:
+        rows = list(self._rows[trial_id].values())
+        if trial_id in self._final:
+            rows.append(self._final[trial_id])
+        if rows:
+            write_trial_file(self.storage, rows)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.seen.add(trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.seen.add(trial.trial_id)
+        if "task_result_json" not in result:
+            return
+        method = result["method"]
+        rows = self._load(trial.trial_id, method)
+        task = json.loads(result["task_result_json"])
+        rows[int(task["task"])] = task_row(
+            task, study=self.study, trial_id=trial.trial_id, method=method,
+            benchmark=json.loads(result["config_json"])["benchmark"]["name"], seed=int(json.loads(result["config_json"])["seed"]),
+            config_json=result["config_json"], params=self._params(trial),
+            started_at=datetime.fromisoformat(result["started_at"]))
+        self._final.pop(trial.trial_id, None)  # a resumed trial reports again: its end is not known yet
+        self._write(trial.trial_id)
+
+    def _finish(self, trial: Any, status: str, error: str | None) -> None:
+        method = trial.config["method"]
+        rows = self._load(trial.trial_id, method)
+        template = None
+        if not rows:
+            config = trial.config
+            template = {"study": self.study, "trial_id": trial.trial_id, "method": method,
+                        "benchmark": config["base"]["benchmark"]["name"], "scenario": str(config["base"].get("scenario")),
+                        "n_tasks": self.n_tasks, "seed": int(config["base"]["seed"]), "config_json": json.dumps(config, default=str),
+                        "code_version": "", "started_at": utcnow(),
+                        **{f"param_{k}": v for k, v in self._params(trial).items()}}
+        self._final[trial.trial_id] = final_row(list(rows.values()), status=status, error=error, template=template)
+        self._write(trial.trial_id)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.seen.add(trial.trial_id)
+        last = trial.last_result or {}
+        if last.get("diverged"):
+            self._finish(trial, "diverged", last.get("error"))
+        elif int(last.get("tasks_done", 0)) >= self.n_tasks:
+            self._finish(trial, "complete", None)
+        else:
+            self._finish(trial, "pruned", f"stopped by the scheduler after {int(last.get('tasks_done', 0))} task(s)")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.seen.add(trial.trial_id)
+        self._finish(trial, "error", trial_error_text(trial))
+
+    def finalize_orphans(self, stored: list[tuple[str, str]]) -> list[str]:
+        """Close trial files that have task rows but no final row and belong to no trial Tune knows
+        (the driver died before Tune's snapshot recorded them): status error, rows kept."""
+        closed = []
+        for method, trial_id in stored:
+            if trial_id in self.seen:
+                continue
+            rows = read_trial_file(self.storage, self.study, method, trial_id)
+            if not rows or any(r["is_final"] for r in rows):
+                continue
+            tasks = [r for r in rows if not r["is_final"]]
+            write_trial_file(self.storage, tasks + [final_row(
+                tasks, status="error", error="orphaned: the driver stopped before Tune recorded this trial; "
+                                             "the study ran a replacement trial")])
+            closed.append(trial_id)
+        return closed
+
+
+class ProgressLog(Callback):
+    """One log line per finished task and per finished trial (the CLI prints the study.progress logger)."""
+
+    def __init__(self, n_tasks: int, objectives: list[str]):
+        self.n_tasks, self.objectives = n_tasks, objectives
+        self.done = 0
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if "task_result_json" not in result:
+            return
+        cached = " (cached prefix)" if result.get("from_cache") else ""
+        log.info("%s %-6s task %d/%d  val avg_acc %.4f  total %.3f MB  %.1f s%s", trial.trial_id, result["method"],
+                 result["tasks_done"], self.n_tasks, result["avg_acc"], result["total_mb"], result["wall_s"], cached)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.done += 1
+        last = trial.last_result or {}
+        status = ("diverged" if last.get("diverged") else
+                  "complete" if int(last.get("tasks_done", 0)) >= self.n_tasks else "pruned")
+        values = "  ".join(f"{m} {last.get(m, float('nan')):.4f}" for m in self.objectives)
+        log.info("trial %s %s %s  %s  (%d finished)", trial.trial_id, last.get("method", ""), status, values, self.done)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.done += 1
+        log.info("trial %s error: %s", trial.trial_id, trial_error_text(trial))

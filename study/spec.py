@@ -1,0 +1,257 @@
+"""The study spec: a YAML file -> a typed, validated, frozen ``StudySpec``.
+
+Example (configs/studies/demo.yaml)::
+
+    name: demo
+    methods: [memo, bmkp]
+    scenario: task_il
+    benchmark: {name: seq-fashionmnist, train_per_class: 60, val_fraction: 0.2}
+    search:
+      bmkp: {width: 8, epochs: 1, gamma: {low: 0.85, high: 0.99}}
+    objectives: [avg_acc:max, total_mb:min]
+    constraints: ["total_mb <= 8"]
+    trials: 12
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from incremental.benchmarks import BenchmarkConfig
+from incremental.configs import from_mapping, spec, to_mapping, validate
+from incremental.errors import ConfigError
+from incremental.methods import get_method
+from search_spaces import StudySpace, build_space
+
+__all__ = ["StudySpec", "Objective", "Constraint", "SchedulerSpec", "Resources", "load_spec", "METRICS"]
+
+# Metrics a trial reports on every task (trainables.task_metrics); objectives and constraints pick
+# from these. Test metrics are recorded but never optimised (protocols.md: tune on validation).
+METRICS = ("avg_acc", "last_acc", "forgetting", "bwt", "total_mb", "total_bytes", "model_bytes",
+           "exemplar_bytes", "wall_s")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a path segment and an Optuna study name
+_OPS = ("<=", ">=")
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    mode: str  # "max" | "min"
+
+    @classmethod
+    def parse(cls, text: str) -> "Objective":
+        metric, _, mode = str(text).partition(":")
+        metric, mode = metric.strip(), (mode.strip() or "max")
+        if metric.startswith("test_"):
+            raise ConfigError(f"objective {metric!r}: test metrics are recorded, never optimised; use {metric[5:]!r}")
+        if metric not in METRICS:
+            raise ConfigError(f"objective {metric!r} is unknown; choose from {list(METRICS)}")
+        if mode not in ("max", "min"):
+            raise ConfigError(f"objective {text!r}: mode must be max or min")
+        return cls(metric, mode)
+
+    def __str__(self) -> str:
+        return f"{self.metric}:{self.mode}"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    metric: str
+    op: str
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> "Constraint":
+        m = re.fullmatch(r"\s*([a-z_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*", str(text))
+        if not m:
+            raise ConfigError(f"constraint {text!r}: write METRIC <= NUMBER or METRIC >= NUMBER, e.g. 'total_mb <= 8'")
+        metric, op, bound = m.group(1), m.group(2), float(m.group(3))
+        if metric not in METRICS:
+            raise ConfigError(f"constraint {text!r}: unknown metric {metric!r}; choose from {list(METRICS)}")
+        return cls(metric, op, bound)
+
+    def violation(self, value: float) -> float:
+        """Optuna's convention: <= 0 is feasible."""
+        return value - self.bound if self.op == "<=" else self.bound - value
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    # fifo runs every trial to the end; asha stops trials at rungs on the task axis (tasks done).
+    name: str = spec("fifo", choices=("fifo", "asha"))
+    grace_period: int = spec(2, range=(1, 1000))  # tasks before the first rung (sweep_efficiency.py: 1 rung compares identical task-0 prefixes)
+    reduction_factor: float = spec(2.0, range=(1.01, 100.0))  # half of the trials at a rung go on (sweep_efficiency.py)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = spec(1.0, range=(0.0, 1024.0))
+    gpu: float = spec(0.0, range=(0.0, 64.0))  # fractional shares several trials per GPU
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise ConfigError(f"resources.gpu={self.gpu}: above 1 GPU use whole GPUs")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything a study needs; ``search`` stays a mapping until ``space()`` resolves it."""
+
+    name: str
+    methods: tuple[str, ...]
+    benchmark: BenchmarkConfig
+    search: Mapping[str, Any]
+    scenario: str | None = None
+    objectives: tuple[Objective, ...] = (Objective("avg_acc", "max"), Objective("total_mb", "min"))
+    constraints: tuple[Constraint, ...] = ()
+    sampler: str = "tpe"
+    scheduler: SchedulerSpec = dataclasses.field(default_factory=SchedulerSpec)
+    trials: int = 12
+    concurrency: int | None = None  # None: as many as the resources allow
+    resources: Resources = dataclasses.field(default_factory=Resources)
+    seed: int = 0  # the run seed of every trial (comparable trials, shared prefixes) and the sampler's
+    max_failures: int = 2  # Tune retries a failing trial from its last checkpoint this many times
+    storage: str | None = None
+    optuna_storage: str | None = None  # None: a journal file in the storage directory
+    prefix_cache: bool = True
+    prefix_cache_max_gb: float = 2.0  # incremental.prefix_cache.DEFAULT_MAX_BYTES
+    eval_batch_size: int = 1024  # RunConfig's default
+    device: str = "auto"  # auto: the GPU Ray assigns a trial, else cpu
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(f"name={self.name!r}: use letters, digits, '_', '.', '-' (at most 100)")
+        if not self.methods:
+            raise ConfigError("methods: name at least one method")
+        for m in self.methods:
+            cls = get_method(m)
+            if self.scenario is not None and self.scenario not in cls.scenarios:
+                raise ConfigError(f"scenario={self.scenario!r} is not supported by {m}; it supports {list(cls.scenarios)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods: {list(self.methods)} repeats a method")
+        if self.sampler not in ("tpe", "nsga2", "random"):
+            raise ConfigError(f"sampler={self.sampler!r} is not allowed; choose one of ['tpe', 'nsga2', 'random']")
+        if not self.objectives:
+            raise ConfigError("objectives: give at least one, e.g. [avg_acc:max, total_mb:min]")
+        if len({o.metric for o in self.objectives}) != len(self.objectives):
+            raise ConfigError("objectives: a metric appears twice")
+        if not 1 <= self.trials <= 100_000:
+            raise ConfigError(f"trials={self.trials} is out of range; allowed [1, 100000]")
+        if self.concurrency is not None and not 1 <= self.concurrency <= 10_000:
+            raise ConfigError(f"concurrency={self.concurrency} is out of range; allowed [1, 10000] or null")
+        if not 0 <= self.max_failures <= 100:
+            raise ConfigError(f"max_failures={self.max_failures} is out of range; allowed [0, 100]")
+        if not (math.isfinite(self.prefix_cache_max_gb) and self.prefix_cache_max_gb > 0):
+            raise ConfigError(f"prefix_cache_max_gb={self.prefix_cache_max_gb} must be > 0")
+        if self.device not in ("auto", "cpu"):
+            raise ConfigError(f"device={self.device!r}: allowed auto (GPU when Ray assigns one) or cpu")
+        if self.benchmark.val_fraction <= 0:
+            raise ConfigError("benchmark.val_fraction must be > 0: study objectives are measured on the validation split")
+        if self.scheduler.name == "asha" and self.scheduler.grace_period >= self.n_tasks:
+            raise ConfigError(f"scheduler.grace_period={self.scheduler.grace_period} must be below the "
+                              f"benchmark's {self.n_tasks} tasks")
+        self.space()  # validate the search section now, not inside trials
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.benchmark.task_sizes)
+
+    def space(self) -> StudySpace:
+        return build_space(list(self.methods), self.search)
+
+    def base_run(self) -> dict[str, Any]:
+        """The RunConfig fields every trial shares (the method and its fields come per trial)."""
+        return {"benchmark": to_mapping(self.benchmark), "scenario": self.scenario, "seed": self.seed,
+                "eval_batch_size": self.eval_batch_size}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "methods": list(self.methods), "benchmark": to_mapping(self.benchmark),
+            "search": _plain(self.search), "scenario": self.scenario,
+            "objectives": [str(o) for o in self.objectives], "constraints": [str(c) for c in self.constraints],
+            "sampler": self.sampler, "scheduler": to_mapping(self.scheduler), "trials": self.trials,
+            "concurrency": self.concurrency, "resources": to_mapping(self.resources), "seed": self.seed,
+            "max_failures": self.max_failures, "storage": self.storage, "optuna_storage": self.optuna_storage,
+            "prefix_cache": self.prefix_cache, "prefix_cache_max_gb": self.prefix_cache_max_gb,
+            "eval_batch_size": self.eval_batch_size, "device": self.device,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StudySpec":
+        if not isinstance(data, Mapping):
+            raise ConfigError("a study spec must be a YAML mapping")
+        allowed = {f.name for f in dataclasses.fields(cls)} | {"method"}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ConfigError(f"study spec: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        d = dict(data)
+        if "method" in d:
+            if "methods" in d:
+                raise ConfigError("study spec: give either method or methods, not both")
+            d["methods"] = [d.pop("method")]
+        if "name" not in d or "methods" not in d:
+            raise ConfigError("study spec: 'name' and 'methods' are required")
+        methods = d["methods"]
+        d["methods"] = tuple([methods] if isinstance(methods, str) else methods)
+        d["benchmark"] = from_mapping(BenchmarkConfig, {"val_fraction": 0.1, **dict(d.get("benchmark") or {})},
+                                      where="benchmark")  # 10% validation unless set (objectives need it)
+        d["search"] = dict(d.get("search") or {})
+        if "objectives" in d:
+            objs = d["objectives"]
+            d["objectives"] = tuple(Objective.parse(o) for o in ([objs] if isinstance(objs, str) else objs))
+        if "constraints" in d:
+            cons = d["constraints"] or []
+            d["constraints"] = tuple(Constraint.parse(c) for c in ([cons] if isinstance(cons, str) else cons))
+        if "scheduler" in d:
+            sched = d["scheduler"]
+            d["scheduler"] = from_mapping(SchedulerSpec, {"name": sched} if isinstance(sched, str) else sched,
+                                          where="scheduler")
+        if "resources" in d:
+            d["resources"] = from_mapping(Resources, d["resources"] or {}, where="resources")
+        for key, kind in (("trials", int), ("max_failures", int), ("seed", int), ("eval_batch_size", int),
+                          ("prefix_cache_max_gb", float)):
+            if key in d:
+                try:
+                    d[key] = kind(d[key])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{key}={d[key]!r} is not a number") from None
+        if d.get("concurrency") is not None:
+            d["concurrency"] = int(d["concurrency"])
+        return cls(**d)
+
+    def with_storage(self, storage: str | None) -> "StudySpec":
+        return self if storage is None else dataclasses.replace(self, storage=storage)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study spec file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"study spec {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return StudySpec.from_dict(data or {})

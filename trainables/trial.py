@@ -1,0 +1,145 @@
+"""The Ray Tune function trainable: one full incremental run of one method, reported task by task.
+
+Tune passes a config dict built by the study (``study.runner``) and completed by the searcher:
+``method`` and ``params`` (sampled method-config fields) plus the study's fixed parts under
+``base`` (benchmark, scenario, seed, ...), ``prefix_cache`` (a directory or None) and ``threads``.
+
+Every finished task is one ``tune.report`` carrying that task's metrics (validation metrics
+unprefixed, so the last report holds the study objectives of the whole run: ray-optuna.md trap 1)
+and a checkpoint of the run state, from which Tune resumes a restarted trial exactly. The function
+keeps nothing between calls, so actors can be reused across trials (``reuse_actors=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from incremental.errors import DivergedError
+from incremental.prefix_cache import PrefixCache, cached_results, start_state
+from incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint, run
+
+__all__ = ["TrialSpec", "run_trial", "task_metrics", "OBJECTIVE_SENTINEL"]
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE_SENTINEL = "run_done"  # reported True on the report that ends a run (complete or diverged)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What one trial runs, parsed from Tune's config dict at the trainable's boundary."""
+
+    study: str
+    run_config: RunConfig
+    params: Mapping[str, Any]
+    prefix_cache: str | None
+    prefix_cache_max_bytes: int | None
+    threads: int
+
+    @classmethod
+    def from_tune_config(cls, config: Mapping[str, Any], device: str) -> "TrialSpec":
+        base = dict(config["base"])
+        method = config["method"]
+        params = dict(config.get("params") or {})
+        run_dict = {**base, "method": method, "device": device,
+                    "method_config": {**dict(base.get("method_config") or {}), **params}}
+        return cls(study=config["study"], run_config=RunConfig.from_dict(run_dict), params=params,
+                   prefix_cache=config.get("prefix_cache"), prefix_cache_max_bytes=config.get("prefix_cache_max_bytes"),
+                   threads=int(config.get("threads") or 1))
+
+
+def task_metrics(result: TaskResult, config: RunConfig, started_at: str) -> dict[str, Any]:
+    """The metrics of one task as reported to Tune (flat scalars plus the JSON the sink needs)."""
+    flat = result.flat()
+    return {**flat, "tasks_done": result.task + 1, "total_mb": result.memory.total_mb,
+            "total_bytes": result.memory.total_bytes, OBJECTIVE_SENTINEL: result.task + 1 == result.n_tasks,
+            "diverged": False, "method": config.method, "task_result_json": json.dumps(result.as_dict()),
+            "config_json": config.to_json(), "started_at": started_at}
+
+
+def _device() -> str:
+    """The GPU Ray assigned to this trial (it sets CUDA_VISIBLE_DEVICES), else the CPU."""
+    import ray
+
+    try:
+        gpus = ray.get_gpu_ids()
+    except Exception:  # noqa: BLE001 - outside a Ray worker (direct call): no assignment
+        gpus = []
+    return "cuda" if gpus and torch.cuda.is_available() else "cpu"
+
+
+def run_trial(config: Mapping[str, Any]) -> None:
+    """Tune function trainable (the method is ``config["method"]``)."""
+    from ray import tune
+
+    spec = TrialSpec.from_tune_config(config, _device())
+    torch.set_num_threads(max(1, spec.threads))
+    run_cfg = spec.run_config
+    started_at = datetime.now(timezone.utc).isoformat()
+    cache = (PrefixCache(spec.prefix_cache, max_bytes=spec.prefix_cache_max_bytes)
+             if spec.prefix_cache else None)
+
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
+        log.info("trial resumes after %d task(s) from its Tune checkpoint", len(state["results"]))
+
+    if state is not None and len(state["results"]) == len(run_cfg.benchmark.task_sizes):
+        # Restored after its last task (the driver died before recording the end): report the final
+        # task again so the trial ends with the whole run's objectives, not an older report's.
+        tune.report(task_metrics(TaskResult.from_dict(state["results"][-1]), run_cfg, started_at))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="incsweep-trial-") as work:
+        ckpt_dir = Path(work)
+        if state is None and cache is not None:
+            state, n_done = start_state(run_cfg, cache)
+            if state is not None:
+                log.info("trial starts from a cached prefix of %d task(s)", n_done)
+                _report_cached(run_cfg, state, ckpt_dir, started_at)
+
+        def on_task_end(result: TaskResult) -> None:
+            path = ckpt_dir / CHECKPOINT_FILE
+            if cache is not None:
+                cache.put(run_cfg, path, result.task + 1)
+            tune.report(task_metrics(result, run_cfg, started_at),
+                        checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+
+        try:
+            run(run_cfg, on_task_end, checkpoint_dir=ckpt_dir, initial_state=state)
+        except DivergedError as exc:
+            # Deterministic: retrying cannot help, so end the trial with a report the study records
+            # as diverged (Optuna: FAIL, since NaN is not an acceptable objective: trap 6).
+            done = len(load_checkpoint(ckpt_dir / CHECKPOINT_FILE)["results"]) if (ckpt_dir / CHECKPOINT_FILE).exists() else 0
+            tune.report({"tasks_done": done, "diverged": True, "error": f"{type(exc).__name__}: {exc}",
+                         OBJECTIVE_SENTINEL: True, "avg_acc": math.nan, "total_mb": math.nan,
+                         "method": run_cfg.method, "config_json": run_cfg.to_json(), "started_at": started_at})
+
+
+def _report_cached(config: RunConfig, state: Mapping[str, Any], ckpt_dir: Path, started_at: str) -> None:
+    """Report the tasks a prefix-cache hit carries (so the sink and the scheduler see them), the
+    last one with the checkpoint that Tune would resume from."""
+    from ray import tune
+
+    from incremental.run import save_checkpoint
+
+    save_checkpoint(ckpt_dir / CHECKPOINT_FILE, dict(state))
+    results = cached_results(state)
+    for i, result in enumerate(results):
+        metrics = task_metrics(result, config, started_at)
+        metrics["from_cache"] = True
+        last = i == len(results) - 1
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)) if last else None)
