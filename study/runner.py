@@ -168,8 +168,6 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
     if stored is not None and not resume:
         raise ConfigError(f"{storage} already holds study {stored.get('name')!r}; continue it with "
                           f"`incsweep study resume {storage}` or choose another --storage")
-    if stored is None:
-        layout.write_spec({**spec.to_dict(), "storage": storage})
 
     # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
     # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
@@ -179,7 +177,9 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         import ray
         from ray import tune
 
-        check_resources(spec.resources, spec.concurrency)
+        check_resources(spec.resources, spec.concurrency)  # before anything is written
+        if stored is None:
+            layout.write_spec({**spec.to_dict(), "storage": storage})
         sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec))
         progress = ProgressLog(spec.n_tasks, [o.metric for o in spec.objectives])
         run_config = tune.RunConfig(

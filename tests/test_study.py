@@ -1,0 +1,292 @@
+"""Study platform: spec validation, the searcher's Optuna bookkeeping, the Parquet sink, and
+end-to-end studies on a real local Ray (temporary directories, shut down after)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+from optuna.trial import TrialState
+
+from incremental.errors import ConfigError
+from study.results import list_trial_files, read_trial_file
+from study.searcher import TUNE_ID_ATTR, StudySearcher, make_optuna_storage, make_sampler, reconcile_orphans
+from study.spec import Constraint, Objective, StudySpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SYNTH = {"name": "synthetic", "n_classes": 6, "image_size": 16, "train_per_class": 24, "test_per_class": 8,
+         "val_fraction": 0.25}
+NET = {"backbone": "tiny", "width": 8, "epochs": 1, "batch_size": 16}
+
+
+def spec_dict(**over) -> dict:
+    d = {"name": "t", "methods": ["finetune", "replay"], "benchmark": dict(SYNTH),
+         "search": {"finetune": dict(NET), "replay": {**NET, "memory_size": {"low": 6, "high": 60}}},
+         "trials": 4, "concurrency": 2}
+    d.update(over)
+    return d
+
+
+# ---- spec ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("over, message", [
+    ({"colour": 1}, "unknown key(s) ['colour']"),
+    ({"objectives": ["test_avg_acc:max"]}, "test metrics are recorded, never optimised"),
+    ({"objectives": ["accuracy:max"]}, "objective 'accuracy' is unknown"),
+    ({"objectives": ["avg_acc:up"]}, "mode must be max or min"),
+    ({"constraints": ["total_mb < 8"]}, "write METRIC <= NUMBER"),
+    ({"sampler": "cmaes"}, "sampler='cmaes' is not allowed"),
+    ({"resources": {"gpu": 1.5}}, "above 1 GPU use whole GPUs"),
+    ({"scheduler": {"name": "asha", "grace_period": 3}}, "grace_period=3 must be below the benchmark's 3 tasks"),
+    ({"benchmark": {**SYNTH, "val_fraction": 0.0}}, "val_fraction must be > 0"),
+    ({"search": {"finetune": {"lrr": 0.1}}}, "unknown parameter 'lrr'"),
+    ({"search": {"finetune": {"lr": {"low": 0.1, "high": 20.0}}}}, "lr=20.0"),
+    ({"search": {"icarl": {}}}, "name no method of this study"),
+    ({"methods": ["bmkp"], "scenario": "class_il"}, "not supported by bmkp"),
+    ({"methods": ["nope"]}, "unknown method 'nope'"),
+    ({"name": "a/b"}, "name='a/b'"),
+])
+def test_spec_rejects_bad_input_with_a_clear_message(over, message):
+    with pytest.raises(ConfigError) as err:
+        StudySpec.from_dict(spec_dict(**over))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_spec_defaults_and_round_trip():
+    spec = StudySpec.from_dict(spec_dict(benchmark={k: v for k, v in SYNTH.items() if k != "val_fraction"}))
+    assert spec.benchmark.val_fraction == 0.1  # objectives need a validation split
+    assert spec.objectives == (Objective("avg_acc", "max"), Objective("total_mb", "min"))
+    assert StudySpec.from_dict(spec.to_dict()) == spec
+    c = Constraint.parse("total_mb <= 8")
+    assert c.violation(6.0) == -2.0 and c.violation(9.0) == 1.0
+    assert Constraint.parse("avg_acc >= 0.5").violation(0.4) == pytest.approx(0.1)
+
+
+# ---- searcher bookkeeping (real Optuna storage, no Ray needed) --------------------------------------
+def _searcher(tmp_path, n_tasks=3, constraints=()):
+    spec = StudySpec.from_dict(spec_dict())
+    return StudySearcher(space=spec.space(), metrics=["avg_acc", "total_mb"], modes=["max", "min"], n_tasks=n_tasks,
+                         constraints=constraints, sampler=make_sampler("tpe", 0),
+                         storage=make_optuna_storage(str(tmp_path / "j.journal")), study_name="t")
+
+
+def test_searcher_tells_pruned_failed_and_complete_with_constraints(tmp_path):
+    s = _searcher(tmp_path, constraints=(Constraint.parse("total_mb <= 0.5"),))
+    for tid in ("a", "b", "c", "d", "e", "f"):
+        config = s.suggest(tid)
+        assert config["method"] in ("finetune", "replay")
+    s.on_trial_complete("a", {"tasks_done": 3, "avg_acc": 0.7, "total_mb": 1.0})
+    s.on_trial_complete("b", {"tasks_done": 1, "avg_acc": 0.9, "total_mb": 0.1})  # ASHA stop after 1 of 3
+    s.on_trial_complete("c", {"tasks_done": 2, "diverged": True, "avg_acc": math.nan, "total_mb": math.nan})
+    s.on_trial_complete("d", {"tasks_done": 3, "avg_acc": math.nan, "total_mb": 1.0})
+    s.on_trial_complete("e", None, error=True)
+    s.on_trial_complete("f", {"tasks_done": 3, "avg_acc": 0.6, "total_mb": 0.2})
+    s.on_trial_complete("a", {"tasks_done": 3, "avg_acc": 0.1, "total_mb": 9.0})  # told once only
+    trials = {t.user_attrs[TUNE_ID_ATTR]: t for t in s.study.get_trials()}
+    assert trials["a"].state == TrialState.COMPLETE and trials["a"].values == [0.7, 1.0]
+    assert trials["a"].constraints == {"total_mb <= 0.5": 0.5}
+    assert trials["b"].state == TrialState.PRUNED and trials["b"].values is None
+    assert [trials[t].state for t in "cde"] == [TrialState.FAIL] * 3
+    # "a" violates total_mb <= 0.5 and "b" is pruned: only "f" is on the front, although "b" reported
+    # better truncated values than both (ray-optuna.md trap 3)
+    assert [t.number for t in s.study.best_trials] == [trials["f"].number]
+
+
+def test_reconcile_fails_orphans_and_respects_finished_trials(tmp_path):
+    s = _searcher(tmp_path)
+    s.suggest("known")
+    s.suggest("orphan")
+    s.suggest("done")
+    s.on_trial_complete("done", {"tasks_done": 3, "avg_acc": 0.5, "total_mb": 1.0})
+    # A restored searcher knows only what Tune's snapshot held: "known" and a stale "done".
+    s._ot_trials.pop("orphan")
+    s._completed_trials.discard("done")
+    assert s.reconcile() == [1]
+    states = {t.user_attrs[TUNE_ID_ATTR]: t.state for t in s.study.get_trials()}
+    assert states == {"known": TrialState.RUNNING, "orphan": TrialState.FAIL, "done": TrialState.COMPLETE}
+    s.on_trial_complete("done", {"tasks_done": 3, "avg_acc": 0.9, "total_mb": 1.0})  # no "Cannot tell a COMPLETE trial"
+    assert s.study.trials[2].values == [0.5, 1.0]
+    assert reconcile_orphans(s.study, set()) == [0]  # with no known ids even "known" is an orphan
+
+
+# ---- end to end on a real local Ray ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _rows(storage, study):
+    out = []
+    for method, tid in list_trial_files(storage, study):
+        out.extend(read_trial_file(storage, study, method, tid))
+    return out
+
+
+def _optuna_states(storage, name):
+    st = optuna.load_study(study_name=name, storage=make_optuna_storage(str(Path(storage) / "optuna.journal")))
+    return Counter(t.state.name for t in st.get_trials())
+
+
+def _check_exactly_once(rows, n_tasks):
+    keys = [(r["trial_id"], r["task"], r["is_final"]) for r in rows]
+    assert len(keys) == len(set(keys)), "duplicate rows"
+    by_trial: dict[str, list] = {}
+    for r in rows:
+        by_trial.setdefault(r["trial_id"], []).append(r)
+    for tid, trs in by_trial.items():
+        tasks = sorted(r["task"] for r in trs if not r["is_final"])
+        finals = [r for r in trs if r["is_final"]]
+        assert len(finals) == 1, tid
+        assert tasks == list(range(finals[0]["tasks_done"])), (tid, tasks)
+        if finals[0]["status"] == "complete":
+            assert tasks == list(range(n_tasks))
+    return by_trial
+
+
+def test_multi_objective_study_end_to_end(local_ray, tmp_path):
+    from study.runner import run_study
+
+    spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "s"), constraints=["total_mb <= 1"]))
+    summary = run_study(spec)
+    assert summary.done and summary.statuses == Counter(complete=4)
+    rows = _rows(spec.storage, "t")
+    by_trial = _check_exactly_once(rows, 3)
+    assert len(by_trial) == 4 and len(rows) == 4 * 3 + 4
+    assert _optuna_states(spec.storage, "t") == Counter(COMPLETE=4)
+    final = [r for r in rows if r["is_final"]]
+    for r in final:
+        cfg = json.loads(r["config_json"])
+        assert cfg["method"] == r["method"] and cfg["benchmark"]["name"] == "synthetic"
+        assert r["total_bytes"] == r["model_bytes"] + r["exemplar_bytes"] + r["extra_bytes"]
+        assert 0 <= r["avg_acc"] <= 1 and 0 <= r["test_avg_acc"] <= 1
+        if r["method"] == "replay":
+            assert r["param_memory_size"] == cfg["method_config"]["memory_size"]
+    # hive layout: study=/method= directories, the columns also inside each file
+    files = sorted(Path(spec.storage, "results").rglob("*.parquet"))
+    assert {f.parent.name for f in files} <= {"method=finetune", "method=replay"}
+    assert pq.read_table(files[0], partitioning=None).column("study").to_pylist()[0] == "t"
+    # a second run on the same storage must refuse, not overwrite
+    with pytest.raises(ConfigError, match="already holds study 't'"):
+        run_study(spec)
+
+
+def test_asha_pruned_trials_are_pruned_in_optuna_and_parquet(local_ray, tmp_path):
+    from study.runner import run_study
+
+    bench = {**SYNTH, "n_classes": 8, "init_classes": 2, "increment": 2}  # 4 tasks
+    spec = StudySpec.from_dict(spec_dict(
+        storage=str(tmp_path / "a"), methods=["finetune"], benchmark=bench, trials=8, concurrency=2,
+        search={"finetune": {**NET, "lr": {"low": 1e-4, "high": 0.5, "log": True}}},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2}, prefix_cache=False))
+    summary = run_study(spec)
+    assert summary.done
+    rows = _rows(spec.storage, "t")
+    by_trial = _check_exactly_once(rows, 4)
+    final = {tid: [r for r in trs if r["is_final"]][0] for tid, trs in by_trial.items()}
+    pruned = [f for f in final.values() if f["status"] == "pruned"]
+    assert pruned, "ASHA stopped no trial"
+    assert all(f["tasks_done"] < 4 and not f["complete"] for f in pruned)
+    states = _optuna_states(spec.storage, "t")
+    assert states["PRUNED"] == len(pruned) and states["COMPLETE"] == 8 - len(pruned)
+    assert "RUNNING" not in states
+
+
+def test_diverged_and_failing_trials_are_recorded_and_the_study_goes_on(local_ray, tmp_path):
+    from study.runner import run_study
+
+    diverging = {**NET, "epochs": 3, "lr": 10.0, "momentum": 0.999, "weight_decay": 1.0}  # NaN loss in task 1
+    spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "d"), methods=["finetune"], trials=2,
+                                         search={"finetune": diverging}, max_failures=0))
+    summary = run_study(spec)
+    assert summary.statuses == Counter(diverged=2)
+    rows = _rows(spec.storage, "t")
+    finals = [r for r in rows if r["is_final"]]
+    assert all("loss became nan" in f["error"] and f["tasks_done"] == 1 for f in finals)
+    assert _optuna_states(spec.storage, "t") == Counter(FAIL=2)
+
+    corrupt = tmp_path / "corrupt"  # IDX files that are not IDX: every trial raises while loading
+    corrupt.mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (corrupt / stem).write_bytes(b"not an idx file")
+    missing = {**SYNTH, "name": "seq-fashionmnist", "data_root": str(corrupt)}
+    missing.pop("n_classes"), missing.pop("image_size")
+    spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "e"), methods=["finetune"], trials=2,
+                                         benchmark=missing, search={"finetune": NET}, max_failures=1))
+    summary = run_study(spec)
+    assert summary.statuses == Counter(error=2)
+    finals = [r for r in _rows(spec.storage, "t") if r["is_final"]]
+    assert all(f["error"] and f["tasks_done"] == 0 and f["status"] == "error" for f in finals), finals
+    assert _optuna_states(spec.storage, "t") == Counter(FAIL=2)
+
+
+def test_gpu_request_on_a_gpu_less_cluster_fails_clearly_and_writes_nothing(local_ray, tmp_path):
+    from study.runner import run_study
+
+    spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "g"), resources={"cpu": 1, "gpu": 0.5}))
+    with pytest.raises(ConfigError, match=r"resources.gpu=0.5 but the Ray cluster has no GPU"):
+        run_study(spec)
+    with pytest.raises(ConfigError, match="fit no node"):
+        run_study(StudySpec.from_dict(spec_dict(storage=str(tmp_path / "c"), resources={"cpu": 64})))
+    assert not (tmp_path / "g").exists() and not (tmp_path / "c").exists()
+
+
+def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path):
+    """A driver (with its embedded Ray) is SIGKILLed mid-study; `study resume` finishes it: every
+    trial's tasks once, no duplicates, no RUNNING Optuna trial, the requested trial count met."""
+    from study.runner import run_study
+    from study.spec import load_spec
+
+    import yaml
+
+    storage = tmp_path / "k"
+    slow = {**NET, "epochs": 6}  # ~1 s per task: the kill lands mid-study
+    spec_path = tmp_path / "k.yaml"
+    spec_path.write_text(yaml.safe_dump(spec_dict(methods=["finetune"], trials=6, storage=str(storage),
+                                                  search={"finetune": {**slow, "lr": {"low": 0.01, "high": 0.2}}},
+                                                  benchmark={**SYNTH, "train_per_class": 48})))
+    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rk", dir="/tmp")}
+    proc = subprocess.Popen([sys.executable, "-m", "study.cli", "study", "run", str(spec_path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            rows = _rows(str(storage), "t") if (storage / "results").exists() else []
+            if sum(not r["is_final"] for r in rows) >= 4 and any(not r["is_final"] for r in rows):
+                break
+            assert proc.poll() is None, "the study finished before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the study produced no rows in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        proc.wait()
+    before = _rows(str(storage), "t")
+    assert sum(r["is_final"] for r in before) < 6
+
+    spec = StudySpec.from_dict({**load_spec(spec_path).to_dict(), "storage": str(storage)})
+    summary = run_study(spec, resume=True)
+    assert summary.done and summary.finished == 6
+    rows = _rows(str(storage), "t")
+    by_trial = _check_exactly_once(rows, 3)
+    finals = [[r for r in trs if r["is_final"]][0] for trs in by_trial.values()]
+    real = [f for f in finals if not (f["error"] or "").startswith("orphaned")]
+    assert len(real) == 6 and all(f["status"] == "complete" for f in real)
+    states = _optuna_states(str(storage), "t")
+    assert "RUNNING" not in states and states["COMPLETE"] == 6
