@@ -1,0 +1,21 @@
+"""Analysis of study results (Parquet) alone: Pareto fronts of accuracy against memory, hypervolume,
+MEMO's AUC over memory, plots, an HTML report and export of re-runnable configurations.
+
+Notebook use::
+
+    from analysis import load_results, to_pandas, pareto_front, hypervolume
+    table = load_results("runs/my-study")            # pyarrow Table, every row
+    front = pareto_front(table, "avg_acc:max,total_mb:min", by=["method"])
+"""
+
+from .hypervolume import hypervolume, reference_point
+from .load import complete_runs, load_results, to_pandas
+from .objectives import Objective, parse_objectives
+from .pareto import pareto_front, pareto_mask
+from .auc import auc_over_memory, memory_aucs
+from .select import best_under, knee_index
+from .summary import Summary, summarize
+
+__all__ = ["load_results", "to_pandas", "complete_runs", "pareto_front", "pareto_mask", "hypervolume",
+           "reference_point", "auc_over_memory", "memory_aucs", "best_under", "knee_index", "Objective",
+           "parse_objectives", "summarize", "Summary"]

@@ -1,0 +1,169 @@
+"""Read result Parquet files (study/schema.py) from directories, globs, files or URIs into one Table.
+
+Files of different methods may carry different ``param_<name>`` columns, or the same name with
+different types: schemas are unified (numeric types promoted; a column whose types cannot be
+reconciled is read as strings). A file that cannot be read, or that lacks the identity columns,
+is skipped with a warning naming it; the rest are used.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from incremental.errors import ConfigError
+
+__all__ = ["load_results", "complete_runs", "to_pandas", "find_result_files", "require_columns", "SOURCE_COLUMN"]
+
+log = logging.getLogger(__name__)
+
+SOURCE_COLUMN = "source_file"  # added by the loader: the file each row came from (provenance of exports)
+# Columns without which a row cannot be attributed to a run or judged complete.
+REQUIRED_COLUMNS = ("study", "trial_id", "method", "is_final", "complete", "status")
+_GLOB_CHARS = set("*?[")
+# Several files are read at once: each read is mostly I/O and Parquet decoding (pyarrow releases
+# the GIL); 8 keeps a shared 2-core machine responsive while hiding per-file latency.
+_READ_WORKERS = 8
+
+
+def _is_uri(text: str) -> bool:
+    return "://" in text
+
+
+def _list_dir(fs: pafs.FileSystem, root: str) -> list[str]:
+    # A study's storage also holds Tune and cache folders: look only under results/ when it is there.
+    results = f"{root.rstrip('/')}/results"
+    if fs.get_file_info(results).type == pafs.FileType.Directory:
+        root = results
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    # Hidden names are the sink's temporary files (".<trial>.<uuid>.tmp") or editor debris.
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                  and not i.path.rsplit("/", 1)[-1].startswith("."))
+
+
+def find_result_files(paths: str | Sequence[str]) -> list[tuple[pafs.FileSystem, str]]:
+    """Every ``.parquet`` file named by ``paths`` (directories searched recursively, globs expanded).
+
+    Raises FileNotFoundError for a path that does not exist or a glob that matches nothing.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise ConfigError("no input given; pass result directories, files, globs or URIs")
+    found: dict[str, tuple[pafs.FileSystem, str]] = {}
+    for raw in map(str, paths):
+        if _is_uri(raw):
+            fs, path = pafs.FileSystem.from_uri(raw)
+            targets = [path]
+        else:
+            fs = pafs.LocalFileSystem()
+            expanded = os.path.expanduser(raw)
+            targets = sorted(glob.glob(expanded, recursive=True)) if _GLOB_CHARS & set(expanded) else [expanded]
+            if not targets:
+                raise FileNotFoundError(f"{raw}: the pattern matches no file")
+            targets = [os.path.abspath(t) for t in targets]
+        for target in targets:
+            kind = fs.get_file_info(target).type
+            if kind == pafs.FileType.NotFound:
+                raise FileNotFoundError(f"{raw}: no such file or directory")
+            files = _list_dir(fs, target) if kind == pafs.FileType.Directory else [target]
+            for f in files:
+                found.setdefault(f"{type(fs).__name__}:{f}", (fs, f))
+    return list(found.values())
+
+
+def _read_one(fs: pafs.FileSystem, path: str) -> pa.Table | None:
+    try:
+        with fs.open_input_file(path) as f:
+            table = pq.read_table(f)  # a file handle: no hive partition columns are derived from the path
+    except (OSError, pa.ArrowException) as err:
+        log.warning("skipping %s: not a readable Parquet file (%s)", path, str(err).splitlines()[0])
+        return None
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        log.warning("skipping %s: missing column(s) %s, which every results file has (study/schema.py)", path, missing)
+        return None
+    source = pa.DictionaryArray.from_arrays(pa.array([0] * table.num_rows, pa.int32()), pa.array([path]))
+    return table.append_column(SOURCE_COLUMN, source)
+
+
+def _unify(tables: list[pa.Table], paths: list[str]) -> pa.Schema:
+    try:
+        return pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    # Some column has irreconcilable types across files (e.g. a param that is a number in one
+    # method's space and a string in another's): read those columns as strings everywhere.
+    types: dict[str, set[pa.DataType]] = {}
+    for t in tables:
+        for field in t.schema:
+            types.setdefault(field.name, set()).add(field.type)
+    for name, kinds in types.items():
+        if len(kinds) < 2:
+            continue
+        try:
+            pa.unify_schemas([pa.schema([(name, k)]) for k in kinds], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            log.warning("column %s has incompatible types %s across files; it is read as strings",
+                        name, sorted(map(str, kinds)))
+            for i, t in enumerate(tables):
+                if name in t.column_names:
+                    idx = t.column_names.index(name)
+                    tables[i] = t.set_column(idx, pa.field(name, pa.string()), pc.cast(t.column(idx), pa.string()))
+    return pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+
+
+def load_results(paths: str | Sequence[str]) -> pa.Table:
+    """All rows of the result files under ``paths`` (directories, files, globs, pyarrow-fs URIs) as one Table.
+
+    Adds ``source_file``. Unreadable files are skipped with a warning; raises FileNotFoundError
+    when a path does not exist and ConfigError when no file is usable.
+    """
+    files = find_result_files(paths)
+    if not files:
+        raise FileNotFoundError(f"no .parquet result files under {', '.join(map(str, _as_list(paths)))}")
+    workers = min(_READ_WORKERS, len(files))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        read = list(pool.map(lambda item: _read_one(*item), files))
+    pairs = [(t, p) for t, (_, p) in zip(read, files) if t is not None]
+    if not pairs:
+        raise ConfigError(f"none of the {len(files)} result file(s) could be used (see the warnings above)")
+    tables, used = [t for t, _ in pairs], [p for _, p in pairs]
+    schema = _unify(tables, used)
+    tables = [t.cast(pa.schema([schema.field(n) for n in t.column_names])) if t.schema != schema else t
+              for t in tables]
+    return pa.concat_tables(tables, promote_options="permissive").select(schema.names)
+
+
+def _as_list(paths: str | Sequence[str]) -> list[str]:
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def complete_runs(table: pa.Table) -> pa.Table:
+    """Final rows of runs that finished every task with status ``complete`` (pruned/error/diverged never)."""
+    mask = pc.and_(pc.and_(table["is_final"], table["complete"]), pc.equal(table["status"], "complete"))
+    return table.filter(pc.fill_null(mask, False))
+
+
+def to_pandas(table: pa.Table):
+    """The Table as a pandas DataFrame (needs pandas; ``pip install pandas``)."""
+    try:
+        import pandas  # noqa: F401  (only to give a clear message when it is missing)
+    except ImportError as err:
+        raise ImportError("to_pandas needs pandas: pip install pandas") from err
+    return table.to_pandas()
+
+
+def require_columns(table: pa.Table, names: Iterable[str]) -> None:
+    """Raise ConfigError naming any of ``names`` that ``table`` lacks, with the columns it has."""
+    missing = [n for n in names if n not in table.column_names]
+    if missing:
+        raise ConfigError(f"column(s) {missing} are not in the results; available: {sorted(table.column_names)}")

@@ -1,0 +1,143 @@
+"""One pass over loaded results: fronts, hypervolumes, AUC over memory, best under X MB, knees.
+
+The CLI, the plots, the report and the export all read a ``Summary``; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from incremental.errors import ConfigError
+
+from .auc import MemoryAUC, memory_aucs
+from .hypervolume import hypervolume, parse_reference, reference_point
+from .objectives import MEMORY_COLUMN, Objective, as_minimisation, parse_objectives, split_column
+from .pareto import group_indices, nondominated_mask, objective_matrix, usable_runs
+from .select import best_under, knee_index
+
+__all__ = ["Summary", "GroupSummary", "summarize", "OVERALL"]
+
+log = logging.getLogger(__name__)
+
+OVERALL = ("all",)  # the key of the summary over every run together
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """One group's complete runs, front (row indices into ``runs``, sorted by memory) and measures."""
+
+    key: tuple
+    rows: np.ndarray  # indices into Summary.runs of this group's usable complete runs
+    front: np.ndarray  # indices into Summary.runs of its Pareto-optimal runs
+    hypervolume: float
+    knee: int | None  # an index into Summary.runs
+    auc: MemoryAUC | None
+    best_under: dict[float, int | None]  # limit MB -> index into Summary.runs
+    statuses: dict[str, int]  # final-row status counts (complete, pruned, error, diverged) of the group
+
+    @property
+    def label(self) -> str:
+        return "/".join(map(str, self.key))
+
+
+@dataclass(frozen=True)
+class Summary:
+    objectives: tuple[Objective, ...]
+    split: str
+    by: tuple[str, ...]
+    runs: pa.Table  # usable complete final rows
+    table: pa.Table  # everything loaded (per-task rows included)
+    reference: np.ndarray
+    reference_derived: bool
+    overall: GroupSummary
+    groups: dict[tuple, GroupSummary] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> str:
+        """The accuracy column that plots and best-under-X use: the first objective to maximise."""
+        return next((o.column for o in self.objectives if o.sense == "max"), split_column("avg_acc", self.split))
+
+    @property
+    def memory(self) -> str:
+        return MEMORY_COLUMN
+
+    def row(self, index: int) -> dict[str, Any]:
+        return self.runs.slice(index, 1).to_pylist()[0]
+
+
+def _status_counts(table: pa.Table, mask: np.ndarray | None = None) -> dict[str, int]:
+    final = table.filter(table["is_final"]) if mask is None else table.filter(pa.array(mask))
+    counts = pc.value_counts(final["status"]).to_pylist()
+    return {c["values"]: int(c["counts"]) for c in counts}
+
+
+def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = "avg_acc:max,total_mb:min", *,
+              split: str = "val", by: Sequence[str] = ("method",), reference: Any = None,
+              under_mb: Sequence[float] = ()) -> Summary:
+    """Fronts, hypervolume, AUC-A/AUC-L, best under each of ``under_mb`` and the knee, overall and per
+    group of ``by`` columns. ``reference``: the hypervolume reference point (see parse_reference);
+    None derives the worst observed value per objective over all complete runs."""
+    objs = parse_objectives(objectives, split)
+    runs = usable_runs(table, objs)
+    if runs.num_rows == 0:
+        statuses = _status_counts(table)
+        raise ConfigError(f"no complete run with values for {[o.column for o in objs]} in the results "
+                          f"(final rows by status: {statuses or 'none'}); "
+                          + ("the validation split may be empty: try --split test" if split == "val" else
+                             "only complete runs are analysed"))
+    values = objective_matrix(runs, objs)
+    ref = reference_point(values, objs) if reference is None else parse_reference(reference, objs)
+    minimised = as_minimisation(values, objs)
+    senses = [o.sense for o in objs]
+    acc_col = next((o.column for o in objs if o.sense == "max"), split_column("avg_acc", split))
+    have_mem = MEMORY_COLUMN in runs.column_names
+    mem = objective_matrix(runs, [Objective(MEMORY_COLUMN, "min")])[:, 0] if have_mem else None
+    acc = objective_matrix(runs, [Objective(acc_col, "max")])[:, 0]
+    auc_cols = [split_column("avg_acc", split), split_column("last_acc", split)]
+    have_auc = have_mem and all(c in runs.column_names for c in auc_cols)
+    if have_auc:
+        avg_last = objective_matrix(runs, [Objective(c) for c in auc_cols])
+
+    finals = table.filter(table["is_final"])
+
+    def group(key: tuple, idx: np.ndarray, status_mask: np.ndarray | None) -> GroupSummary:
+        front = idx[nondominated_mask(minimised[idx])]
+        if mem is not None:
+            front = front[np.lexsort((-acc[front], mem[front]))]
+        k = knee_index(values[front], objs)
+        limits: dict[float, int | None] = {}
+        for x in under_mb:
+            j = None if mem is None else best_under(mem[idx], acc[idx], x)
+            limits[float(x)] = None if j is None else int(idx[j])
+        return GroupSummary(key=key, rows=idx, front=front, hypervolume=hypervolume(values[idx], ref, senses),
+                            knee=None if k is None else int(front[k]), auc=None, best_under=limits,
+                            statuses=_status_counts(finals, status_mask) if status_mask is not None
+                            else _status_counts(finals))
+
+    overall = group(OVERALL, np.arange(runs.num_rows), None)
+    groups: dict[tuple, GroupSummary] = {}
+    if by:
+        # Groups come from all final rows, so a method whose runs were all pruned still shows up.
+        final_groups = group_indices(finals, list(by))
+        run_groups = group_indices(runs, list(by))
+        for key, final_idx in final_groups.items():
+            mask = np.zeros(finals.num_rows, dtype=bool)
+            mask[final_idx] = True
+            groups[key] = group(key, run_groups.get(key, np.zeros(0, dtype=np.int64)), mask)
+    if have_auc:
+        curves = {k: (mem[g.rows], avg_last[g.rows, 0], avg_last[g.rows, 1]) for k, g in groups.items()}
+        aucs = memory_aucs(curves) if curves else {}
+        groups = {k: _with_auc(g, aucs.get(k)) for k, g in groups.items()}
+        overall = _with_auc(overall, memory_aucs({OVERALL: (mem, avg_last[:, 0], avg_last[:, 1])})[OVERALL])
+    return Summary(objectives=objs, split=split, by=tuple(by), runs=runs, table=table, reference=ref,
+                   reference_derived=reference is None, overall=overall, groups=groups)
+
+
+def _with_auc(g: GroupSummary, auc: MemoryAUC | None) -> GroupSummary:
+    return replace(g, auc=auc)
