@@ -21,8 +21,10 @@ install: $(VENV)/.installed
 
 # The main job: a small real study on an embedded local Ray, then the Pareto table, plots, report
 # and exported best configs.
+# Idempotent: a second `make demo` resumes (a no-op once finished) instead of refusing the storage.
 demo: $(VENV)/.installed
-	$(BIN)/incsweep study run configs/studies/demo.yaml --storage $(DEMO_DIR)
+	if [ -f $(DEMO_DIR)/study.yaml ]; then $(BIN)/incsweep study resume $(DEMO_DIR); \
+	else $(BIN)/incsweep study run configs/studies/demo.yaml --storage $(DEMO_DIR); fi
 	$(BIN)/incsweep analyze $(DEMO_DIR) --out $(DEMO_DIR)/analysis
 	$(BIN)/incsweep export $(DEMO_DIR) --select front --out $(DEMO_DIR)/best
 

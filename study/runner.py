@@ -169,6 +169,12 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         raise ConfigError(f"{storage} already holds study {stored.get('name')!r}; continue it with "
                           f"`incsweep study resume {storage}` or choose another --storage")
 
+    if resume and stored is not None:
+        finished = summarize(storage, spec)
+        if finished.done:
+            log.info("study %s is finished (%d trials); nothing to resume", spec.name, finished.finished)
+            return finished
+
     # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
     # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
