@@ -155,7 +155,7 @@ def _trainable(spec: StudySpec):
 
 def _param_space(spec: StudySpec, layout: StudyLayout) -> dict[str, Any]:
     cache = layout.prefix_cache_dir() if spec.prefix_cache else None
-    return {"study": spec.name, "base": spec.base_run(), "prefix_cache": cache,
+    return {"study": spec.name, "base": spec.base_run(), "prefix_cache": cache, "device": spec.device,
             "prefix_cache_max_bytes": int(spec.prefix_cache_max_gb * 2**30), "threads": max(1, int(spec.resources.cpu))}
 
 

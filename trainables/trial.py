@@ -83,7 +83,7 @@ def run_trial(config: Mapping[str, Any]) -> None:
     """Tune function trainable (the method is ``config["method"]``)."""
     from ray import tune
 
-    spec = TrialSpec.from_tune_config(config, _device())
+    spec = TrialSpec.from_tune_config(config, "cpu" if config.get("device") == "cpu" else _device())
     torch.set_num_threads(max(1, spec.threads))
     run_cfg = spec.run_config
     started_at = datetime.now(timezone.utc).isoformat()
