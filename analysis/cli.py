@@ -1,0 +1,121 @@
+"""``incsweep analyze`` (fronts, hypervolume, AUC over memory, plots, HTML report) and
+``incsweep export`` (selected configurations as re-runnable YAML)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from incremental.errors import ConfigError
+
+from .objectives import DEFAULT_OBJECTIVES, SPLITS
+
+__all__ = ["register"]
+
+
+def _common(parser: argparse.ArgumentParser, *, by_default: str) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="result directories (a study's storage or any folder under it), .parquet files, "
+                             "globs or pyarrow-fs URIs (s3://..., gs://...); several studies/methods at once")
+    parser.add_argument("--objectives", default=DEFAULT_OBJECTIVES, metavar="COL:max|min,...",
+                        help=f"columns to optimise, any number (default {DEFAULT_OBJECTIVES})")
+    parser.add_argument("--split", default="val", choices=SPLITS,
+                        help="metrics of which split: val (the study's objectives, default) or test "
+                             "(avg_acc -> test_avg_acc, ...)")
+    parser.add_argument("--by", default=by_default, metavar="COL[,COL]|none",
+                        help=f"group runs by these columns, one front per group (default {by_default})")
+    parser.add_argument("--ref", default=None, metavar="COL=V,...",
+                        help="hypervolume reference point, one value per objective "
+                             "(default: the worst observed value of each objective)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    an = subparsers.add_parser(
+        "analyze", help="Pareto fronts of accuracy against memory from Parquet results",
+        description="Read result Parquet files, keep complete runs, and report Pareto fronts (overall and "
+                    "per group), hypervolume, MEMO's AUC-A/AUC-L over memory, the knee and the best "
+                    "configuration under given memory sizes. --out writes PNG plots and an HTML report.")
+    _common(an, by_default="method")
+    an.add_argument("--under-mb", type=float, action="append", default=[], metavar="X",
+                    help="also report the best accuracy with total memory <= X MB (repeatable)")
+    an.add_argument("--out", default=None, metavar="DIR",
+                    help="write accuracy_vs_memory.png, task_curves.png, front.csv and report.html here")
+    an.set_defaults(func=_analyze)
+
+    ex = subparsers.add_parser(
+        "export", help="write selected configurations as YAML that `incsweep run --config` re-runs",
+        description="Write each selected configuration's full run config plus a provenance block "
+                    "(study, trial, metrics, code version) as YAML.")
+    _common(ex, by_default="none")
+    ex.add_argument("--out", required=True, metavar="DIR", help="folder for the YAML files")
+    ex.add_argument("--select", default="front", metavar="front|knee|best-under-mb=X",
+                    help="which configurations: the front (default), the knee, or the best under X MB "
+                         "(per group with --by)")
+    ex.set_defaults(func=_export)
+
+
+def _by(text: str) -> tuple[str, ...]:
+    if text.strip().lower() in ("none", ""):
+        return ()
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+def _summary(args: argparse.Namespace, under_mb=()):
+    from .load import load_results
+    from .summary import summarize
+
+    for x in under_mb:
+        if not x > 0:
+            raise ConfigError(f"--under-mb {x}: a memory size must be > 0 MB")
+    table = load_results(args.paths)
+    return summarize(table, args.objectives, split=args.split, by=_by(args.by), reference=args.ref,
+                     under_mb=under_mb)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .tables import front_table, groups_table, headline, render_text
+
+    summary = _summary(args, args.under_mb)
+    print("\n".join(headline(summary)))
+    print()
+    print(render_text(*groups_table(summary)))
+    print()
+    print(f"Pareto front over all complete runs ({len(summary.overall.front)} configurations):")
+    print(render_text(*front_table(summary)))
+    if args.out:
+        from .plots import plot_accuracy_vs_memory, plot_task_curves
+        from .report import write_report
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        images = [plot_accuracy_vs_memory(summary, out / "accuracy_vs_memory.png"),
+                  plot_task_curves(summary, out / "task_curves.png")]
+        _write_csv(out / "front.csv", *front_table(summary))
+        report = write_report(summary, out / "report.html", images=images, inputs=args.paths)
+        print()
+        print(f"wrote {report}, {', '.join(p.name for p in images)} and front.csv in {out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_configs, parse_select, select_runs
+
+    parse_select(args.select)  # a bad --select fails before any file is read
+    summary = _summary(args)
+    picked = select_runs(summary, args.select)
+    if not picked:
+        raise ConfigError(f"--select {args.select}: no complete run qualifies (smallest total memory: "
+                          f"{min(summary.runs[summary.memory].to_pylist()):.4g} MB)")
+    paths = export_configs(summary, picked, args.out, selected_by=args.select)
+    for p in paths:
+        print(p)
+    print(f"exported {len(paths)} configuration(s) to {args.out}; re-run one with: incsweep run --config FILE")
+    return 0

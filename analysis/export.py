@@ -1,0 +1,131 @@
+"""Export selected configurations as run-config YAML files with their provenance.
+
+Each file is the trial's full resolved RunConfig (its ``config_json`` column) plus a
+``provenance:`` block (study, trial, metrics, per-task metrics, code version, export time), so
+``incsweep run --config FILE`` re-runs it: RunConfig.from_dict ignores ``provenance``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import yaml
+
+from incremental.errors import ConfigError
+from incremental.run import code_version
+
+from .load import SOURCE_COLUMN
+from .select import best_under
+from .summary import Summary
+
+__all__ = ["parse_select", "select_runs", "export_configs", "SELECTIONS"]
+
+log = logging.getLogger(__name__)
+
+SELECTIONS = ("front", "knee", "best-under-mb=X")
+_METRICS = ("avg_acc", "last_acc", "forgetting", "bwt", "test_avg_acc", "test_last_acc", "test_forgetting",
+            "test_bwt", "total_mb", "total_bytes", "model_bytes", "exemplar_bytes", "extra_bytes",
+            "n_exemplars", "train_state_bytes", "wall_s")
+_TASK_METRICS = ("avg_acc", "last_acc", "test_avg_acc", "test_last_acc", "acc_row", "total_mb")
+
+
+def parse_select(text: str) -> tuple[str, float | None]:
+    """``front`` | ``knee`` | ``best-under-mb=X`` -> (kind, X)."""
+    if text in ("front", "knee"):
+        return text, None
+    name, eq, value = text.partition("=")
+    if name == "best-under-mb" and eq:
+        try:
+            limit = float(value)
+        except ValueError:
+            raise ConfigError(f"--select {text!r}: {value!r} is not a number of MB") from None
+        if not limit > 0:
+            raise ConfigError(f"--select {text!r}: the memory limit must be > 0 MB")
+        return "best-under-mb", limit
+    raise ConfigError(f"--select {text!r} is not allowed; use one of {list(SELECTIONS)}")
+
+
+def select_runs(summary: Summary, select: str) -> list[int]:
+    """Indices into ``summary.runs`` picked by ``select``, per group when the summary has groups."""
+    kind, limit = parse_select(select)
+    groups = list(summary.groups.values()) or [summary.overall]
+    picked: list[int] = []
+    for g in groups:
+        if kind == "front":
+            picked.extend(int(i) for i in g.front)
+        elif kind == "knee":
+            picked.extend([] if g.knee is None else [g.knee])
+        else:
+            mem = summary.runs[summary.memory].to_numpy(zero_copy_only=False)[g.rows]
+            acc = summary.runs[summary.accuracy].to_numpy(zero_copy_only=False)[g.rows]
+            j = best_under(mem, acc, limit)
+            picked.extend([] if j is None else [int(g.rows[j])])
+    return list(dict.fromkeys(picked))
+
+
+def _plain(value: Any) -> Any:
+    """YAML-friendly: numpy scalars to Python, NaN to null (an unknown metric, e.g. no val split)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _task_metrics(summary: Summary, run: dict[str, Any]) -> list[dict[str, Any]]:
+    t = summary.table
+    mask = pc.and_(pc.and_(pc.equal(t["trial_id"], run["trial_id"]), pc.equal(t["study"], run["study"])),
+                   pc.invert(t["is_final"]))
+    rows = sorted(t.filter(mask).to_pylist(), key=lambda r: r["task"])
+    return [{"task": r["task"], **{k: _plain(r.get(k)) for k in _TASK_METRICS if k in r}} for r in rows]
+
+
+def _filename(run: dict[str, Any]) -> str:
+    raw = f"{run['study']}__{run['method']}__{run['trial_id']}"
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", raw) + ".yaml"
+
+
+def export_configs(summary: Summary, indices: list[int], out_dir: str | Path, *, selected_by: str) -> list[Path]:
+    """Write one YAML per selected run into ``out_dir``; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    here = code_version()
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    written = []
+    for i in indices:
+        run = summary.row(i)
+        if not run.get("config_json"):
+            raise ConfigError(f"trial {run['trial_id']} ({run.get(SOURCE_COLUMN)}) has no config_json: cannot export it")
+        config = json.loads(run["config_json"])
+        if run.get("code_version") and run["code_version"] != here:
+            log.warning("trial %s was recorded with code %s, this checkout is %s: a re-run may differ",
+                        run["trial_id"], run["code_version"], here)
+        provenance = {
+            "study": run["study"], "trial_id": run["trial_id"], "method": run["method"],
+            "benchmark": run.get("benchmark"), "seed": _plain(run.get("seed")),
+            "selected_by": selected_by, "objectives": [str(o) for o in summary.objectives],
+            "metrics": {k: _plain(run[k]) for k in _METRICS if k in run},
+            "params": {k: _plain(v) for k, v in run.items() if k.startswith("param_")},
+            "tasks": _task_metrics(summary, run),
+            "code_version": run.get("code_version"), "exported_at": now, "exported_with": here,
+            "source_file": run.get(SOURCE_COLUMN),
+        }
+        path = out / _filename(run)
+        text = ("# Re-run: incsweep run --config " + path.name + "\n"
+                + yaml.safe_dump({"provenance": provenance}, sort_keys=False)
+                + yaml.safe_dump(config, sort_keys=False))
+        path.write_text(text)
+        written.append(path)
+    return written

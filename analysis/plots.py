@@ -1,0 +1,156 @@
+"""PNG plots of a Summary (matplotlib, Agg backend: no display is needed or opened)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .auc import memory_curve
+from .objectives import split_column
+from .summary import Summary
+
+__all__ = ["plot_accuracy_vs_memory", "plot_task_curves", "front_trials"]
+
+# At most this many configurations get their own line in the per-task plot: beyond about a dozen
+# lines a legend stops being readable; the ones shown are spread evenly along memory.
+MAX_CURVES = 12
+
+
+def _figure(**kwargs):
+    # A bare Figure on the Agg canvas: no pyplot, so no global backend switch and no display,
+    # whatever backend a notebook using this library has chosen.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _colors(n: int) -> list:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _groups(summary: Summary):
+    return list(summary.groups.values()) or [summary.overall]
+
+
+def _percent(ax, axis: str = "y") -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0))
+
+
+def plot_accuracy_vs_memory(summary: Summary, path: str | Path) -> Path:
+    """Accuracy against total memory: every complete run as a faint point, each group's best-accuracy-
+    for-memory front as a step line (a front point's accuracy holds until the next one), knees starred."""
+    acc_col, mem_col = summary.accuracy, summary.memory
+    runs = summary.runs
+    mem = pc.cast(runs[mem_col], pa.float64()).to_numpy(zero_copy_only=False)
+    acc = pc.cast(runs[acc_col], pa.float64()).to_numpy(zero_copy_only=False)
+    fig = _figure(figsize=(8, 5), dpi=110)
+    ax = fig.subplots()
+    groups = _groups(summary)
+    for color, g in zip(_colors(len(groups)), groups):
+        if not len(g.rows):
+            continue
+        m, a = mem[g.rows], acc[g.rows]
+        ax.scatter(m, a, s=14, color=color, alpha=0.35, linewidths=0)
+        # the best accuracy for each memory: front points, held flat up to the group's largest run
+        xs, ys = memory_curve(m, a)
+        n_all = sum(g.statuses.values()) or len(g.rows)
+        ax.step(xs, ys, where="post", color=color, lw=1.8,
+                label=f"{g.label}: front {len(g.front)} of {len(g.rows)} complete ({n_all} runs)")
+        ax.plot(mem[g.front], acc[g.front], "o", color=color, ms=4)
+        if g.knee is not None:
+            ax.plot(mem[g.knee], acc[g.knee], "*", color=color, ms=14, mec="black", mew=0.6)
+    if len(mem) and np.nanmin(mem) > 0 and np.nanmax(mem) / np.nanmin(mem) > 20:
+        ax.set_xscale("log")  # budgets of a study often span decades (a tiny net to many backbones)
+    ax.set_xlabel(f"total memory ({mem_col}, MB = 2^20 bytes)")
+    ax.set_ylabel(f"{acc_col} ({summary.split} split)")
+    _percent(ax)
+    ax.set_title("Accuracy against memory: Pareto fronts (lines), all complete runs (points), knees (stars)",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out)
+    return out
+
+
+def front_trials(summary: Summary) -> list[int]:
+    """Indices into ``summary.runs`` of the front configurations to draw (each group's front,
+    or the overall one without groups), at most MAX_CURVES spread evenly along memory."""
+    idx = np.concatenate([g.front for g in _groups(summary)]) if summary.groups else summary.overall.front
+    idx = np.unique(idx)
+    if len(idx) > MAX_CURVES:
+        mem = pc.cast(summary.runs[summary.memory], pa.float64()).to_numpy(zero_copy_only=False)[idx]
+        idx = idx[np.argsort(mem, kind="stable")]
+        idx = idx[np.unique(np.linspace(0, len(idx) - 1, MAX_CURVES).round().astype(int))]
+    return [int(i) for i in idx]
+
+
+def _task_rows(table: pa.Table, study: str, trial_id: str) -> pa.Table:
+    mask = pc.and_(pc.and_(pc.equal(table["trial_id"], trial_id), pc.equal(table["study"], study)),
+                   pc.invert(table["is_final"]))
+    rows = table.filter(mask)
+    return rows.take(pc.sort_indices(rows, [("task", "ascending")]))
+
+
+def plot_task_curves(summary: Summary, path: str | Path) -> Path:
+    """Per-task curves of the front configurations: left, accuracy on all classes seen so far after
+    each task; right, accuracy on each task's own test data after the last task (forgetting)."""
+    seen_col = split_column("last_acc", summary.split)  # acc_i: accuracy on all seen classes after task i
+    row_col = "acc_row" if summary.split == "test" else "val_acc_row"
+    chosen = front_trials(summary)
+    groups = _groups(summary)
+    styles = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "D"]
+    look = {}  # run index -> colour of its group, line style and marker by its rank within the group
+    for color, g in zip(_colors(len(groups)), groups):
+        mine = [int(i) for i in g.front if int(i) in chosen]
+        for rank, i in enumerate(mine):
+            look[i] = (color, styles[rank % len(styles)], markers[(rank // len(styles)) % len(markers)])
+    chosen = [i for i in look] + [i for i in chosen if i not in look]  # legend: by group, then memory
+    legend_rows = (len(chosen) + 2) // 3
+    fig = _figure(figsize=(11, 4.2 + 0.17 * legend_rows), dpi=110)
+    left, right = fig.subplots(1, 2)
+    for i in chosen:
+        run = summary.row(i)
+        tasks = _task_rows(summary.table, run["study"], run["trial_id"])
+        label = f"{run['method']} {run['trial_id']} ({run[summary.memory]:.3g} MB)"
+        color, style, marker = look.get(i, ("black", "-", "o"))
+        if tasks.num_rows and seen_col in tasks.column_names:
+            x = np.asarray(tasks["task"].to_pylist()) + 1
+            y = np.asarray(tasks[seen_col].to_pylist(), dtype=float)
+            left.plot(x, y, style, marker=marker, ms=3, color=color, label=label)
+        final_row = run.get(row_col) or []
+        if final_row and not all(v is None or np.isnan(v) for v in final_row):
+            right.plot(np.arange(1, len(final_row) + 1), final_row, style, marker=marker, ms=3, color=color)
+    title = f"front configurations ({len(chosen)} shown)"
+    left.set_title(f"Accuracy on all seen classes after each task\n{title}", fontsize=9)
+    left.set_xlabel("after task")
+    left.set_ylabel(f"{seen_col} ({summary.split} split)")
+    right.set_title(f"Accuracy per task after the last task ({row_col})", fontsize=9)
+    right.set_xlabel("task")
+    right.set_ylabel("accuracy")
+    for ax in (left, right):
+        _percent(ax)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    handles, labels = left.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(3, len(handles)), frameon=False)
+        fig.tight_layout(rect=(0, 0.02 + 0.035 * legend_rows, 1, 1))
+    else:
+        fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out)
+    return out

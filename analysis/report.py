@@ -1,0 +1,56 @@
+"""A self-contained HTML report of a Summary (tables plus the PNG plots embedded as base64)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from .summary import Summary
+from .tables import front_table, groups_table, headline
+
+__all__ = ["write_report"]
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+th { background: #f2f2f2; }
+img { max-width: 100%; border: 1px solid #eee; }
+.muted { color: #666; font-size: 0.9em; }
+"""
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def write_report(summary: Summary, path: str | Path, *, images: Sequence[Path] = (), inputs: Sequence[str] = ()) -> Path:
+    """Write ``path`` (HTML, no external files: images are embedded)."""
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>incsweep analysis</title>",
+             f"<style>{_STYLE}</style></head><body><h1>incsweep analysis</h1>",
+             f"<p class='muted'>inputs: {html.escape(', '.join(map(str, inputs)) or '-')}; generated "
+             f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>",
+             "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in headline(summary)) + "</ul>",
+             "<h2>Groups</h2>", _table(*groups_table(summary)),
+             "<h2>Pareto front over all complete runs</h2>", _table(*front_table(summary))]
+    for g in summary.groups.values():
+        if len(g.front):
+            parts += [f"<h3>Front of {html.escape(g.label)}</h3>", _table(*front_table(summary, g))]
+    if images:
+        parts.append("<h2>Plots</h2>")
+        parts += [_image(p, Path(p).stem) for p in images]
+    parts.append("<p class='muted'>Only final rows of runs with status complete are analysed; pruned, "
+                 "error and diverged runs are counted but never on a front.</p></body></html>")
+    out = Path(path)
+    out.write_text("\n".join(parts))
+    return out

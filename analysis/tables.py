@@ -1,0 +1,86 @@
+"""A Summary as plain tables (header + rows of strings), rendered as text by the CLI and HTML by the report."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .summary import GroupSummary, Summary
+
+__all__ = ["groups_table", "front_table", "render_text", "headline"]
+
+
+def _num(x: Any, fmt: str = ".4f") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    return str(x) if isinstance(x, int) else format(x, fmt)
+
+
+def _pick(summary: Summary, index: int | None) -> str:
+    if index is None:
+        return "-"
+    run = summary.row(index)
+    return f"{run['trial_id']} ({_num(run[summary.accuracy])} @ {_num(run[summary.memory], '.3f')} MB)"
+
+
+def headline(summary: Summary) -> list[str]:
+    """A few lines: what was read, objectives, reference point, AUC range."""
+    finals = summary.overall.statuses
+    files = len(set(summary.table["source_file"].to_pylist())) if "source_file" in summary.table.column_names else "?"
+    lines = [f"{summary.table.num_rows} rows from {files} file(s); {sum(finals.values())} trials ("
+             + ", ".join(f"{k} {v}" for k, v in sorted(finals.items()))
+             + f"); {summary.runs.num_rows} complete runs analysed",
+             "objectives: " + ", ".join(map(str, summary.objectives)) + f" (split {summary.split})",
+             "hypervolume reference: " + ", ".join(f"{o.column}={_num(float(r), '.6g')}"
+                                                     for o, r in zip(summary.objectives, summary.reference))
+             + (" (derived: worst observed value per objective)" if summary.reference_derived else " (given)")]
+    auc = next((g.auc for g in (list(summary.groups.values()) or [summary.overall]) if g.auc and g.auc.points), None)
+    if auc is not None:
+        lines.append(f"AUC-A / AUC-L: area under avg / last accuracy (fraction) against total MB over "
+                     f"[{_num(auc.lo_mb, '.4g')}, {_num(auc.hi_mb, '.4g')}] MB, the range every group covers")
+    return lines
+
+
+def groups_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """One row per group (and one for all runs): counts, front size, hypervolume, AUCs, picks."""
+    limits = list(summary.overall.best_under)
+    header = ["group", "complete", "runs", "front", "hypervolume", "AUC-A", "AUC-L", "knee (trial: acc @ MB)"]
+    header += [f"best <= {x:g} MB" for x in limits]
+
+    def row(g: GroupSummary) -> list[str]:
+        auc = g.auc
+        cells = [g.label, str(len(g.rows)), str(sum(g.statuses.values())), str(len(g.front)),
+                 _num(g.hypervolume, ".6g"), _num(auc.auc_a if auc else None), _num(auc.auc_l if auc else None),
+                 _pick(summary, g.knee)]
+        return cells + [_pick(summary, g.best_under[x]) for x in limits]
+
+    rows = [row(g) for g in summary.groups.values()]
+    return header, rows + [row(summary.overall)]
+
+
+def front_table(summary: Summary, group: GroupSummary | None = None) -> tuple[list[str], list[list[str]]]:
+    """The front of ``group`` (default: all runs), one row per configuration, with its params."""
+    g = group or summary.overall
+    obj_cols = [o.column for o in summary.objectives]
+    extra = [c for c in (summary.memory,) if c not in obj_cols and c in summary.runs.column_names]
+    params = sorted(c for c in summary.runs.column_names if c.startswith("param_"))
+    header = ["study", "method", "trial_id", *obj_cols, *extra, *(p[len("param_"):] for p in params)]
+    rows = []
+    for i in g.front:
+        run = summary.row(int(i))
+        rows.append([str(run["study"]), str(run["method"]), str(run["trial_id"]),
+                     *(_num(run[c], ".6g") for c in obj_cols + extra),
+                     *(_num(run[p], ".4g") if isinstance(run[p], float) else _num(run[p]) for p in params)])
+    # parameters no front run has (other methods' spaces) are left out
+    keep = [j for j in range(len(header)) if j < 3 + len(obj_cols) + len(extra) or any(r[j] != "-" for r in rows)]
+    return [header[j] for j in keep], [[r[j] for j in keep] for r in rows]
+
+
+def render_text(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""analysis over result files written by the real sink (study/results.py): loading, mixed param
+schemas, corrupt files, complete-only fronts, summaries, plots, report and CLI exit codes."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis import complete_runs, load_results, pareto_front, summarize, to_pandas
+from incremental.errors import ConfigError
+from study.cli import main
+from study.results import final_row, task_row, write_trial_file
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+MIB = 2**20
+
+
+def _task(task: int, n_tasks: int, acc: float, mb: float, wall_s: float = 0.5) -> dict:
+    """A TaskResult.as_dict()-shaped record: acc is the seen accuracy after every task so far."""
+    metrics = {"avg_acc": acc, "last_acc": acc - 0.01 * task, "forgetting": 0.0, "bwt": 0.0}
+    test = {k: (v - 0.02 if "acc" in k else v) for k, v in metrics.items()}
+    return {"task": task, "n_tasks": n_tasks, "scenario": "class_il",
+            "acc_row": [acc] * (task + 1), "val_acc_row": [acc - 0.05] * (task + 1), "val": metrics, "test": test,
+            "memory": {"model_bytes": int(mb * MIB), "exemplar_bytes": 0, "extra_bytes": 0, "n_exemplars": 0,
+                       "train_state_bytes": 0}, "wall_s": wall_s}
+
+
+def write_trial(storage, trial_id: str, method: str, acc: float, mb: float, *, study: str = "s1",
+                status: str = "complete", n_tasks: int = 3, done: int | None = None, params: dict | None = None,
+                wall_s: float = 0.5) -> str:
+    done = n_tasks if done is None else done
+    rows = [task_row(_task(t, n_tasks, acc, mb, wall_s), study=study, trial_id=trial_id, method=method,
+                     benchmark="synthetic", seed=0, config_json="{}", params=params or {}, started_at=T0,
+                     finished_at=T0, version="test")
+            for t in range(done)]
+    return write_trial_file(str(storage), rows + [final_row(rows, status=status, finished_at=T0)])
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    s = tmp_path / "storage"
+    # method a: front (0.5, 1 MB), (0.7, 2 MB), (0.8, 4 MB); (0.6, 3 MB) dominated
+    for tid, acc, mb in [("a1", 0.5, 1.0), ("a2", 0.7, 2.0), ("a3", 0.6, 3.0), ("a4", 0.8, 4.0)]:
+        write_trial(s, tid, "a", acc, mb, params={"lr": 0.1, "memory_size": 20})
+    # method b: its params have other names and another type for lr (a string choice)
+    for tid, acc, mb, wall in [("b1", 0.65, 1.5, 0.5), ("b2", 0.75, 5.0, 0.1)]:
+        write_trial(s, tid, "b", acc, mb, params={"lr": "cosine", "gamma": 0.9}, wall_s=wall)
+    # better than everything, but never on a front: pruned, error, diverged
+    write_trial(s, "p1", "a", 0.99, 0.1, status="pruned", done=2)
+    write_trial(s, "e1", "b", 0.99, 0.1, status="error", done=3)
+    write_trial(s, "d1", "b", 0.99, 0.1, status="diverged", done=1)
+    return s
+
+
+def test_load_unifies_schemas_and_only_complete_runs_reach_the_front(study_dir):
+    table = load_results(str(study_dir))
+    assert table.num_rows == 4 * 4 + 2 * 4 + 3 + 4 + 2
+    # lr is a float for method a and a string for method b: read as strings everywhere
+    assert table.schema.field("param_lr").type == pa.string()
+    assert table.schema.field("param_gamma").type == pa.float64()
+    assert complete_runs(table).num_rows == 6
+    front = pareto_front(table)
+    assert sorted(front["trial_id"].to_pylist()) == ["a1", "a2", "a4", "b1"]  # b2 (.75, 5 MB) < a4 (.8, 4 MB)
+    by = pareto_front(table, by=["method"])
+    assert by["trial_id"].to_pylist() == ["a4", "a2", "a1", "b2", "b1"]  # per group, best accuracy first
+    test_front = pareto_front(table, "avg_acc:max,total_mb:min", split="test")
+    assert sorted(test_front["trial_id"].to_pylist()) == sorted(front["trial_id"].to_pylist())
+    df = to_pandas(front)
+    assert set(df["method"]) == {"a", "b"}
+
+
+def test_inputs_globs_files_uris_and_hidden_temp_files(study_dir):
+    one = study_dir / "results" / "study=s1" / "method=a" / "a1.parquet"
+    (one.parent / ".a9.abc.tmp.parquet").write_bytes(b"partial")  # a sink temp file: never read
+    assert load_results(str(one)).num_rows == 4
+    assert load_results(str(study_dir / "results" / "*" / "method=b")).num_rows == 2 * 4 + 4 + 2
+    assert load_results(f"file://{study_dir}").num_rows == load_results(str(study_dir)).num_rows
+    both = load_results([str(study_dir / "results" / "study=s1"), str(one)])  # a file counted once
+    assert both.num_rows == load_results(str(study_dir)).num_rows
+    with pytest.raises(FileNotFoundError, match="nothere: no such file"):
+        load_results(str(study_dir / "nothere"))
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        load_results(str(study_dir / "*.nothing"))
+
+
+def test_corrupt_and_foreign_files_are_skipped_with_a_warning(study_dir, caplog):
+    bad = study_dir / "results" / "study=s1" / "method=a" / "broken.parquet"
+    bad.write_bytes(b"PAR1" + struct.pack("<i", 12345) + b"garbage" + b"PAR1")
+    foreign = study_dir / "results" / "study=s1" / "method=a" / "foreign.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), foreign)
+    with caplog.at_level(logging.WARNING, logger="analysis.load"):
+        table = load_results(str(study_dir))
+    assert table.num_rows == 33  # everything else is used
+    messages = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"skipping {bad}: not a readable Parquet file" in messages
+    assert f"skipping {foreign}: missing column(s) ['study', 'trial_id'" in messages
+    only_bad = study_dir / "only"
+    only_bad.mkdir()
+    (only_bad / "x.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ConfigError, match="none of the 1 result file"):
+        load_results(str(only_bad))
+
+
+def test_summary_groups_hypervolume_auc_and_picks(study_dir):
+    s = summarize(load_results(str(study_dir)), reference="avg_acc=0.4,total_mb=6", under_mb=[2.0, 0.5])
+    a, b = s.groups[("a",)], s.groups[("b",)]
+    assert a.statuses == {"complete": 4, "pruned": 1} and b.statuses == {"complete": 2, "error": 1, "diverged": 1}
+    trial = lambda i: None if i is None else s.row(i)["trial_id"]  # noqa: E731
+    assert [trial(i) for i in a.front] == ["a1", "a2", "a4"]  # sorted by memory
+    # hypervolume by hand (acc over 0.4, memory under 6): a: staircase 0.1*5 + 0.2*4 + 0.1*2 = 1.5
+    assert a.hypervolume == pytest.approx(0.1 * 5 + 0.2 * 4 + 0.1 * 2)
+    assert b.hypervolume == pytest.approx(0.25 * 4.5 + 0.1 * 1.0)
+    # all: a1 (.5,1), b1 (.65,1.5), a2 (.7,2), a4 (.8,4), b2 (.75,5) dominated by a4
+    assert s.overall.hypervolume == pytest.approx(0.1 * 0.5 + 0.25 * 0.5 + 0.3 * 2 + 0.4 * 2)
+    assert s.overall.best_under == {2.0: s.overall.best_under[2.0], 0.5: None}
+    assert trial(s.overall.best_under[2.0]) == "a2" and trial(b.best_under[2.0]) == "b1"
+    assert trial(a.knee) == "a2"
+    # AUC over the range both methods cover, [1.5, 4] MB: a's curve through (1,.5),(2,.7),(4,.8)
+    assert (a.auc.lo_mb, a.auc.hi_mb) == (1.5, 4.0)
+    assert a.auc.auc_a == pytest.approx(0.5 * (0.6 + 0.7) / 2 + 2 * (0.7 + 0.8) / 2)
+    # last_acc = acc - 0.02 after the third task in these rows
+    assert a.auc.auc_l == pytest.approx(a.auc.auc_a - 0.02 * 2.5)
+    # b's curve (1.5, .65) -> (5, .75): interpolated at 4 MB
+    assert b.auc.auc_a == pytest.approx(2.5 * (0.65 + (0.65 + 0.1 * 2.5 / 3.5)) / 2)
+    derived = summarize(load_results(str(study_dir)))
+    assert derived.reference_derived and derived.reference.tolist() == [0.5, 5.0]  # worst acc, worst MB
+
+
+def test_three_objectives_and_errors(study_dir):
+    table = load_results(str(study_dir))
+    s = summarize(table, "avg_acc:max,total_mb:min,wall_s:min", by=(), reference="avg_acc=0.4,total_mb=6,wall_s=2")
+    # b2 is the fastest run (0.3 s against 1.5 s), so the third objective puts it back on the front
+    assert sorted(s.row(i)["trial_id"] for i in s.overall.front) == ["a1", "a2", "a4", "b1", "b2"]
+    two = summarize(table, by=(), reference="avg_acc=0.4,total_mb=6").overall.hypervolume
+    # every run but b2 has wall 1.5: its slab [1.5, 2] holds the 2-D volume, b2 adds its own box below
+    assert s.overall.hypervolume == pytest.approx(two * 0.5 + (0.75 - 0.4) * (6 - 5) * (1.5 - 0.3))
+    with pytest.raises(ConfigError, match=r"column\(s\) \['nope'\] are not in the results"):
+        summarize(table, "nope:max")
+    with pytest.raises(ConfigError, match="no complete run"):
+        summarize(table.filter(pa.compute.invert(table["complete"])))
+    with pytest.raises(ConfigError, match="not an objective"):
+        summarize(table, reference="acc=1,total_mb=2")
+
+
+def test_cli_analyze_writes_report_and_plots(study_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["analyze", str(study_dir), "--under-mb", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "complete 6" in text and "pruned 1" in text and "diverged 1" in text
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("group"))
+    assert "hypervolume" in header and "AUC-A" in header and "best <= 2 MB" in header
+    assert any(line.startswith("a ") and "a2 (0.7000 @ 2.000 MB)" in line for line in lines)
+    for name in ("accuracy_vs_memory.png", "task_curves.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "http" not in html.split("<body>")[1].split("data:")[0]
+    assert "a4" in html and "p1" not in (out / "front.csv").read_text()
+
+
+def test_cli_errors_are_one_line_exit_2(study_dir, tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip().endswith("missing: no such file or directory")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["analyze", str(empty)]) == 2
+    assert "no .parquet result files" in capsys.readouterr().err
+    assert main(["analyze", str(study_dir), "--objectives", "avg_acc:best"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "direction 'best' is not allowed; use max or min" in err
+    assert main(["export", str(study_dir), "--out", str(tmp_path / "x"), "--select", "median"]) == 2
+    assert "--select 'median' is not allowed" in capsys.readouterr().err
+    assert main(["export", str(study_dir), "--out", str(tmp_path / "x"), "--select", "best-under-mb=0.01"]) == 2
+    assert "no complete run qualifies" in capsys.readouterr().err
