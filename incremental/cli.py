@@ -24,6 +24,11 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field: a bare key is a method field (lr=0.05), dotted keys reach "
                              "nested ones (benchmark.train_per_class=200); repeatable")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="where the datasets are (default: $INCSWEEP_DATA; Fashion-MNIST also from "
+                             "/usr/share/datasets/fashion-mnist); same as --set benchmark.data_root=DIR")
+    parser.add_argument("--download", action="store_true",
+                        help="allow downloading a missing dataset into --data-root (off: never touch the network)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace, **top: Any):
     from .run import load_run_config
 
-    return load_run_config(args.config, args.overrides, method=args.method, benchmark=args.benchmark, **top)
+    overrides = list(args.overrides)
+    if args.data_root is not None:
+        overrides.append(f"benchmark.data_root={args.data_root}")
+    if args.download:
+        overrides.append("benchmark.download=true")
+    return load_run_config(args.config, overrides, method=args.method, benchmark=args.benchmark, **top)
 
 
 def _mb(n_bytes: float) -> str:

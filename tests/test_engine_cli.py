@@ -122,3 +122,10 @@ def test_installed_console_script():
     assert json.loads(proc.stdout)["bytes_per_exemplar"] == 784
     bad = subprocess.run([script, "budget", "--method", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown method" in bad.stderr
+
+
+def test_data_root_flag_reaches_the_loader(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert main(["run", "--benchmark", "seq-cifar10", "--data-root", str(missing), "--set", "backbone=tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(missing / "cifar-10-batches-py") in err and "download" in err and "\n" not in err
