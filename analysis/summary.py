@@ -115,7 +115,8 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = "av
         for x in under_mb:
             j = None if mem is None else best_under(mem[idx], acc[idx], x)
             limits[float(x)] = None if j is None else int(idx[j])
-        return GroupSummary(key=key, rows=idx, front=front, hypervolume=hypervolume(values[idx], ref, senses),
+        # the front alone: dominated runs add no volume, and the front is already known
+        return GroupSummary(key=key, rows=idx, front=front, hypervolume=hypervolume(values[front], ref, senses),
                             knee=None if k is None else int(front[k]), auc=None, best_under=limits,
                             statuses=_status_counts(finals, status_mask) if status_mask is not None
                             else _status_counts(finals))
