@@ -133,9 +133,12 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = "av
             groups[key] = group(key, run_groups.get(key, np.zeros(0, dtype=np.int64)), mask)
     if have_auc:
         curves = {k: (mem[g.rows], avg_last[g.rows, 0], avg_last[g.rows, 1]) for k, g in groups.items()}
-        aucs = memory_aucs(curves) if curves else {}
+        # all runs together span every group's range, so adding them leaves the shared range as is
+        # and their AUC is measured over the same range as the groups'
+        curves[OVERALL] = (mem, avg_last[:, 0], avg_last[:, 1])
+        aucs = memory_aucs(curves)
         groups = {k: _with_auc(g, aucs.get(k)) for k, g in groups.items()}
-        overall = _with_auc(overall, memory_aucs({OVERALL: (mem, avg_last[:, 0], avg_last[:, 1])})[OVERALL])
+        overall = _with_auc(overall, aucs[OVERALL])
     return Summary(objectives=objs, split=split, by=tuple(by), runs=runs, table=table, reference=ref,
                    reference_derived=reference is None, overall=overall, groups=groups)
 

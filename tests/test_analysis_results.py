@@ -122,7 +122,7 @@ def test_summary_groups_hypervolume_auc_and_picks(study_dir):
     assert trial(s.overall.best_under[2.0]) == "a2" and trial(b.best_under[2.0]) == "b1"
     assert trial(a.knee) == "a2"
     # AUC over the range both methods cover, [1.5, 4] MB: a's curve through (1,.5),(2,.7),(4,.8)
-    assert (a.auc.lo_mb, a.auc.hi_mb) == (1.5, 4.0)
+    assert (a.auc.lo_mb, a.auc.hi_mb) == (1.5, 4.0) == (s.overall.auc.lo_mb, s.overall.auc.hi_mb)
     assert a.auc.auc_a == pytest.approx(0.5 * (0.6 + 0.7) / 2 + 2 * (0.7 + 0.8) / 2)
     # last_acc = acc - 0.02 after the third task in these rows
     assert a.auc.auc_l == pytest.approx(a.auc.auc_a - 0.02 * 2.5)
