@@ -7,7 +7,6 @@ import logging
 import struct
 from datetime import datetime, timezone
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
