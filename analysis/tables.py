@@ -36,10 +36,17 @@ def headline(summary: Summary) -> list[str]:
              "hypervolume reference: " + ", ".join(f"{o.column}={_num(float(r), '.6g')}"
                                                      for o, r in zip(summary.objectives, summary.reference))
              + (" (derived: worst observed value per objective)" if summary.reference_derived else " (given)")]
-    auc = next((g.auc for g in (list(summary.groups.values()) or [summary.overall]) if g.auc and g.auc.points), None)
-    if auc is not None:
+    measured = [g for g in [*summary.groups.values(), summary.overall] if g.auc and g.auc.points]
+    spans = {(g.auc.lo_mb, g.auc.hi_mb) for g in measured}
+    if len(spans) == 1:
+        lo, hi = spans.pop()
         lines.append(f"AUC-A / AUC-L: area under avg / last accuracy (fraction) against total MB over "
-                     f"[{_num(auc.lo_mb, '.4g')}, {_num(auc.hi_mb, '.4g')}] MB, the range every group covers")
+                     f"[{_num(lo, '.4g')}, {_num(hi, '.4g')}] MB, the range every group covers")
+    elif spans:
+        # memory_aucs falls back to each group's own span when the groups share no memory range
+        lines.append("AUC-A / AUC-L: the groups share no memory range, so each area is over its own span "
+                     "(not comparable between groups): " + ", ".join(
+                         f"{g.label} [{_num(g.auc.lo_mb, '.4g')}, {_num(g.auc.hi_mb, '.4g')}] MB" for g in measured))
     return lines
 
 

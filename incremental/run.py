@@ -48,6 +48,9 @@ class RunConfig:
     device: str = "cpu"
     eval_batch_size: int = spec(1024, range=(1, 1_000_000))  # large: evaluation is pure inference
     augment_policy: str | None = spec(None, choices=tuple(AUGMENTATIONS))  # None: the benchmark's
+    # CPU kernels reduce in a thread-count-dependent order, so bit-exact re-runs need the same count;
+    # None leaves torch's setting alone (trials set it to the CPUs Ray gives them).
+    threads: int | None = spec(None, range=(1, 1024))
 
     def __post_init__(self) -> None:
         validate(self)
@@ -271,6 +274,14 @@ def run(
     cache) to continue from. ``benchmark``: preloaded data for ``config.benchmark``.
     ``stop_after``: stop once this many tasks are done (the result is then incomplete).
     """
+    if config.threads is not None and torch.get_num_threads() != config.threads:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
+        try:
+            return run(config, on_task_end, checkpoint_dir=checkpoint_dir, initial_state=initial_state,
+                       benchmark=benchmark, stop_after=stop_after)
+        finally:
+            torch.set_num_threads(previous)
     device = torch.device(config.device)
     if device.type == "cuda":
         # Same config + seed -> same metrics on the same device (architecture.md) needs fixed kernels.

@@ -36,3 +36,16 @@ def tiny_run_config() -> Callable[..., RunConfig]:
 def tiny_net() -> dict[str, Any]:
     """Method-config fields for the tiny network (a fresh copy each time)."""
     return dict(TINY_NET)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The tests train tiny models, where torch's intra-op thread pool costs more than it gives and,
+    on a loaded 2-core machine, oversubscribes the cores (a tiny run measured 20 s with 2 threads
+    under load against 0.34 s with 1). Trials in Ray use 1 thread per CPU requested too."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

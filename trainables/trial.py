@@ -52,11 +52,12 @@ class TrialSpec:
         base = dict(config["base"])
         method = config["method"]
         params = dict(config.get("params") or {})
-        run_dict = {**base, "method": method, "device": device,
+        threads = int(config.get("threads") or 1)
+        run_dict = {**base, "method": method, "device": device, "threads": threads,
                     "method_config": {**dict(base.get("method_config") or {}), **params}}
         return cls(study=config["study"], run_config=RunConfig.from_dict(run_dict), params=params,
                    prefix_cache=config.get("prefix_cache"), prefix_cache_max_bytes=config.get("prefix_cache_max_bytes"),
-                   threads=int(config.get("threads") or 1))
+                   threads=threads)
 
 
 def task_metrics(result: TaskResult, config: RunConfig, started_at: str) -> dict[str, Any]:
@@ -84,7 +85,6 @@ def run_trial(config: Mapping[str, Any]) -> None:
     from ray import tune
 
     spec = TrialSpec.from_tune_config(config, "cpu" if config.get("device") == "cpu" else _device())
-    torch.set_num_threads(max(1, spec.threads))
     run_cfg = spec.run_config
     started_at = datetime.now(timezone.utc).isoformat()
     cache = (PrefixCache(spec.prefix_cache, max_bytes=spec.prefix_cache_max_bytes)
