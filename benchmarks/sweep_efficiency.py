@@ -10,7 +10,8 @@ not ready when it was written): ASHA on the task axis is a small asynchronous su
 rule here, pruned trials are told to Optuna as PRUNED (never COMPLETE, ray-optuna.md trap 3) and
 only complete runs count towards the hypervolume.
 
-Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 100] [--seeds 0,1] [--workers 2]
+Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 70] [--seeds 0,1,2] [--workers 2]
+        [--init-epochs 8] [--grace 2] [--rf 2]
 Writes benchmarks/results/sweep_efficiency.{txt,png}.
 """
 
@@ -27,12 +28,15 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCH = {"name": "seq-fashionmnist", "train_per_class": 60, "test_per_class": 20, "val_fraction": 0.25,
          "class_order": "natural"}
-# Fixed: the network and task 0's schedule (the expensive first task, as MEMO's: 3 epochs against
-# 1-2 later), consolidation, gamma_first. SGD as in benchmarks/bmkp_fashionmnist.py (BMKP's paper:
+# Fixed: the network and task 0's schedule, consolidation, gamma_first. SGD as in benchmarks/bmkp_fashionmnist.py (BMKP's paper:
 # no momentum, no weight decay; cosine because a 1-3 epoch step schedule never decays).
 FIXED = {"width": 8, "batch_size": 32, "momentum": 0.0, "weight_decay": 0.0, "schedule": "cosine",
-         "milestones": [], "init_epochs": 3, "init_lr": 0.05, "init_milestones": [], "retrain_epochs": 1,
+         "milestones": [], "init_lr": 0.05, "init_milestones": [], "retrain_epochs": 1,
          "gamma_first": 0.9, "example_num": 100}
+# Task 0 several times as long as a later task (1-2 epochs, searched): the issue's premise that the
+# first task is the most expensive part of a run (MEMO/PyCIL: 200 epochs on the base task, which in
+# the B50 protocols holds half of the classes). Here it is ~40% of a trial's compute.
+INIT_EPOCHS = 8
 STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+asha+prefix")
 # ASHA on the task axis: rungs after 2 and 4 of 5 tasks. Grace 2, not 1: with prefix reuse every
 # trial shares task 0, so a rung after one task would compare identical numbers. Reduction factor
@@ -50,10 +54,11 @@ def space(trial) -> dict:
     }
 
 
-def run_config(params: dict):
+def run_config(params: dict, init_epochs: int = INIT_EPOCHS):
     from incremental.run import RunConfig
 
-    return RunConfig.from_dict({"method": "bmkp", "benchmark": BENCH, "method_config": {**FIXED, **params}})
+    mc = {**FIXED, "init_epochs": init_epochs, **params}
+    return RunConfig.from_dict({"method": "bmkp", "benchmark": BENCH, "method_config": mc})
 
 
 def reference_mb() -> float:
@@ -108,7 +113,7 @@ class Pruned(Exception):
     pass
 
 
-def run_strategy(job: tuple[str, int, float]) -> dict:
+def run_strategy(job: tuple[str, int, float, dict]) -> dict:
     """One (strategy, sampler seed) under a compute budget; returns its trials and curve."""
     import optuna
     import torch
@@ -117,25 +122,25 @@ def run_strategy(job: tuple[str, int, float]) -> dict:
     from incremental.prefix_cache import PrefixCache, cached_results, start_state, store
     from incremental.run import CHECKPOINT_FILE, run
 
-    strategy, seed, budget = job
+    strategy, seed, budget, setting = job
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ref = reference_mb()
-    warm = run_config({"gamma": 0.9, "lam": 1.0, "lr": 0.05, "epochs": 1})
+    warm = run_config({"gamma": 0.9, "lam": 1.0, "lr": 0.05, "epochs": 1}, setting["init_epochs"])
     bench = load_benchmark(warm.benchmark)  # loaded once per process: no strategy pays for data loading
     run(warm, benchmark=bench, stop_after=1)  # one-time costs (first kernels) out of the measurement
     sampler = (optuna.samplers.RandomSampler(seed=seed) if strategy == "random"
                else optuna.samplers.TPESampler(seed=seed))
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
-    asha = TaskAxisASHA(GRACE, RF, bench.n_tasks) if "asha" in strategy else None
+    asha = TaskAxisASHA(setting["grace"], setting["rf"], bench.n_tasks) if "asha" in strategy else None
     work = Path(tempfile.mkdtemp(prefix=f"sweep-{strategy}-{seed}-"))  # removed at the end
     cache = PrefixCache(work / "cache", version="sweep-benchmark") if "prefix" in strategy else None
     used, trials, curve, front = 0.0, [], [(0.0, 0.0)], []
     while used < budget:
+        tic = time.process_time()  # the sampler's own time (ask/tell) counts as compute too
         trial = study.ask()
-        cfg = run_config(space(trial))
+        cfg = run_config(space(trial), setting["init_epochs"])
         ckpt = work / f"t{trial.number}" if cache is not None else None
-        tic = time.process_time()
         state, n_cached = start_state(cfg, cache)
 
         def check_rung(result) -> None:
@@ -156,12 +161,12 @@ def run_strategy(job: tuple[str, int, float]) -> dict:
             acc, mb = res.final.val.avg_acc, res.final.memory.total_mb
             study.tell(trial, [acc, mb])
             front.append((acc, mb))
-            status = "complete"
+            status, walls = "complete", [t.wall_s for t in res.tasks]
         except Pruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            status = "pruned"
+            status, walls = "pruned", []
         used += time.process_time() - tic
-        trials.append({"status": status, "cached_tasks": n_cached, "compute": used})
+        trials.append({"status": status, "cached_tasks": n_cached, "compute": used, "task_walls": walls})
         curve.append((used, hypervolume(front, ref)))
     entries = len(cache.entries()) if cache else 0
     shutil.rmtree(work, ignore_errors=True)
@@ -177,15 +182,17 @@ def reach(curve: list[tuple[float, float]], target: float) -> float | None:
     return None
 
 
-def report(results: list[dict], budget: float, wall: float) -> str:
+def report(results: list[dict], budget: float, setting: dict, wall: float) -> str:
     by = {(r["strategy"], r["seed"]): r for r in results}
     seeds = sorted({r["seed"] for r in results})
     lines = [f"sweep efficiency: BMKP on seq-fashionmnist (5 tasks, {BENCH['train_per_class']} train images/class), "
              f"compute budget {budget:.0f} CPU-s per strategy and seed, sampler seeds {seeds}, "
-             f"ASHA grace {GRACE} tasks, reduction factor {RF}; hypervolume of (val avg_acc, stored MB) "
+             f"task 0: {setting['init_epochs']} epochs, later tasks 1-2; ASHA grace {setting['grace']} tasks, "
+             f"reduction factor {setting['rf']}; hypervolume of (val avg_acc, stored MB) "
              f"against (0, {results[0]['ref_mb']:.3f} MB); wall time {wall / 60:.1f} min", ""]
     lines.append(f"{'strategy':18} {'trials':>6} {'complete':>8} {'pruned':>6} {'cached tasks':>12} "
-                 f"{'final HV':>9} {'HV / random':>11} {'compute to random final HV':>27}")
+                 f"{'final HV':>9} {'HV / random':>11} {'to random final HV':>20} {'median':>7}")
+    medians: dict[str, float | None] = {}
     for s in STRATEGIES:
         rows = [by[(s, seed)] for seed in seeds]
         n = sum(len(r["trials"]) for r in rows)
@@ -199,12 +206,31 @@ def report(results: list[dict], budget: float, wall: float) -> str:
             at = reach(r["curve"], rnd["curve"][-1][1])
             fracs.append(None if at is None else at / rnd["curve"][-1][0])
         frac_txt = " ".join("never" if f is None else f"{f:.2f}" for f in fracs)
+        med = median(fracs)
+        medians[s] = med
         lines.append(f"{s:18} {n:>6} {comp:>8} {n - comp:>6} {cached:>12} {sum(hv) / len(hv):>9.4f} "
-                     f"{sum(ratio) / len(ratio):>11.2f} {frac_txt:>27}")
-    lines += ["", "compute to random final HV: the fraction of random search's compute (per sampler seed) at "
-              "which the strategy's hypervolume first reaches random search's final hypervolume "
-              "(target: <= 0.33 for tpe+asha+prefix)."]
+                     f"{sum(ratio) / len(ratio):>11.2f} {frac_txt:>20} {'never' if med is None else f'{med:.2f}':>7}")
+    walls = [t["task_walls"] for seed in seeds for t in by[("random", seed)]["trials"] if t["task_walls"]]
+    share = sum(w[0] / sum(w) for w in walls) / len(walls)
+    verdict = medians["tpe+asha+prefix"]
+    met = verdict is not None and verdict <= 1 / 3
+    lines += ["", "compute to random final HV: the fraction of random search's compute (per sampler seed, then the "
+              "median; 'never' counts as above every number) at which the strategy's hypervolume first reaches "
+              "random search's final hypervolume (target: <= 0.33 for tpe+asha+prefix).",
+              f"task 0's share of a random-search trial's wall time: {share:.0%} (mean over its complete trials).",
+              f"target {'MET' if met else 'NOT MET'}: tpe+asha+prefix median "
+              f"{'never' if verdict is None else f'{verdict:.2f}'} (target <= 0.33)."]
     return "\n".join(lines)
+
+
+def median(fracs: list[float | None]) -> float | None:
+    """Median of per-seed fractions, 'never' (None) ranking above every number."""
+    ranked = sorted(fracs, key=lambda f: math.inf if f is None else f)
+    mid = len(ranked) // 2
+    if len(ranked) % 2:
+        return ranked[mid]
+    lo, hi = ranked[mid - 1], ranked[mid]
+    return None if hi is None else (lo + hi) / 2
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -215,11 +241,14 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     colors = dict(zip(STRATEGIES, ("tab:gray", "tab:blue", "tab:orange", "tab:green")))
+    seeds = sorted({r["seed"] for r in results})
+    styles = ("-", "--", ":", "-.")
     for r in results:
         xs, ys = zip(*r["curve"])
         ax.step(xs, ys, where="post", color=colors[r["strategy"]], alpha=0.85,
-                linestyle="-" if r["seed"] == min(x["seed"] for x in results) else "--",
-                label=f"{r['strategy']} (seed {r['seed']})")
+                linestyle=styles[seeds.index(r["seed"]) % len(styles)], label=f"{r['strategy']} (seed {r['seed']})")
+    budget = max(r["curve"][-1][0] for r in results if r["strategy"] == "random")
+    ax.axvline(budget / 3, color="black", linewidth=0.8, linestyle=":")  # the target: a third of random's compute
     ax.set_xlabel("compute (trial CPU seconds, 1 thread)")
     ax.set_ylabel("hypervolume (val avg_acc x MB saved)")
     ax.set_title("BMKP on seq-fashionmnist: hypervolume over compute")
@@ -230,16 +259,20 @@ def plot(results: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, default=100.0, help="CPU seconds per strategy and seed")
-    ap.add_argument("--seeds", default="0,1", help="comma-separated sampler seeds")
+    ap.add_argument("--budget", type=float, default=70.0, help="CPU seconds per strategy and seed")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated sampler seeds")
     ap.add_argument("--workers", type=int, default=2, help="processes (one torch thread each)")
+    ap.add_argument("--init-epochs", type=int, default=INIT_EPOCHS, help="task 0's epochs (fixed, shared)")
+    ap.add_argument("--grace", type=int, default=GRACE, help="ASHA grace period in tasks")
+    ap.add_argument("--rf", type=int, default=RF, help="ASHA reduction factor")
     ap.add_argument("--out", default=str(RESULTS / "sweep_efficiency"), help="path stem of the .txt/.png/.json")
     args = ap.parse_args()
-    jobs = [(s, int(seed), args.budget) for seed in args.seeds.split(",") for s in STRATEGIES]
+    setting = {"init_epochs": args.init_epochs, "grace": args.grace, "rf": args.rf}
+    jobs = [(s, int(seed), args.budget, setting) for seed in args.seeds.split(",") for s in STRATEGIES]
     tic = time.perf_counter()
     with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
         results = pool.map(run_strategy, jobs, chunksize=1)
-    text = report(results, args.budget, time.perf_counter() - tic)
+    text = report(results, args.budget, setting, time.perf_counter() - tic)
     print(text)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
