@@ -327,3 +327,19 @@ def test_trials_reproduce_plain_runs_with_reused_actors_and_prefix_reuse(local_r
         task0 = {e.method for e in entries if e.n_done == 1}
         # one task-0 entry per method: every later trial of that method started from it
         assert len([e for e in entries if e.n_done == 1]) == len(task0)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
+    spec = StudySpec.from_dict(spec_dict(sampler=sampler))
+    s = StudySearcher(space=spec.space(), metrics=["avg_acc", "total_mb"], modes=["max", "min"], n_tasks=3,
+                      sampler=make_sampler(sampler, 0), storage=make_optuna_storage(str(tmp_path / "j")),
+                      study_name="t")
+    configs = [s.suggest(f"t{i}") for i in range(6)]
+    for i, c in enumerate(configs):
+        assert c["method"] in ("finetune", "replay")
+        if c["method"] == "replay":
+            assert 6 <= c["params"]["memory_size"] <= 60
+        s.on_trial_complete(f"t{i}", {"tasks_done": 3, "avg_acc": 0.1 * i, "total_mb": 1.0 + i})
+    assert Counter(t.state.name for t in s.study.get_trials()) == Counter(COMPLETE=6)
+    assert type(s.study.sampler).__name__.lower().startswith(sampler[:3])
