@@ -107,7 +107,15 @@ def _init_ray(address: str | None, temp_dir: str | None) -> bool:
         return False
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": True, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            # Ray sends its token to an explicit address only when told to (ray-optuna.md trap 10);
+            # without it a token-auth cluster looks unreachable, after a 20-s retry, with no hint why.
+            raise ConfigError(f"cannot connect to the Ray cluster at {address!r} ({exc}); check the address "
+                              "that `ray start --head` printed, and for a cluster with token authentication "
+                              "(Ray's default) export RAY_AUTH_MODE=token with the cluster's token in "
+                              "~/.ray/auth_token or $RAY_AUTH_TOKEN") from None
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
     else:
@@ -139,10 +147,17 @@ def _build_scheduler(spec: StudySpec):
 
     if spec.scheduler.name == "fifo":
         return FIFOScheduler()
-    first = spec.objectives[0]
-    # ASHA on the task axis: rungs count finished tasks; the first objective ranks trials at a rung.
-    return ASHAScheduler(time_attr="tasks_done", metric=first.metric, mode=first.mode, max_t=spec.n_tasks,
-                         grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
+    # ASHA on the task axis: rungs count finished tasks. One objective: Ray's ASHA. Several: stop only
+    # trials dominated at their rung (study/scheduler.py), so front trials are never cut short.
+    if len(spec.objectives) == 1:
+        first = spec.objectives[0]
+        return ASHAScheduler(time_attr="tasks_done", metric=first.metric, mode=first.mode, max_t=spec.n_tasks,
+                             grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
+    from .scheduler import ParetoASHA
+
+    return ParetoASHA(metrics=[o.metric for o in spec.objectives], modes=[o.mode for o in spec.objectives],
+                      max_t=spec.n_tasks, grace_period=spec.scheduler.grace_period,
+                      reduction_factor=spec.scheduler.reduction_factor)
 
 
 def _trainable(spec: StudySpec):

@@ -343,3 +343,22 @@ def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
         s.on_trial_complete(f"t{i}", {"tasks_done": 3, "avg_acc": 0.1 * i, "total_mb": 1.0 + i})
     assert Counter(t.state.name for t in s.study.get_trials()) == Counter(COMPLETE=6)
     assert type(s.study.sampler).__name__.lower().startswith(sampler[:3])
+
+
+def test_pareto_asha_rungs_and_decisions():
+    import numpy as np
+
+    from study.scheduler import keep_at_rung, rungs
+
+    assert rungs(1, 2, 5) == [1, 2, 4] and rungs(2, 2, 5) == [2, 4] and rungs(1, 3, 10) == [1, 3, 9]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        recorded = rng.integers(0, 4, size=(int(rng.integers(1, 12)), 2)).astype(float)  # ties and duplicates
+        point = rng.integers(0, 4, size=2).astype(float)
+        dominators = sum(bool(np.all(r <= point) and np.any(r < point)) for r in recorded)
+        keep = keep_at_rung(point, recorded, 2.0)
+        if dominators == 0:
+            assert keep  # a point on the rung's front always goes on: the front stays honest
+        assert keep == (dominators < math.ceil(0.5 * (len(recorded) + 1)))
+    assert not keep_at_rung([math.nan, 1.0], np.zeros((0, 2)), 2.0)
+    assert keep_at_rung([1.0, 1.0], np.zeros((0, 2)), 2.0)  # the first trial at a rung goes on
