@@ -111,11 +111,13 @@ def _init_ray(address: str | None, temp_dir: str | None) -> bool:
             ray.init(address=address, **kwargs)
         except ConnectionError as exc:
             # Ray sends its token to an explicit address only when told to (ray-optuna.md trap 10);
-            # without it a token-auth cluster looks unreachable, after a 20-s retry, with no hint why.
-            raise ConfigError(f"cannot connect to the Ray cluster at {address!r} ({exc}); check the address "
-                              "that `ray start --head` printed, and for a cluster with token authentication "
-                              "(Ray's default) export RAY_AUTH_MODE=token with the cluster's token in "
-                              "~/.ray/auth_token or $RAY_AUTH_TOKEN") from None
+            # without it a token-auth cluster looks unreachable after a 20-s retry, with no hint why.
+            if "InvalidAuthToken" in str(exc.__cause__):
+                raise ConfigError(f"the Ray cluster at {address!r} rejected this driver: it uses token "
+                                  "authentication; export RAY_AUTH_MODE=token, with the cluster's token in "
+                                  "~/.ray/auth_token or $RAY_AUTH_TOKEN") from None
+            raise ConfigError(f"cannot connect to a Ray cluster at {address!r}; use the address that "
+                              "`ray start --head` printed, or auto on a cluster node") from None
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
     else:
