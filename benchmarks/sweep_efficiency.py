@@ -6,9 +6,11 @@ maximises validation avg_acc and minimises stored MB. Every strategy gets the sa
 and the same sampler seeds; every trial uses run seed 0.
 
 This runs in-process with plain Optuna ask/tell and ``incremental.run`` (the study platform was
-not ready when it was written): ASHA on the task axis is a small asynchronous successive-halving
-rule here, pruned trials are told to Optuna as PRUNED (never COMPLETE, ray-optuna.md trap 3) and
-only complete runs count towards the hypervolume.
+not ready when it was written). ASHA on the task axis uses the study platform's own Pareto-aware
+rule (``study.scheduler.rungs`` / ``keep_at_rung``, as ``ParetoASHA``): a trial stops at a rung only
+when at least a (1 - 1/rf) share of the trials recorded there dominates it on (avg_acc, MB); pruned
+trials are told to Optuna as PRUNED (never COMPLETE, ray-optuna.md trap 3) and only complete runs
+count towards the hypervolume.
 
 Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 70] [--seeds 0,1,2] [--workers 2]
         [--init-epochs 8] [--grace 2] [--rf 2]
@@ -25,6 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from study.scheduler import keep_at_rung, rungs
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCH = {"name": "seq-fashionmnist", "train_per_class": 60, "test_per_class": 20, "val_fraction": 0.25,
          "class_order": "natural"}
@@ -40,7 +46,8 @@ INIT_EPOCHS = 8
 STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+asha+prefix")
 # ASHA on the task axis: rungs after 2 and 4 of 5 tasks. Grace 2, not 1: with prefix reuse every
 # trial shares task 0, so a rung after one task would compare identical numbers. Reduction factor
-# 2: half of the trials reaching a rung go on (3 would stop 2 in 3 after 2 tasks: too eager for 5 tasks).
+# 2: a trial stops only when half of those recorded at its rung dominate it (3 would stop it at two
+# in three: too eager for 5 tasks).
 GRACE, RF = 2, 2
 
 
@@ -81,32 +88,24 @@ def hypervolume(points: list[tuple[float, float]], ref_mb: float) -> float:
     return area
 
 
-def asha_score(avg_acc: float, total_mb: float, ref_mb: float) -> float:
-    """The single metric ASHA ranks by: the area the point (avg_acc, MB) alone dominates, i.e. its
-    own hypervolume. Unlike avg_acc alone it does not stop every small-memory trial."""
-    return max(avg_acc, 0.0) * max(1.0 - total_mb / ref_mb, 0.0)
-
-
 class TaskAxisASHA:
-    """Asynchronous successive halving over tasks (Li et al. 2020, as Ray's ASHAScheduler): at a rung
-    a trial goes on iff its score is in the top 1/rf of all scores recorded at that rung so far."""
+    """The study platform's Pareto-aware ASHA on the task axis (study.scheduler.ParetoASHA's rule,
+    without Ray): at a rung a trial is compared with the points recorded there before it and goes on
+    unless at least a (1 - 1/rf) share of them dominates it; its point is then recorded."""
 
     def __init__(self, grace: int, rf: int, n_tasks: int):
-        self.rungs: dict[int, list[float]] = {}
-        r = grace
-        while r < n_tasks:
-            self.rungs[r] = []
-            r *= rf
+        self.rungs: dict[int, list[list[float]]] = {r: [] for r in rungs(grace, rf, n_tasks)}
         self.rf = rf
 
-    def keep_going(self, n_done: int, score: float) -> bool:
+    def keep_going(self, n_done: int, avg_acc: float, total_mb: float) -> bool:
         if n_done not in self.rungs:
             return True
-        recorded = self.rungs[n_done]
-        recorded.append(score)
-        ranked = sorted(recorded, reverse=True)
-        cutoff = ranked[max(math.ceil(len(ranked) / self.rf) - 1, 0)]
-        return score >= cutoff
+        point = [-avg_acc, total_mb]  # as minimisation, like ParetoASHA's signs
+        recorded = np.asarray(self.rungs[n_done], dtype=np.float64).reshape(-1, 2)
+        keep = keep_at_rung(point, recorded, self.rf)
+        if all(math.isfinite(v) for v in point):
+            self.rungs[n_done].append(point)
+        return keep
 
 
 class Pruned(Exception):
@@ -145,8 +144,7 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
 
         def check_rung(result) -> None:
             if asha is not None:
-                score = asha_score(result.val.avg_acc, result.memory.total_mb, ref)
-                if not asha.keep_going(result.task + 1, score):
+                if not asha.keep_going(result.task + 1, result.val.avg_acc, result.memory.total_mb):
                     raise Pruned
 
         def on_task_end(result, cfg=cfg, ckpt=ckpt) -> None:
@@ -188,7 +186,8 @@ def report(results: list[dict], budget: float, setting: dict, wall: float) -> st
     lines = [f"sweep efficiency: BMKP on seq-fashionmnist (5 tasks, {BENCH['train_per_class']} train images/class), "
              f"compute budget {budget:.0f} CPU-s per strategy and seed, sampler seeds {seeds}, "
              f"task 0: {setting['init_epochs']} epochs, later tasks 1-2; ASHA grace {setting['grace']} tasks, "
-             f"reduction factor {setting['rf']}; hypervolume of (val avg_acc, stored MB) "
+             f"reduction factor {setting['rf']}, Pareto-aware (study.scheduler.keep_at_rung); "
+             f"hypervolume of (val avg_acc, stored MB) "
              f"against (0, {results[0]['ref_mb']:.3f} MB); wall time {wall / 60:.1f} min", ""]
     lines.append(f"{'strategy':18} {'trials':>6} {'complete':>8} {'pruned':>6} {'cached tasks':>12} "
                  f"{'final HV':>9} {'HV / random':>11} {'to random final HV':>20} {'median':>7}")
