@@ -119,30 +119,41 @@ class Cluster:
     workers: dict = field(default_factory=dict)  # name -> pgid
     others: set = field(default_factory=set)  # pgids of `ray start` runs and drivers started by tests
 
-    def _ray_start(self, *args: str) -> tuple[int, str]:
-        """Run `ray start ARGS` in a new session (the daemons it leaves behind share one new process
-        group); returns that group and the command's output."""
-        proc = subprocess.Popen([str(BIN / "ray"), "start", *args, "--temp-dir", self.temp_dir,
+    def _spawn(self, *args: str, temp_dir: str) -> subprocess.Popen:
+        """Start `ray start ARGS` in a new session: the daemons it leaves behind share one new
+        process group (torn down even if `ray start` fails halfway)."""
+        proc = subprocess.Popen([str(BIN / "ray"), "start", *args, "--temp-dir", temp_dir,
                                  "--disable-usage-stats", f"--dashboard-agent-listen-port={_free_port()}"],
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
-        self.others.add(proc.pid)  # torn down even if `ray start` fails halfway
+        self.others.add(proc.pid)
+        return proc
+
+    @staticmethod
+    def _wait(proc: subprocess.Popen) -> str:
         text = proc.communicate(timeout=120)[0]
         assert proc.returncode == 0, text
-        return proc.pid, text
+        return text
 
     def start_head(self, cpus: int) -> None:
         # Every port the head binds is a free one: other Ray instances may run on this machine.
         self.dashboard = f"http://127.0.0.1:{_free_port()}"
-        self.head_pgid, text = self._ray_start(
-            "--head", f"--port={_free_port()}", f"--num-cpus={cpus}", "--include-dashboard=true",
-            f"--dashboard-port={self.dashboard.rsplit(':', 1)[1]}", f"--ray-client-server-port={_free_port()}")
-        match = re.search(r"ray start --address='([^']+)'", text)  # the address the head bound (trap 10)
-        assert match, text
-        self.address = match.group(1)
+        proc = self._spawn("--head", f"--port={_free_port()}", f"--num-cpus={cpus}", "--include-dashboard=true",
+                           f"--dashboard-port={self.dashboard.rsplit(':', 1)[1]}",
+                           f"--ray-client-server-port={_free_port()}", temp_dir=self.temp_dir)
+        match = re.search(r"ray start --address='([^']+)'", self._wait(proc))  # the address the head bound (trap 10)
+        assert match
+        self.head_pgid, self.address = proc.pid, match.group(1)
 
-    def start_worker(self, name: str, cpus: int) -> None:
-        self.workers[name], _ = self._ray_start(f"--address={self.address}", f"--num-cpus={cpus}")
+    def start_workers(self, **cpus: int) -> None:
+        """Worker nodes ``name=cpus``, started side by side, each with its own temp dir as on separate
+        machines (nodes sharing one race at registration, and unpack a job's working dir over
+        each other: docs/cluster.md)."""
+        procs = {name: self._spawn(f"--address={self.address}", f"--num-cpus={n}",
+                                   temp_dir=os.path.join(self.temp_dir, name)) for name, n in cpus.items()}
+        for name, proc in procs.items():
+            self._wait(proc)
+            self.workers[name] = proc.pid
 
     def wait_for_cpus(self, cpus: int, timeout: float = 60.0) -> None:
         """Poll `ray status` (the CLI talks to a token-auth cluster only with RAY_AUTH_MODE=token)
@@ -221,8 +232,7 @@ def test_killing_the_node_of_a_running_trial_still_completes_the_study(cluster, 
     the cluster; the node that runs the first trial is killed after the trial's first task: the
     trial resumes on the other node from its checkpoint and every task lands in Parquet once."""
     cluster.start_head(cpus=0)  # the head runs no trial: each trial lands on a worker node
-    cluster.start_worker("w1", cpus=1)
-    cluster.start_worker("w2", cpus=1)
+    cluster.start_workers(w1=1, w2=1)
     cluster.wait_for_cpus(2)
 
     storage = tmp_path / "storage"
