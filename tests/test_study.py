@@ -190,10 +190,12 @@ def test_multi_objective_study_end_to_end(local_ray, tmp_path):
 def test_asha_pruned_trials_are_pruned_in_optuna_and_parquet(local_ray, tmp_path):
     from study.runner import run_study
 
-    bench = {**SYNTH, "n_classes": 8, "init_classes": 2, "increment": 2}  # 4 tasks
+    # 4 tasks; enough data and epochs that accuracy at a rung follows lr instead of tying at chance
+    # (with 24 images a class and 1 epoch every trial tied and ASHA rightly stopped none)
+    bench = {**SYNTH, "n_classes": 8, "init_classes": 2, "increment": 2, "train_per_class": 64}
     spec = StudySpec.from_dict(spec_dict(
         storage=str(tmp_path / "a"), methods=["finetune"], benchmark=bench, trials=8, concurrency=2,
-        search={"finetune": {**NET, "lr": {"low": 1e-4, "high": 0.5, "log": True}}},
+        search={"finetune": {**NET, "epochs": 3, "lr": {"low": 1e-4, "high": 0.5, "log": True}}},
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2}, prefix_cache=False))
     summary = run_study(spec)
     assert summary.done
