@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any, Mapping, Sequence
 
 import optuna
@@ -27,15 +28,21 @@ TUNE_ID_ATTR = "tune_trial_id"
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """tpe (Optuna's default, multi-objective capable), nsga2 or random, seeded."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}")
+def make_sampler(sampler: "SamplerSpec | str", seed: int) -> optuna.samplers.BaseSampler:
+    """The spec's sampler (tpe, nsga2 or random; a bare name takes Optuna's defaults), seeded."""
+    from .spec import SamplerSpec
+
+    s = SamplerSpec(name=sampler) if isinstance(sampler, str) else sampler
+    if s.name == "tpe":
+        # group=True: a multi-method study's space is conditional; without it multivariate TPE
+        # falls back to independent sampling for every field outside the common intersection
+        with warnings.catch_warnings():  # group is "experimental" in Optuna 5; chosen knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials,
+                                              multivariate=s.multivariate, group=s.multivariate)
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=s.population_size)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def make_optuna_storage(url_or_path: str) -> optuna.storages.BaseStorage:

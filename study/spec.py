@@ -30,7 +30,7 @@ from incremental.errors import ConfigError
 from incremental.methods import get_method
 from search_spaces import StudySpace, build_space
 
-__all__ = ["StudySpec", "Objective", "Constraint", "SchedulerSpec", "Resources", "load_spec", "METRICS"]
+__all__ = ["StudySpec", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec", "Resources", "load_spec", "METRICS"]
 
 # Metrics a trial reports on every task (trainables.task_metrics); objectives and constraints pick
 # from these. Test metrics are recorded but never optimised (protocols.md: tune on validation).
@@ -97,6 +97,30 @@ class SchedulerSpec:
 
 
 @dataclass(frozen=True)
+class SamplerSpec:
+    """Which Optuna sampler proposes trials; the defaults are Optuna 5's own."""
+
+    name: str = spec("tpe", choices=("tpe", "nsga2", "random"))
+    # TPE: random trials before its model takes over (Optuna's default 10). Studies of a few dozen
+    # trials spend a large share of their budget there; sweep_efficiency.py measured 5 +
+    # multivariate against 10 + independent (docs/efficiency.md).
+    startup_trials: int = spec(10, range=(0, 100_000))
+    # TPE: model the searched fields jointly (Optuna defaults to independent TPE for several
+    # objectives). Sampled with group=True, so the conditional spaces of a multi-method study work.
+    multivariate: bool = False
+    population_size: int = spec(50, range=(2, 100_000))  # NSGA-II's generation size (Optuna's default 50)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not isinstance(self.multivariate, bool):
+            raise ConfigError(f"sampler.multivariate={self.multivariate!r} must be true or false")
+        if self.name != "tpe" and (self.startup_trials != 10 or self.multivariate):
+            raise ConfigError(f"sampler.startup_trials and sampler.multivariate apply to tpe, not {self.name}")
+        if self.name != "nsga2" and self.population_size != 50:
+            raise ConfigError(f"sampler.population_size applies to nsga2, not {self.name}")
+
+
+@dataclass(frozen=True)
 class Resources:
     cpu: float = spec(1.0, range=(0.0, 1024.0))
     gpu: float = spec(0.0, range=(0.0, 64.0))  # fractional shares several trials per GPU
@@ -118,7 +142,7 @@ class StudySpec:
     scenario: str | None = None
     objectives: tuple[Objective, ...] = (Objective("avg_acc", "max"), Objective("total_mb", "min"))
     constraints: tuple[Constraint, ...] = ()
-    sampler: str = "tpe"
+    sampler: SamplerSpec = dataclasses.field(default_factory=SamplerSpec)
     scheduler: SchedulerSpec = dataclasses.field(default_factory=SchedulerSpec)
     trials: int = 12
     concurrency: int | None = None  # None: as many as the resources allow
@@ -143,8 +167,6 @@ class StudySpec:
                 raise ConfigError(f"scenario={self.scenario!r} is not supported by {m}; it supports {list(cls.scenarios)}")
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods: {list(self.methods)} repeats a method")
-        if self.sampler not in ("tpe", "nsga2", "random"):
-            raise ConfigError(f"sampler={self.sampler!r} is not allowed; choose one of ['tpe', 'nsga2', 'random']")
         if not self.objectives:
             raise ConfigError("objectives: give at least one, e.g. [avg_acc:max, total_mb:min]")
         if len({o.metric for o in self.objectives}) != len(self.objectives):
@@ -183,7 +205,7 @@ class StudySpec:
             "name": self.name, "methods": list(self.methods), "benchmark": to_mapping(self.benchmark),
             "search": _plain(self.search), "scenario": self.scenario,
             "objectives": [str(o) for o in self.objectives], "constraints": [str(c) for c in self.constraints],
-            "sampler": self.sampler, "scheduler": to_mapping(self.scheduler), "trials": self.trials,
+            "sampler": to_mapping(self.sampler), "scheduler": to_mapping(self.scheduler), "trials": self.trials,
             "concurrency": self.concurrency, "resources": to_mapping(self.resources), "seed": self.seed,
             "max_failures": self.max_failures, "storage": self.storage, "optuna_storage": self.optuna_storage,
             "prefix_cache": self.prefix_cache, "prefix_cache_max_gb": self.prefix_cache_max_gb,
@@ -220,6 +242,10 @@ class StudySpec:
             sched = d["scheduler"]
             d["scheduler"] = from_mapping(SchedulerSpec, {"name": sched} if isinstance(sched, str) else sched,
                                           where="scheduler")
+        if "sampler" in d:
+            smp = d["sampler"]
+            d["sampler"] = from_mapping(SamplerSpec, {"name": smp} if isinstance(smp, str) else smp,
+                                        where="sampler")
         if "resources" in d:
             d["resources"] = from_mapping(Resources, d["resources"] or {}, where="resources")
         for key, kind in (("trials", int), ("max_failures", int), ("seed", int), ("eval_batch_size", int),

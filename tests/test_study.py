@@ -46,7 +46,11 @@ def spec_dict(**over) -> dict:
     ({"objectives": ["accuracy:max"]}, "objective 'accuracy' is unknown"),
     ({"objectives": ["avg_acc:up"]}, "mode must be max or min"),
     ({"constraints": ["total_mb < 8"]}, "write METRIC <= NUMBER"),
-    ({"sampler": "cmaes"}, "sampler='cmaes' is not allowed"),
+    ({"sampler": "cmaes"}, "SamplerSpec.name='cmaes' is not allowed"),
+    ({"sampler": {"name": "random", "multivariate": True}}, "apply to tpe, not random"),
+    ({"sampler": {"name": "tpe", "startup_trials": -1}}, "SamplerSpec.startup_trials=-1 is out of range"),
+    ({"sampler": {"name": "tpe", "multivariate": "yes"}}, "sampler.multivariate"),
+    ({"sampler": {"name": "tpe", "warm": 3}}, "sampler: unknown field"),
     ({"resources": {"gpu": 1.5}}, "above 1 GPU use whole GPUs"),
     ({"scheduler": {"name": "asha", "grace_period": 3}}, "grace_period=3 must be below the benchmark's 3 tasks"),
     ({"benchmark": {**SYNTH, "val_fraction": 0.0}}, "val_fraction must be > 0"),
@@ -331,12 +335,15 @@ def test_trials_reproduce_plain_runs_with_reused_actors_and_prefix_reuse(local_r
         assert len([e for e in entries if e.n_done == 1]) == len(task0)
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random",
+                                     # 2 start-up trials: trials 3-6 come from the multivariate model
+                                     {"name": "tpe", "startup_trials": 2, "multivariate": True}])
 def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
     spec = StudySpec.from_dict(spec_dict(sampler=sampler))
     s = StudySearcher(space=spec.space(), metrics=["avg_acc", "total_mb"], modes=["max", "min"], n_tasks=3,
-                      sampler=make_sampler(sampler, 0), storage=make_optuna_storage(str(tmp_path / "j")),
+                      sampler=make_sampler(spec.sampler, 0), storage=make_optuna_storage(str(tmp_path / "j")),
                       study_name="t")
+    name = spec.sampler.name
     configs = [s.suggest(f"t{i}") for i in range(6)]
     for i, c in enumerate(configs):
         assert c["method"] in ("finetune", "replay")
@@ -344,7 +351,9 @@ def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
             assert 6 <= c["params"]["memory_size"] <= 60
         s.on_trial_complete(f"t{i}", {"tasks_done": 3, "avg_acc": 0.1 * i, "total_mb": 1.0 + i})
     assert Counter(t.state.name for t in s.study.get_trials()) == Counter(COMPLETE=6)
-    assert type(s.study.sampler).__name__.lower().startswith(sampler[:3])
+    assert type(s.study.sampler).__name__.lower().startswith(name[:3])
+    if spec.sampler.multivariate:
+        assert s.study.sampler._multivariate and s.study.sampler._n_startup_trials == 2
 
 
 def test_pareto_asha_rungs_and_decisions():
