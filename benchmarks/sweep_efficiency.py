@@ -13,8 +13,10 @@ trials are told to Optuna as PRUNED (never COMPLETE, ray-optuna.md trap 3) and o
 count towards the hypervolume.
 
 Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 70] [--seeds 0,1,2] [--workers 2]
-        [--init-epochs 8] [--grace 2] [--rf 2]
-Writes benchmarks/results/sweep_efficiency.{txt,png}.
+        [--init-epochs 8] [--grace 2] [--rf 2] [--tpe-startup 10] [--multivariate]
+Writes benchmarks/results/sweep_efficiency.{txt,png}. The recorded runs (docs/efficiency.md):
+--tpe-startup 5 --multivariate with --seeds 3,4,5 (sweep_efficiency.txt) and 0,1,2
+(--out benchmarks/results/sweep_efficiency_seeds012).
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
     bench = load_benchmark(warm.benchmark)  # loaded once per process: no strategy pays for data loading
     run(warm, benchmark=bench, stop_after=1)  # one-time costs (first kernels) out of the measurement
     sampler = (optuna.samplers.RandomSampler(seed=seed) if strategy == "random"
-               else optuna.samplers.TPESampler(seed=seed))
+               else optuna.samplers.TPESampler(seed=seed, n_startup_trials=setting["tpe_startup"],
+                                               multivariate=setting["multivariate"]))
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     asha = TaskAxisASHA(setting["grace"], setting["rf"], bench.n_tasks) if "asha" in strategy else None
     work = Path(tempfile.mkdtemp(prefix=f"sweep-{strategy}-{seed}-"))  # removed at the end
@@ -187,6 +190,7 @@ def report(results: list[dict], budget: float, setting: dict, wall: float) -> st
              f"compute budget {budget:.0f} CPU-s per strategy and seed, sampler seeds {seeds}, "
              f"task 0: {setting['init_epochs']} epochs, later tasks 1-2; ASHA grace {setting['grace']} tasks, "
              f"reduction factor {setting['rf']}, Pareto-aware (study.scheduler.keep_at_rung); "
+             f"TPE: {setting['tpe_startup']} start-up trials, multivariate {setting['multivariate']}; "
              f"hypervolume of (val avg_acc, stored MB) "
              f"against (0, {results[0]['ref_mb']:.3f} MB); wall time {wall / 60:.1f} min", ""]
     lines.append(f"{'strategy':18} {'trials':>6} {'complete':>8} {'pruned':>6} {'cached tasks':>12} "
@@ -264,9 +268,13 @@ def main() -> None:
     ap.add_argument("--init-epochs", type=int, default=INIT_EPOCHS, help="task 0's epochs (fixed, shared)")
     ap.add_argument("--grace", type=int, default=GRACE, help="ASHA grace period in tasks")
     ap.add_argument("--rf", type=int, default=RF, help="ASHA reduction factor")
+    ap.add_argument("--tpe-startup", type=int, default=10,
+                    help="TPE's random start-up trials (Optuna's default: 10)")
+    ap.add_argument("--multivariate", action="store_true", help="multivariate TPE (Optuna's default: off)")
     ap.add_argument("--out", default=str(RESULTS / "sweep_efficiency"), help="path stem of the .txt/.png/.json")
     args = ap.parse_args()
-    setting = {"init_epochs": args.init_epochs, "grace": args.grace, "rf": args.rf}
+    setting = {"init_epochs": args.init_epochs, "grace": args.grace, "rf": args.rf,
+               "tpe_startup": args.tpe_startup, "multivariate": args.multivariate}
     jobs = [(s, int(seed), args.budget, setting) for seed in args.seeds.split(",") for s in STRATEGIES]
     tic = time.perf_counter()
     with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
