@@ -56,12 +56,18 @@ def _stored_spec(storage: str) -> StudySpec:
     return StudySpec.from_dict({**data, "storage": storage})
 
 
+def _sub_uri(storage: str, name: str) -> str:
+    """``storage``/``name``, keeping a URI's query (s3://b/p?endpoint_override=... -> s3://b/p/name?...)."""
+    base, sep, query = storage.partition("?")
+    return f"{base.rstrip('/')}/{name}{sep}{query}"
+
+
 def _finish(summary, elapsed: float) -> int:
     from .runner import StudySummary  # noqa: F401 - type only
 
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "none"
     print(f"study {summary.study}: {summary.finished}/{summary.trials} trials finished ({statuses}); "
-          f"{summary.task_rows} task rows in {summary.storage}/results; {elapsed:.0f} s")
+          f"{summary.task_rows} task rows in {_sub_uri(summary.storage, 'results')}; {elapsed:.0f} s")
     if not summary.done:
         print(f"the study is not finished; continue it with: incsweep study resume {summary.storage}")
         return 130

@@ -35,7 +35,14 @@ class StudyLayout:
 
     @property
     def tune_storage(self) -> str:
-        return str(self.local_root) if self.is_local else self.storage.rstrip("/")
+        """Tune's storage_path: a local directory, or the path inside ``tune_filesystem``."""
+        return str(self.local_root) if self.is_local else resolve_storage(self.storage)[1]
+
+    @property
+    def tune_filesystem(self):
+        """None for local storage; else the URI's pyarrow filesystem. Handing Tune the filesystem,
+        not the URI, keeps a URI's query (endpoint_override=..., region=...) off Tune's joined paths."""
+        return None if self.is_local else resolve_storage(self.storage)[0]
 
     @property
     def tune_experiment(self) -> str:

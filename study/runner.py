@@ -206,14 +206,16 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec))
         progress = ProgressLog(spec.n_tasks, [o.metric for o in spec.objectives])
         run_config = tune.RunConfig(
-            name="tune", storage_path=layout.tune_storage, callbacks=[sink, progress], verbose=0,
+            name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
+            callbacks=[sink, progress], verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 1 warns on snapshots (ray-optuna.md)
             failure_config=tune.FailureConfig(max_failures=spec.max_failures))
-        if resume and tune.Tuner.can_restore(layout.tune_experiment):
+        if resume and tune.Tuner.can_restore(layout.tune_experiment, storage_filesystem=layout.tune_filesystem):
             log.info("resuming the Tune experiment in %s", layout.tune_experiment)
             tuner = tune.Tuner.restore(layout.tune_experiment, trainable=_trainable(spec), resume_unfinished=True,
                                        resume_errored=False, restart_errored=False,
-                                       param_space=_param_space(spec, layout))
+                                       param_space=_param_space(spec, layout),
+                                       storage_filesystem=layout.tune_filesystem)
             # Tune restores its pickled run config, callbacks included: give it this driver's fresh ones
             # (Tuner.restore takes no run_config in 2.60).
             tuner._local_tuner.get_run_config().callbacks = [sink, progress]  # noqa: SLF001
