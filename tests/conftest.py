@@ -49,3 +49,46 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """An embedded local Ray (2 CPUs) for one test module, shut down after it."""
+    import tempfile
+
+    import ray
+
+    tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def kill_driver_when() -> Callable[..., None]:
+    """``kill(spec_path, ready, timeout=240)``: start ``incsweep study run SPEC`` in its own process
+    group (with its own embedded Ray), wait until ``ready()`` holds, then SIGKILL the whole group:
+    the driver and every Ray process it started, as a crash or ``kill -9`` would."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    def kill(spec_path: Any, ready: Callable[[], bool], timeout: float = 240.0) -> None:
+        env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rk", dir="/tmp")}
+        proc = subprocess.Popen([sys.executable, "-m", "study.cli", "study", "run", str(spec_path)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.time() + timeout
+            while not ready():
+                assert proc.poll() is None, "the study finished before it could be killed"
+                if time.time() > deadline:
+                    pytest.fail(f"the study was not ready to be killed within {timeout:.0f} s")
+                time.sleep(0.2)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    return kill

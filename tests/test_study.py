@@ -5,12 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -126,16 +120,6 @@ def test_reconcile_fails_orphans_and_respects_finished_trials(tmp_path):
 
 
 # ---- end to end on a real local Ray ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _rows(storage, study):
     out = []
     for method, tid in list_trial_files(storage, study):
@@ -253,7 +237,7 @@ def test_gpu_request_on_a_gpu_less_cluster_fails_clearly_and_writes_nothing(loca
     assert not (tmp_path / "g").exists() and not (tmp_path / "c").exists()
 
 
-def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path):
+def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path, kill_driver_when):
     """A driver (with its embedded Ray) is SIGKILLed mid-study; `study resume` finishes it: every
     trial's tasks once, no duplicates, no RUNNING Optuna trial, the requested trial count met."""
     from study.runner import run_study
@@ -267,22 +251,12 @@ def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path):
     spec_path.write_text(yaml.safe_dump(spec_dict(methods=["finetune"], trials=6, storage=str(storage),
                                                   search={"finetune": {**slow, "lr": {"low": 0.01, "high": 0.2}}},
                                                   benchmark={**SYNTH, "train_per_class": 48})))
-    env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rk", dir="/tmp")}
-    proc = subprocess.Popen([sys.executable, "-m", "study.cli", "study", "run", str(spec_path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            rows = _rows(str(storage), "t") if (storage / "results").exists() else []
-            if sum(not r["is_final"] for r in rows) >= 4 and any(not r["is_final"] for r in rows):
-                break
-            assert proc.poll() is None, "the study finished before it could be killed"
-            time.sleep(0.2)
-        else:
-            pytest.fail("the study produced no rows in time")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-        proc.wait()
+
+    def ready() -> bool:  # 4 task rows written and the study not finished: the kill lands mid-study
+        rows = _rows(str(storage), "t") if (storage / "results").exists() else []
+        return sum(not r["is_final"] for r in rows) >= 4
+
+    kill_driver_when(spec_path, ready)
     before = _rows(str(storage), "t")
     assert sum(r["is_final"] for r in before) < 6
 
