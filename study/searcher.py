@@ -29,7 +29,7 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def make_sampler(sampler: "SamplerSpec | str", seed: int) -> optuna.samplers.BaseSampler:
-    """The spec's sampler (tpe, nsga2 or random; a bare name takes Optuna's defaults), seeded."""
+    """The spec's sampler (tpe, nsga2, random or gp; a bare name takes Optuna's defaults), seeded."""
     from .spec import SamplerSpec
 
     s = SamplerSpec(name=sampler) if isinstance(sampler, str) else sampler
@@ -42,6 +42,9 @@ def make_sampler(sampler: "SamplerSpec | str", seed: int) -> optuna.samplers.Bas
                                               multivariate=s.multivariate, group=s.multivariate)
     if s.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=s.population_size)
+    if s.name == "gp":
+        # fields outside the space every trial shares (a multi-method study) are sampled at random
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.startup_trials)
     return optuna.samplers.RandomSampler(seed=seed)
 
 

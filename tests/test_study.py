@@ -41,7 +41,9 @@ def spec_dict(**over) -> dict:
     ({"objectives": ["avg_acc:up"]}, "mode must be max or min"),
     ({"constraints": ["total_mb < 8"]}, "write METRIC <= NUMBER"),
     ({"sampler": "cmaes"}, "SamplerSpec.name='cmaes' is not allowed"),
-    ({"sampler": {"name": "random", "multivariate": True}}, "apply to tpe, not random"),
+    ({"sampler": {"name": "random", "multivariate": True}}, "applies to tpe, not random"),
+    ({"sampler": {"name": "gp", "multivariate": True}}, "multivariate applies to tpe, not gp"),
+    ({"sampler": {"name": "nsga2", "startup_trials": 3}}, "startup_trials applies to tpe and gp, not nsga2"),
     ({"sampler": {"name": "tpe", "startup_trials": -1}}, "SamplerSpec.startup_trials=-1 is out of range"),
     ({"sampler": {"name": "tpe", "multivariate": "yes"}}, "sampler.multivariate"),
     ({"sampler": {"name": "tpe", "warm": 3}}, "sampler: unknown field"),
@@ -311,7 +313,8 @@ def test_trials_reproduce_plain_runs_with_reused_actors_and_prefix_reuse(local_r
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random",
                                      # 2 start-up trials: trials 3-6 come from the multivariate model
-                                     {"name": "tpe", "startup_trials": 2, "multivariate": True}])
+                                     {"name": "tpe", "startup_trials": 2, "multivariate": True},
+                                     {"name": "gp", "startup_trials": 2}])
 def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
     spec = StudySpec.from_dict(spec_dict(sampler=sampler))
     s = StudySearcher(space=spec.space(), metrics=["avg_acc", "total_mb"], modes=["max", "min"], n_tasks=3,
@@ -326,8 +329,8 @@ def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
         s.on_trial_complete(f"t{i}", {"tasks_done": 3, "avg_acc": 0.1 * i, "total_mb": 1.0 + i})
     assert Counter(t.state.name for t in s.study.get_trials()) == Counter(COMPLETE=6)
     assert type(s.study.sampler).__name__.lower().startswith(name[:3])
-    if spec.sampler.multivariate:
-        assert s.study.sampler._multivariate and s.study.sampler._n_startup_trials == 2
+    if spec.sampler.multivariate or name == "gp":
+        assert s.study.sampler._n_startup_trials == 2
 
 
 def test_pareto_asha_rungs_and_decisions():
