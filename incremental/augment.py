@@ -37,9 +37,11 @@ AUGMENTATIONS: dict[str, AugmentConfig] = {
 class Augmenter:
     """Turns uint8 batches into normalised float batches, with train-time augmentation."""
 
-    def __init__(self, config: AugmentConfig, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+    def __init__(self, config: AugmentConfig, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+                 *, compile_step: bool = False):
         self.config = config
         self.device = torch.device(device)
+        self.compile_step = compile_step
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 
@@ -76,8 +78,21 @@ class Augmenter:
         return self._layout((xf - self._mean) / self._std)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        # CUDA: channels_last lets cuDNN pick its NHWC kernels (tensor cores under bf16); CPU: unchanged.
+        # CUDA: channels_last lets cuDNN pick its NHWC kernels (tensor cores under bf16). CPU: NCHW.
+        # NHWC made CPU trials 1.12-1.19x faster here (benchmarks/results/trial_layout.txt), but
+        # torch 2.14.1's CPU backward of a 1x1 stride-2 convolution with 4 input channels on NHWC
+        # input corrupts the heap (reduced ResNet-18 at width 4 aborts; repro in that file).
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and x.dim() == 4 else x
+
+    def step_loss(self, loss_fn):
+        """``loss_fn`` under ``torch.compile`` when the run asked for it (``RunConfig.compile``), else as is."""
+        if not self.compile_step:
+            return loss_fn
+        # Every fit compiles its own closure (a new network or head per task). Dropping the previous
+        # fit's graphs keeps them from piling up and from reaching dynamo's per-function recompile
+        # limit (8), past which it would silently fall back to eager.
+        torch.compiler.reset()
+        return torch.compile(loss_fn)
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); a no-op on CPU, so CPU runs stay exact."""

@@ -85,6 +85,7 @@ def prefix_key(config: RunConfig, n_done: int, version: str) -> str:
         "device_type": torch.device(config.device).type,  # cuda:0 and cuda:1 compute alike
         "eval_batch_size": config.eval_batch_size,  # evaluation rows (and herding features) are in the state
         "threads": config.threads,  # CPU results depend on the thread count (RunConfig.threads)
+        "compile": config.compile,  # compiled kernels fuse, so they round differently from eager ones
         "code": version,
         "n_done": n_done,
     }

@@ -51,6 +51,11 @@ class RunConfig:
     # CPU kernels reduce in a thread-count-dependent order, so bit-exact re-runs need the same count;
     # None leaves torch's setting alone (trials set it to the CPUs Ray gives them).
     threads: int | None = spec(None, range=(1, 1024))
+    # torch.compile each training step's forward and loss (evaluation stays eager: its batch sizes
+    # vary). Off by default: on the 2-core CPU here it gained 1.27-1.36x a step after 19-38 s of
+    # compiling per network (benchmarks/results/step_speed.txt), more than a trial of a few seconds
+    # saves; meant for long schedules.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         validate(self)
@@ -251,7 +256,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def build_method(config: RunConfig, device: torch.device) -> Method:
     bench_cfg = config.benchmark
     policy = config.augment_policy or (bench_cfg.spec.augmentation if bench_cfg.augment else "none")
-    augmenter = Augmenter(AUGMENTATIONS[policy], bench_cfg.spec.mean, bench_cfg.spec.std, device)
+    augmenter = Augmenter(AUGMENTATIONS[policy], bench_cfg.spec.mean, bench_cfg.spec.std, device,
+                          compile_step=config.compile)
     ctx = RunContext(device=device, scenario=config.scenario, benchmark=bench_cfg, augmenter=augmenter,
                      eval_batch_size=config.eval_batch_size, seed=config.seed)
     _seed_all(derive_seed(config.seed, -1))  # model construction

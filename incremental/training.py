@@ -73,6 +73,7 @@ def fit(
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.SGD(params, lr=schedule.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
     y = y.to(augmenter.device)
+    step_loss = augmenter.step_loss(loss_fn)
     losses = []
     for epoch in range(schedule.epochs):
         for group in opt.param_groups:
@@ -84,7 +85,7 @@ def fit(
             xb = augmenter.train(x[idx.to(x.device)], gen)
             yb = y[idx.to(y.device)]
             with augmenter.autocast():
-                loss = loss_fn(xb, yb)
+                loss = step_loss(xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
