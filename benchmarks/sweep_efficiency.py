@@ -13,15 +13,23 @@ trials are told to Optuna as PRUNED (never COMPLETE, ray-optuna.md trap 3) and o
 count towards the hypervolume.
 
 Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 70] [--seeds 0,1,2] [--workers 2]
-        [--init-epochs 8] [--grace 2] [--rf 2] [--tpe-startup 10] [--multivariate]
-Writes benchmarks/results/sweep_efficiency.{txt,png}. The recorded runs (docs/efficiency.md):
---tpe-startup 5 --multivariate with --seeds 3,4,5 (sweep_efficiency.txt) and 0,1,2
-(--out benchmarks/results/sweep_efficiency_seeds012).
+        [--init-epochs 8] [--grace 2] [--rf 2] [--tpe-startup 10] [--multivariate] [--space product|wide]
+        [--strategies random,...] [--out STEM]
+Writes STEM.{txt,png,json} (default benchmarks/results/sweep_efficiency). The recorded runs, all
+with --tpe-startup 5 --multivariate (docs/efficiency.md has the table):
+  --space wide --seeds 0,1,2 --out benchmarks/results/sweep_efficiency_seeds012        (B)
+  --space wide --seeds 3,4,5                                                           (C)
+  --space wide --seeds 6,7,8,9,10,11 --out benchmarks/results/sweep_efficiency_seeds6to11   (C2)
+  --space wide --seeds 6,...,11 --strategies random,gp+asha+prefix --out ..._gp_seeds6to11
+  --seeds 12,...,17 --strategies random,tpe,tpe+asha,tpe+asha+prefix,gp+asha+prefix
+      --out benchmarks/results/sweep_efficiency_product_seeds12to17                     (D)
+  --seeds 18,...,23 --strategies random,tpe+asha+prefix --out ..._product_seeds18to23  (E)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import shutil
@@ -46,6 +54,9 @@ FIXED = {"width": 8, "batch_size": 32, "momentum": 0.0, "weight_decay": 0.0, "sc
 # the B50 protocols holds half of the classes). Here it is ~40% of a trial's compute.
 INIT_EPOCHS = 8
 STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+asha+prefix")
+# Not part of the issue's comparison; run with --strategies: Optuna's GP sampler (logEHVI, which
+# targets the hypervolume directly) in place of TPE, with the same start-up trials as the TPE arm.
+EXTRA_STRATEGIES = ("gp+asha+prefix",)
 # ASHA on the task axis: rungs after 2 and 4 of 5 tasks. Grace 2, not 1: with prefix reuse every
 # trial shares task 0, so a rung after one task would compare identical numbers. Reduction factor
 # 2: a trial stops only when half of those recorded at its rung dominate it (3 would stop it at two
@@ -53,14 +64,27 @@ STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+asha+prefix")
 GRACE, RF = 2, 2
 
 
-def space(trial) -> dict:
-    """The searched fields: all of them act from task 1 on (BMKP.fields_for_tasks)."""
-    return {
-        "gamma": trial.suggest_float("gamma", 0.5, 0.995),  # retained energy -> basis size -> memory
-        "lam": trial.suggest_float("lam", 0.01, 100.0, log=True),
-        "lr": trial.suggest_float("lr", 0.005, 0.3, log=True),
-        "epochs": trial.suggest_int("epochs", 1, 2),
-    }
+# The searched fields, all acting from task 1 on (BMKP.fields_for_tasks). "product": gamma, lam and
+# lr over incsweep's default BMKP ranges (search_spaces.spaces), what `incsweep study` searches.
+# "wide": the first recorded runs' ranges (A-C in docs/efficiency.md). Below gamma ~0.85 a later task
+# adds no basis here, so 74% of the wide space's trials sat at one memory floor (2.075 MB) and the
+# front collapsed to one or two points: a noisy one-dimensional maximum rather than a trade-off.
+SPACE_RANGES = {
+    "wide": {"gamma": (0.5, 0.995, False), "lam": (0.01, 100.0, True), "lr": (0.005, 0.3, True)},
+    "product": None,  # filled from search_spaces.spaces at use (no import-time work)
+}
+
+
+def space(trial, name: str = "product") -> dict:
+    """Suggest the searched fields; epochs 1-2 (the short schedule) in both spaces."""
+    if name == "product":
+        from search_spaces.spaces import default_space
+
+        ranges = {k: (p.low, p.high, p.log) for k, p in default_space("bmkp").items() if k in ("gamma", "lam", "lr")}
+    else:
+        ranges = SPACE_RANGES[name]
+    params = {k: trial.suggest_float(k, lo, hi, log=log) for k, (lo, hi, log) in ranges.items()}
+    return {**params, "epochs": trial.suggest_int("epochs", 1, 2)}
 
 
 def run_config(params: dict, init_epochs: int = INIT_EPOCHS):
@@ -130,9 +154,13 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
     warm = run_config({"gamma": 0.9, "lam": 1.0, "lr": 0.05, "epochs": 1}, setting["init_epochs"])
     bench = load_benchmark(warm.benchmark)  # loaded once per process: no strategy pays for data loading
     run(warm, benchmark=bench, stop_after=1)  # one-time costs (first kernels) out of the measurement
-    sampler = (optuna.samplers.RandomSampler(seed=seed) if strategy == "random"
-               else optuna.samplers.TPESampler(seed=seed, n_startup_trials=setting["tpe_startup"],
-                                               multivariate=setting["multivariate"]))
+    if strategy == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif strategy.startswith("gp"):
+        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=setting["tpe_startup"])
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=setting["tpe_startup"],
+                                             multivariate=setting["multivariate"])
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     asha = TaskAxisASHA(setting["grace"], setting["rf"], bench.n_tasks) if "asha" in strategy else None
     work = Path(tempfile.mkdtemp(prefix=f"sweep-{strategy}-{seed}-"))  # removed at the end
@@ -141,7 +169,8 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
     while used < budget:
         tic = time.process_time()  # the sampler's own time (ask/tell) counts as compute too
         trial = study.ask()
-        cfg = run_config(space(trial), setting["init_epochs"])
+        params = space(trial, setting["space"])
+        cfg = run_config(params, setting["init_epochs"])
         ckpt = work / f"t{trial.number}" if cache is not None else None
         state, n_cached = start_state(cfg, cache)
 
@@ -162,12 +191,13 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
             acc, mb = res.final.val.avg_acc, res.final.memory.total_mb
             study.tell(trial, [acc, mb])
             front.append((acc, mb))
-            status, walls = "complete", [t.wall_s for t in res.tasks]
+            status, walls, point = "complete", [t.wall_s for t in res.tasks], [acc, mb]
         except Pruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            status, walls = "pruned", []
+            status, walls, point = "pruned", [], None
         used += time.process_time() - tic
-        trials.append({"status": status, "cached_tasks": n_cached, "compute": used, "task_walls": walls})
+        trials.append({"status": status, "cached_tasks": n_cached, "compute": used, "task_walls": walls,
+                       "params": params, "point": point})
         curve.append((used, hypervolume(front, ref)))
     entries = len(cache.entries()) if cache else 0
     shutil.rmtree(work, ignore_errors=True)
@@ -185,18 +215,20 @@ def reach(curve: list[tuple[float, float]], target: float) -> float | None:
 
 def report(results: list[dict], budget: float, setting: dict, wall: float) -> str:
     by = {(r["strategy"], r["seed"]): r for r in results}
+    strategies = [s for s in (*STRATEGIES, *EXTRA_STRATEGIES) if any(r["strategy"] == s for r in results)]
     seeds = sorted({r["seed"] for r in results})
     lines = [f"sweep efficiency: BMKP on seq-fashionmnist (5 tasks, {BENCH['train_per_class']} train images/class), "
              f"compute budget {budget:.0f} CPU-s per strategy and seed, sampler seeds {seeds}, "
              f"task 0: {setting['init_epochs']} epochs, later tasks 1-2; ASHA grace {setting['grace']} tasks, "
              f"reduction factor {setting['rf']}, Pareto-aware (study.scheduler.keep_at_rung); "
              f"TPE: {setting['tpe_startup']} start-up trials, multivariate {setting['multivariate']}; "
+             f"search space: {setting.get('space', 'wide')}; "
              f"hypervolume of (val avg_acc, stored MB) "
              f"against (0, {results[0]['ref_mb']:.3f} MB); wall time {wall / 60:.1f} min", ""]
     lines.append(f"{'strategy':18} {'trials':>6} {'complete':>8} {'pruned':>6} {'cached tasks':>12} "
                  f"{'final HV':>9} {'HV / random':>11} {'to random final HV':>20} {'median':>7}")
     medians: dict[str, float | None] = {}
-    for s in STRATEGIES:
+    for s in strategies:
         rows = [by[(s, seed)] for seed in seeds]
         n = sum(len(r["trials"]) for r in rows)
         comp = sum(t["status"] == "complete" for r in rows for t in r["trials"])
@@ -215,14 +247,16 @@ def report(results: list[dict], budget: float, setting: dict, wall: float) -> st
                      f"{sum(ratio) / len(ratio):>11.2f} {frac_txt:>20} {'never' if med is None else f'{med:.2f}':>7}")
     walls = [t["task_walls"] for seed in seeds for t in by[("random", seed)]["trials"] if t["task_walls"]]
     share = sum(w[0] / sum(w) for w in walls) / len(walls)
-    verdict = medians["tpe+asha+prefix"]
-    met = verdict is not None and verdict <= 1 / 3
     lines += ["", "compute to random final HV: the fraction of random search's compute (per sampler seed, then the "
               "median; 'never' counts as above every number) at which the strategy's hypervolume first reaches "
               "random search's final hypervolume (target: <= 0.33 for tpe+asha+prefix).",
-              f"task 0's share of a random-search trial's wall time: {share:.0%} (mean over its complete trials).",
-              f"target {'MET' if met else 'NOT MET'}: tpe+asha+prefix median "
-              f"{'never' if verdict is None else f'{verdict:.2f}'} (target <= 0.33)."]
+              f"task 0's share of a random-search trial's wall time: {share:.0%} (mean over its complete trials)."]
+    for s in ("tpe+asha+prefix", *EXTRA_STRATEGIES):
+        if s in medians:
+            verdict = medians[s]
+            met = verdict is not None and verdict <= 1 / 3
+            lines.append(f"target {'MET' if met else 'NOT MET'}: {s} median "
+                         f"{'never' if verdict is None else f'{verdict:.2f}'} (target <= 0.33).")
     return "\n".join(lines)
 
 
@@ -243,7 +277,7 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    colors = dict(zip(STRATEGIES, ("tab:gray", "tab:blue", "tab:orange", "tab:green")))
+    colors = dict(zip((*STRATEGIES, *EXTRA_STRATEGIES), ("tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red")))
     seeds = sorted({r["seed"] for r in results})
     styles = ("-", "--", ":", "-.")
     for r in results:
@@ -269,13 +303,21 @@ def main() -> None:
     ap.add_argument("--grace", type=int, default=GRACE, help="ASHA grace period in tasks")
     ap.add_argument("--rf", type=int, default=RF, help="ASHA reduction factor")
     ap.add_argument("--tpe-startup", type=int, default=10,
-                    help="TPE's random start-up trials (Optuna's default: 10)")
+                    help="random start-up trials of TPE (and GP) (Optuna's default: 10)")
     ap.add_argument("--multivariate", action="store_true", help="multivariate TPE (Optuna's default: off)")
+    ap.add_argument("--space", default="product", choices=tuple(SPACE_RANGES),
+                    help="searched ranges: incsweep's default BMKP space, or the first runs' wide one")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES),
+                    help=f"comma-separated, random first; of {[*STRATEGIES, *EXTRA_STRATEGIES]}")
     ap.add_argument("--out", default=str(RESULTS / "sweep_efficiency"), help="path stem of the .txt/.png/.json")
     args = ap.parse_args()
+    strategies = args.strategies.split(",")
+    unknown = [s for s in strategies if s not in (*STRATEGIES, *EXTRA_STRATEGIES)]
+    if unknown or "random" not in strategies:
+        ap.error(f"--strategies {unknown or strategies}: must include random, allowed: {[*STRATEGIES, *EXTRA_STRATEGIES]}")
     setting = {"init_epochs": args.init_epochs, "grace": args.grace, "rf": args.rf,
-               "tpe_startup": args.tpe_startup, "multivariate": args.multivariate}
-    jobs = [(s, int(seed), args.budget, setting) for seed in args.seeds.split(",") for s in STRATEGIES]
+               "tpe_startup": args.tpe_startup, "multivariate": args.multivariate, "space": args.space}
+    jobs = [(s, int(seed), args.budget, setting) for seed in args.seeds.split(",") for s in strategies]
     tic = time.perf_counter()
     with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
         results = pool.map(run_strategy, jobs, chunksize=1)
@@ -285,6 +327,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".txt").write_text(text + "\n")
     plot(results, out.with_suffix(".png"))
+    # every trial's parameters, point and compute: for later analysis without re-running
+    out.with_suffix(".json").write_text(json.dumps({"setting": setting, "budget": args.budget, "results": results}))
 
 
 if __name__ == "__main__":
