@@ -15,6 +15,7 @@ Recorded in benchmarks/results/step_speed.txt.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -22,35 +23,31 @@ import time
 import torch
 from torch import nn
 
-from incremental.backbones import build_backbone
+from incremental.benchmarks import BENCHMARKS
 
-# (backbone, kwargs, input shape): the backbones trials use here; nf=20 is GPM/BMKP's reduced ResNet-18.
+from train_throughput import Case, make_model  # the same model builder (same directory)
+
+# The backbones trials use here, on their benchmarks' input shapes; nf=20 is GPM/BMKP's reduced ResNet-18.
 MODELS = {
-    "resnet32": ("resnet32", {}, (3, 32, 32)),
-    "resnet32-fmnist": ("resnet32", {}, (1, 28, 28)),
-    "reduced_resnet18": ("reduced_resnet18", {"nf": 20}, (3, 32, 32)),
+    "resnet32": Case("resnet32", {}, "seq-cifar10"),
+    "resnet32-fmnist": Case("resnet32", {}, "seq-fashionmnist"),
+    "reduced_resnet18": Case("reduced_resnet18", {"nf": 20}, "seq-cifar10"),
 }
 # channels_last: network and input; channels_last_input: the input only (what Augmenter hands a
 # network that methods build in the default layout).
 VARIANTS = ("eager", "channels_last", "channels_last_input", "compile", "compile+channels_last")
 
 
-def build(model: str, variant: str, device: torch.device, n_classes: int = 10) -> nn.Module:
-    name, kwargs, shape = MODELS[model]
-    torch.manual_seed(0)
-    backbone = build_backbone(name, shape[0], **kwargs)
-    with torch.no_grad():
-        dim = backbone(torch.zeros(2, *shape)).shape[1]
-    net = nn.Sequential(backbone, nn.Linear(dim, n_classes)).to(device)
-    if variant.endswith("channels_last"):
-        net = net.to(memory_format=torch.channels_last)
-    return net
+def shape_of(model: str) -> tuple[int, int, int]:
+    return BENCHMARKS[MODELS[model].benchmark].image_shape
 
 
 def measure(model: str, variant: str, batch: int, steps: int, device: torch.device, warmup: int = 2) -> dict:
     """Median images/s over ``steps`` timed steps, and the seconds the first steps took (compilation)."""
-    shape = MODELS[model][2]
-    net = build(model, variant, device)
+    shape = shape_of(model)
+    case = dataclasses.replace(MODELS[model], channels_last=variant.endswith("channels_last"))
+    torch.manual_seed(0)
+    net = make_model(case, shape[0], shape, 10, device)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)  # PyCIL's SGD settings
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(0)

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from search_spaces.params import Float
+from search_spaces.spaces import default_space
 from study.scheduler import keep_at_rung, rungs
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,25 +68,17 @@ GRACE, RF = 2, 2
 
 # The searched fields, all acting from task 1 on (BMKP.fields_for_tasks). "product": gamma, lam and
 # lr over incsweep's default BMKP ranges (search_spaces.spaces), what `incsweep study` searches.
-# "wide": the first recorded runs' ranges (A-C in docs/efficiency.md). Below gamma ~0.85 a later task
+# "wide": the first recorded runs' ranges (A-C2 in docs/efficiency.md). Below gamma ~0.85 a later task
 # adds no basis here, so 74% of the wide space's trials sat at one memory floor (2.075 MB) and the
 # front collapsed to one or two points: a noisy one-dimensional maximum rather than a trade-off.
-SPACE_RANGES = {
-    "wide": {"gamma": (0.5, 0.995, False), "lam": (0.01, 100.0, True), "lr": (0.005, 0.3, True)},
-    "product": None,  # filled from search_spaces.spaces at use (no import-time work)
-}
+SPACE_NAMES = ("product", "wide")
+WIDE = {"gamma": Float(0.5, 0.995), "lam": Float(0.01, 100.0, log=True), "lr": Float(0.005, 0.3, log=True)}
 
 
 def space(trial, name: str = "product") -> dict:
     """Suggest the searched fields; epochs 1-2 (the short schedule) in both spaces."""
-    if name == "product":
-        from search_spaces.spaces import default_space
-
-        ranges = {k: (p.low, p.high, p.log) for k, p in default_space("bmkp").items() if k in ("gamma", "lam", "lr")}
-    else:
-        ranges = SPACE_RANGES[name]
-    params = {k: trial.suggest_float(k, lo, hi, log=log) for k, (lo, hi, log) in ranges.items()}
-    return {**params, "epochs": trial.suggest_int("epochs", 1, 2)}
+    params = WIDE if name == "wide" else {k: p for k, p in default_space("bmkp").items() if k in WIDE}
+    return {**{k: p.suggest(trial, k) for k, p in params.items()}, "epochs": trial.suggest_int("epochs", 1, 2)}
 
 
 def run_config(params: dict, init_epochs: int = INIT_EPOCHS):
@@ -305,7 +299,7 @@ def main() -> None:
     ap.add_argument("--tpe-startup", type=int, default=10,
                     help="random start-up trials of TPE (and GP) (Optuna's default: 10)")
     ap.add_argument("--multivariate", action="store_true", help="multivariate TPE (Optuna's default: off)")
-    ap.add_argument("--space", default="product", choices=tuple(SPACE_RANGES),
+    ap.add_argument("--space", default="product", choices=SPACE_NAMES,
                     help="searched ranges: incsweep's default BMKP space, or the first runs' wide one")
     ap.add_argument("--strategies", default=",".join(STRATEGIES),
                     help=f"comma-separated, random first; of {[*STRATEGIES, *EXTRA_STRATEGIES]}")

@@ -9,7 +9,7 @@ replaces ``Augmenter._layout`` in this process only; the engine keeps NCHW on CP
 child process: a 1x1 stride-2 convolution from 4 channels on 16x16 input, the shortcut of a
 width-4 reduced ResNet-18).
 
-Usage:  PYTHONPATH=benchmarks .venv/bin/python benchmarks/trial_layout.py [--reps 3] [--methods finetune,...] [--repro]
+Usage:  .venv/bin/python benchmarks/trial_layout.py [--reps 3] [--methods finetune,...] [--repro]
 Recorded in benchmarks/results/trial_layout.txt.
 """
 

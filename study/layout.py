@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -25,24 +26,29 @@ class StudyLayout:
 
     storage: str
 
+    @cached_property
+    def _resolved(self):
+        """(pyarrow filesystem, path inside it), built once: a URI's filesystem is not free to make."""
+        return resolve_storage(self.storage)
+
     @property
     def is_local(self) -> bool:
         return "://" not in self.storage or self.storage.startswith("file://")
 
     @property
     def local_root(self) -> Path:
-        return Path(resolve_storage(self.storage)[1])
+        return Path(self._resolved[1])
 
     @property
     def tune_storage(self) -> str:
         """Tune's storage_path: a local directory, or the path inside ``tune_filesystem``."""
-        return str(self.local_root) if self.is_local else resolve_storage(self.storage)[1]
+        return self._resolved[1]
 
     @property
     def tune_filesystem(self):
         """None for local storage; else the URI's pyarrow filesystem. Handing Tune the filesystem,
         not the URI, keeps a URI's query (endpoint_override=..., region=...) off Tune's joined paths."""
-        return None if self.is_local else resolve_storage(self.storage)[0]
+        return None if self.is_local else self._resolved[0]
 
     @property
     def tune_experiment(self) -> str:
@@ -50,7 +56,7 @@ class StudyLayout:
 
     @property
     def spec_uri(self) -> str:
-        return f"{resolve_storage(self.storage)[1]}/{SPEC_FILE}"
+        return f"{self._resolved[1]}/{SPEC_FILE}"
 
     def optuna_url(self, override: str | None) -> str:
         if override:
@@ -64,7 +70,7 @@ class StudyLayout:
         return str(self.local_root / "prefix_cache") if self.is_local else None
 
     def read_spec(self) -> dict | None:
-        fs, _ = resolve_storage(self.storage)
+        fs = self._resolved[0]
         from pyarrow.fs import FileType
 
         if fs.get_file_info(self.spec_uri).type == FileType.NotFound:
@@ -73,7 +79,7 @@ class StudyLayout:
             return yaml.safe_load(f.read().decode())
 
     def write_spec(self, data: dict) -> None:
-        fs, root = resolve_storage(self.storage)
+        fs, root = self._resolved
         fs.create_dir(root, recursive=True)
         tmp = f"{self.spec_uri}.tmp"
         with fs.open_output_stream(tmp) as f:
