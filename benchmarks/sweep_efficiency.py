@@ -41,7 +41,7 @@ import numpy as np
 
 from search_spaces.params import Float
 from search_spaces.spaces import default_space
-from study.scheduler import keep_at_rung, rungs
+from study.scheduler import RULES, keep_at_rung, rungs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCH = {"name": "seq-fashionmnist", "train_per_class": 60, "test_per_class": 20, "val_fraction": 0.25,
@@ -113,16 +113,16 @@ class TaskAxisASHA:
     without Ray): at a rung a trial is compared with the points recorded there before it and goes on
     unless at least a (1 - 1/rf) share of them dominates it; its point is then recorded."""
 
-    def __init__(self, grace: int, rf: int, n_tasks: int):
+    def __init__(self, grace: int, rf: int, n_tasks: int, rule: str = "dominated"):
         self.rungs: dict[int, list[list[float]]] = {r: [] for r in rungs(grace, rf, n_tasks)}
-        self.rf = rf
+        self.rf, self.rule = rf, rule
 
     def keep_going(self, n_done: int, avg_acc: float, total_mb: float) -> bool:
         if n_done not in self.rungs:
             return True
         point = [-avg_acc, total_mb]  # as minimisation, like ParetoASHA's signs
         recorded = np.asarray(self.rungs[n_done], dtype=np.float64).reshape(-1, 2)
-        keep = keep_at_rung(point, recorded, self.rf)
+        keep = keep_at_rung(point, recorded, self.rf, self.rule)
         if all(math.isfinite(v) for v in point):
             self.rungs[n_done].append(point)
         return keep
@@ -156,7 +156,8 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=setting["tpe_startup"],
                                              multivariate=setting["multivariate"])
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
-    asha = TaskAxisASHA(setting["grace"], setting["rf"], bench.n_tasks) if "asha" in strategy else None
+    asha = (TaskAxisASHA(setting["grace"], setting["rf"], bench.n_tasks, setting.get("asha_rule", "dominated"))
+            if "asha" in strategy else None)
     work = Path(tempfile.mkdtemp(prefix=f"sweep-{strategy}-{seed}-"))  # removed at the end
     cache = PrefixCache(work / "cache", version="sweep-benchmark") if "prefix" in strategy else None
     used, trials, curve, front = 0.0, [], [(0.0, 0.0)], []
@@ -214,7 +215,8 @@ def report(results: list[dict], budget: float, setting: dict, wall: float) -> st
     lines = [f"sweep efficiency: BMKP on seq-fashionmnist (5 tasks, {BENCH['train_per_class']} train images/class), "
              f"compute budget {budget:.0f} CPU-s per strategy and seed, sampler seeds {seeds}, "
              f"task 0: {setting['init_epochs']} epochs, later tasks 1-2; ASHA grace {setting['grace']} tasks, "
-             f"reduction factor {setting['rf']}, Pareto-aware (study.scheduler.keep_at_rung); "
+             f"reduction factor {setting['rf']}, Pareto-aware rule '{setting.get('asha_rule', 'dominated')}' "
+             f"(study.scheduler.keep_at_rung); "
              f"TPE: {setting['tpe_startup']} start-up trials, multivariate {setting['multivariate']}; "
              f"search space: {setting.get('space', 'wide')}; "
              f"hypervolume of (val avg_acc, stored MB) "
@@ -296,6 +298,8 @@ def main() -> None:
     ap.add_argument("--init-epochs", type=int, default=INIT_EPOCHS, help="task 0's epochs (fixed, shared)")
     ap.add_argument("--grace", type=int, default=GRACE, help="ASHA grace period in tasks")
     ap.add_argument("--rf", type=int, default=RF, help="ASHA reduction factor")
+    ap.add_argument("--asha-rule", default="dominated", choices=sorted(RULES),
+                    help="which trials stop at a rung (study.scheduler.RULES)")
     ap.add_argument("--tpe-startup", type=int, default=10,
                     help="random start-up trials of TPE (and GP) (Optuna's default: 10)")
     ap.add_argument("--multivariate", action="store_true", help="multivariate TPE (Optuna's default: off)")
@@ -310,7 +314,7 @@ def main() -> None:
     if unknown or "random" not in strategies:
         ap.error(f"--strategies {unknown or strategies}: must include random, allowed: {[*STRATEGIES, *EXTRA_STRATEGIES]}")
     setting = {"init_epochs": args.init_epochs, "grace": args.grace, "rf": args.rf,
-               "tpe_startup": args.tpe_startup, "multivariate": args.multivariate, "space": args.space}
+               "tpe_startup": args.tpe_startup, "asha_rule": args.asha_rule, "multivariate": args.multivariate, "space": args.space}
     jobs = [(s, int(seed), args.budget, setting) for seed in args.seeds.split(",") for s in strategies]
     tic = time.perf_counter()
     with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:

@@ -159,7 +159,7 @@ def _build_scheduler(spec: StudySpec):
 
     return ParetoASHA(metrics=[o.metric for o in spec.objectives], modes=[o.mode for o in spec.objectives],
                       max_t=spec.n_tasks, grace_period=spec.scheduler.grace_period,
-                      reduction_factor=spec.scheduler.reduction_factor)
+                      reduction_factor=spec.scheduler.reduction_factor, rule=spec.scheduler.rule)
 
 
 def _trainable(spec: StudySpec):

@@ -18,7 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-__all__ = ["ParetoASHA", "rungs", "keep_at_rung"]
+__all__ = ["ParetoASHA", "RULES", "rungs", "keep_at_rung", "keep_by_dominators", "keep_by_layer",
+           "nondomination_layers"]
 
 
 def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
@@ -31,23 +32,66 @@ def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
     return out
 
 
-def keep_at_rung(point: Sequence[float], recorded: np.ndarray, reduction_factor: float) -> bool:
+def nondomination_layers(points: np.ndarray) -> np.ndarray:
+    """Non-dominated sorting (minimisation): each row's layer, 0 for rows no other row dominates,
+    1 for those only layer-0 rows dominate, and so on."""
+    pts = np.asarray(points, dtype=np.float64).reshape(len(points), -1)
+    # dominates[i, j]: row i dominates row j
+    dominates = np.all(pts[:, None, :] <= pts[None, :, :], axis=2) & np.any(pts[:, None, :] < pts[None, :, :], axis=2)
+    layers = np.full(len(pts), -1)
+    left = np.ones(len(pts), dtype=bool)
+    layer = 0
+    while left.any():
+        dominated_by_left = np.any(dominates & left[:, None], axis=0)
+        current = left & ~dominated_by_left
+        layers[current] = layer
+        left &= ~current
+        layer += 1
+    return layers
+
+
+def keep_by_dominators(point: np.ndarray, recorded: np.ndarray, reduction_factor: float) -> bool:
+    """Goes on unless at least a (1 - 1/rf) share of the trials at the rung (itself included)
+    dominates it: stops only clearly dominated trials."""
+    dominating = np.all(recorded <= point, axis=1) & np.any(recorded < point, axis=1)
+    needed = math.ceil((1.0 - 1.0 / reduction_factor) * (len(recorded) + 1))
+    return int(dominating.sum()) < max(needed, 1)
+
+
+def keep_by_layer(point: np.ndarray, recorded: np.ndarray, reduction_factor: float) -> bool:
+    """MO-ASHA's promotion (Schmucker et al. 2021): goes on when it is among the top 1/rf of the
+    trials at the rung (itself included) in non-dominated-sorting order, ties in its own layer
+    counted in its favour; a trial on the rung's front (layer 0) always goes on."""
+    layers = nondomination_layers(np.vstack([recorded, point[None, :]]))
+    if layers[-1] == 0:
+        return True
+    return int(np.sum(layers[:-1] < layers[-1])) < math.ceil((len(recorded) + 1) / reduction_factor)
+
+
+# Stopping rules by name (the study spec's scheduler.rule).
+RULES = {"dominated": keep_by_dominators, "layer": keep_by_layer}
+
+
+def keep_at_rung(point: Sequence[float], recorded: np.ndarray, reduction_factor: float,
+                 rule: str = "dominated") -> bool:
     """Whether a trial at ``point`` (objectives as minimisation) goes on, given the points recorded
-    at the rung before it (rows). It stops only when at least a (1 - 1/rf) share of them dominates it."""
+    at the rung before it (rows), under the named rule of ``RULES``. A non-finite point stops; the
+    first trial at a rung goes on."""
     p = np.asarray(point, dtype=np.float64)
     if recorded.size == 0 or not np.all(np.isfinite(p)):
         return bool(np.all(np.isfinite(p)))
-    dominating = np.all(recorded <= p, axis=1) & np.any(recorded < p, axis=1)
-    needed = math.ceil((1.0 - 1.0 / reduction_factor) * (len(recorded) + 1))
-    return int(dominating.sum()) < max(needed, 1)
+    return RULES[rule](p, np.asarray(recorded, dtype=np.float64).reshape(-1, len(p)), reduction_factor)
 
 
 class ParetoASHA(FIFOScheduler):
     """Asynchronous successive halving by domination counts at each rung of the task axis."""
 
     def __init__(self, *, metrics: Sequence[str], modes: Sequence[str], max_t: int, grace_period: int = 2,
-                 reduction_factor: float = 2.0, time_attr: str = "tasks_done"):
+                 reduction_factor: float = 2.0, rule: str = "dominated", time_attr: str = "tasks_done"):
         super().__init__()
+        if rule not in RULES:
+            raise ValueError(f"rule={rule!r}: allowed {sorted(RULES)}")
+        self._rule = rule
         self._metrics, self._signs = list(metrics), [1.0 if m == "min" else -1.0 for m in modes]
         self._time_attr, self._rf = time_attr, reduction_factor
         self._rungs = rungs(grace_period, reduction_factor, max_t)
@@ -69,7 +113,7 @@ class ParetoASHA(FIFOScheduler):
         seen.add(rung)
         point = [s * float(result.get(m, math.nan)) for m, s in zip(self._metrics, self._signs)]
         recorded = np.asarray(self._recorded[rung], dtype=np.float64).reshape(-1, len(point))
-        keep = keep_at_rung(point, recorded, self._rf)
+        keep = keep_at_rung(point, recorded, self._rf, self._rule)
         if all(math.isfinite(v) for v in point):
             self._recorded[rung].append(point)
         if keep:

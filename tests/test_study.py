@@ -49,6 +49,7 @@ def spec_dict(**over) -> dict:
     ({"sampler": {"name": "tpe", "warm": 3}}, "sampler: unknown field"),
     ({"resources": {"gpu": 1.5}}, "above 1 GPU use whole GPUs"),
     ({"scheduler": {"name": "asha", "grace_period": 3}}, "grace_period=3 must be below the benchmark's 3 tasks"),
+    ({"scheduler": {"name": "asha", "rule": "rank"}}, "SchedulerSpec.rule='rank' is not allowed"),
     ({"benchmark": {**SYNTH, "val_fraction": 0.0}}, "val_fraction must be > 0"),
     ({"search": {"finetune": {"lrr": 0.1}}}, "unknown parameter 'lrr'"),
     ({"search": {"finetune": {"lr": {"low": 0.1, "high": 20.0}}}}, "lr=20.0"),
@@ -352,3 +353,48 @@ def test_pareto_asha_rungs_and_decisions():
         assert keep == (dominators < math.ceil(0.5 * (len(recorded) + 1)))
     assert not keep_at_rung([math.nan, 1.0], np.zeros((0, 2)), 2.0)
     assert keep_at_rung([1.0, 1.0], np.zeros((0, 2)), 2.0)  # the first trial at a rung goes on
+
+
+def test_nondomination_layers_match_brute_force():
+    import numpy as np
+
+    from study.scheduler import nondomination_layers
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        pts = rng.integers(0, 5, size=(int(rng.integers(1, 15)), int(rng.integers(2, 4)))).astype(float)
+        layers = nondomination_layers(pts)
+        dom = lambda a, b: bool(np.all(a <= b) and np.any(a < b))  # noqa: E731
+        for i, p in enumerate(pts):
+            # layer k: every dominator sits in a layer below k, and one of them in layer k - 1
+            above = [layers[j] for j, q in enumerate(pts) if dom(q, p)]
+            assert layers[i] == (max(above) + 1 if above else 0)
+
+
+def test_layer_rule_keeps_the_front_and_the_top_share_only():
+    import numpy as np
+
+    from study.scheduler import RULES, keep_at_rung, nondomination_layers
+
+    from study.spec import SchedulerSpec
+
+    assert set(RULES) == set(SchedulerSpec.__dataclass_fields__["rule"].metadata["choices"])
+    rng = np.random.default_rng(2)
+    stopped = {"dominated": 0, "layer": 0}
+    for _ in range(300):
+        recorded = rng.integers(0, 5, size=(int(rng.integers(1, 14)), 2)).astype(float)
+        point = rng.integers(0, 5, size=2).astype(float)
+        layers = nondomination_layers(np.vstack([recorded, point]))
+        keep = keep_at_rung(point, recorded, 2.0, "layer")
+        if layers[-1] == 0:
+            assert keep  # on the rung's front: goes on whatever the share
+        else:
+            assert keep == (np.sum(layers[:-1] < layers[-1]) < math.ceil((len(recorded) + 1) / 2))
+        for rule in stopped:
+            stopped[rule] += not keep_at_rung(point, recorded, 2.0, rule)
+        # whatever "dominated" stops, "layer" stops too: half the rung dominating it puts it below the top half
+        assert keep_at_rung(point, recorded, 2.0, "dominated") or not keep
+    assert stopped["layer"] > stopped["dominated"]
+    # three on a front, the newcomer dominated by one of them: only the layer rule stops it
+    front = np.array([[0.0, 3.0], [1.0, 1.0], [3.0, 0.0]])
+    assert keep_at_rung([2.0, 2.0], front, 2.0, "dominated") and not keep_at_rung([2.0, 2.0], front, 2.0, "layer")
