@@ -3,10 +3,16 @@
 Plain ASHA ranks trials at a rung by one metric: with (avg_acc max, total_mb min) it stops the
 small-memory, lower-accuracy trials that belong on the front. Here a trial reaching a rung (tasks
 done = grace_period * reduction_factor^k) is compared with every trial recorded at that rung on
-all objectives (at equal tasks done, so memory is comparable): it goes on when fewer than
-``(1 - 1/reduction_factor)`` of them dominate it, so a trial on the rung's front always continues
-and only clearly dominated ones stop (the non-dominated ranking of MO-ASHA, Schmucker et al. 2021,
-reduced to domination counts). Stopped trials are told to Optuna as PRUNED by StudySearcher.
+all objectives (at equal tasks done, so memory is comparable) under one of two rules (``RULES``):
+
+- ``dominated``: it goes on when fewer than a ``(1 - 1/reduction_factor)`` share of them dominate
+  it: only clearly dominated trials stop (about a fifth in benchmarks/asha_calibration.py).
+- ``layer``: MO-ASHA's promotion (Schmucker et al. 2021): it goes on when it is among the top
+  ``1/reduction_factor`` in non-dominated-sorting order (about half stop, so more trials fit in the
+  same compute; asha_calibration.py measures what that costs and buys).
+
+Under both a trial on the rung's front always continues. Stopped trials are told to Optuna as
+PRUNED by StudySearcher, so they never reach a front.
 """
 
 from __future__ import annotations

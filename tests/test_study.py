@@ -398,3 +398,23 @@ def test_layer_rule_keeps_the_front_and_the_top_share_only():
     # three on a front, the newcomer dominated by one of them: only the layer rule stops it
     front = np.array([[0.0, 3.0], [1.0, 1.0], [3.0, 0.0]])
     assert keep_at_rung([2.0, 2.0], front, 2.0, "dominated") and not keep_at_rung([2.0, 2.0], front, 2.0, "layer")
+
+
+@pytest.mark.parametrize("rule, newcomer_goes_on", [("dominated", True), ("layer", False)])
+def test_asha_rule_from_the_spec_decides_at_the_rung(rule, newcomer_goes_on):
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from study.runner import _build_scheduler
+
+    spec = StudySpec.from_dict(spec_dict(scheduler={"name": "asha", "grace_period": 2, "rule": rule}))
+    sched = _build_scheduler(spec)
+    decide = lambda tid, acc, mb: sched.on_trial_result(None, SimpleNamespace(trial_id=tid),  # noqa: E731
+                                                        {"tasks_done": 2, "avg_acc": acc, "total_mb": mb})
+    # three trials on the rung's front go on under either rule
+    assert all(decide(t, acc, mb) == TrialScheduler.CONTINUE for t, acc, mb in [("a", 0.9, 3.0), ("b", 0.8, 1.0), ("c", 0.6, 0.5)])
+    # dominated by one of the three only: below the top half in non-dominated order, not by half of them
+    verdict = decide("d", 0.7, 2.0)
+    assert verdict == (TrialScheduler.CONTINUE if newcomer_goes_on else TrialScheduler.STOP)
+    assert ("d" in sched.stopped) is not newcomer_goes_on
