@@ -132,6 +132,26 @@ class Pruned(Exception):
     pass
 
 
+def trial_cost(init_epochs: int) -> float:
+    """CPU seconds (one torch thread) of a mean full trial on this machine: the reference config
+    with 1 and with 2 later-task epochs (the searched range), after one warm-up task."""
+    import torch
+
+    from incremental.benchmarks import load_benchmark
+    from incremental.run import run
+
+    torch.set_num_threads(1)
+    configs = [run_config({"gamma": 0.9, "lam": 1.0, "lr": 0.05, "epochs": e}, init_epochs) for e in (1, 2)]
+    bench = load_benchmark(configs[0].benchmark)
+    run(configs[0], benchmark=bench, stop_after=1)  # first kernels out of the measurement
+    costs = []
+    for cfg in configs:
+        tic = time.process_time()
+        run(cfg, benchmark=bench)
+        costs.append(time.process_time() - tic)
+    return sum(costs) / len(costs)
+
+
 def run_strategy(job: tuple[str, int, float, dict]) -> dict:
     """One (strategy, sampler seed) under a compute budget; returns its trials and curve."""
     import optuna
@@ -213,7 +233,9 @@ def report(results: list[dict], budget: float, setting: dict, wall: float) -> st
     strategies = [s for s in (*STRATEGIES, *EXTRA_STRATEGIES) if any(r["strategy"] == s for r in results)]
     seeds = sorted({r["seed"] for r in results})
     lines = [f"sweep efficiency: BMKP on seq-fashionmnist (5 tasks, {BENCH['train_per_class']} train images/class), "
-             f"compute budget {budget:.0f} CPU-s per strategy and seed, sampler seeds {seeds}, "
+             f"compute budget {budget:.0f} CPU-s per strategy and seed"
+             + (f" ({setting['budget_trials']:g} mean full trials of {setting['trial_cpu_s']:.2f} CPU-s)"
+                if "budget_trials" in setting else "") + f", sampler seeds {seeds}, "
              f"task 0: {setting['init_epochs']} epochs, later tasks 1-2; ASHA grace {setting['grace']} tasks, "
              f"reduction factor {setting['rf']}, Pareto-aware rule '{setting.get('asha_rule', 'dominated')}' "
              f"(study.scheduler.keep_at_rung); "
@@ -293,6 +315,9 @@ def plot(results: list[dict], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=70.0, help="CPU seconds per strategy and seed")
+    ap.add_argument("--budget-trials", type=float, default=None,
+                    help="instead of --budget: this many mean full trials' CPU time, measured here first "
+                         "(machines differ: runs A-E had ~23 trials in 70 CPU-s, F on a slower machine 12)")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated sampler seeds")
     ap.add_argument("--workers", type=int, default=2, help="processes (one torch thread each)")
     ap.add_argument("--init-epochs", type=int, default=INIT_EPOCHS, help="task 0's epochs (fixed, shared)")
@@ -315,6 +340,12 @@ def main() -> None:
         ap.error(f"--strategies {unknown or strategies}: must include random, allowed: {[*STRATEGIES, *EXTRA_STRATEGIES]}")
     setting = {"init_epochs": args.init_epochs, "grace": args.grace, "rf": args.rf,
                "tpe_startup": args.tpe_startup, "asha_rule": args.asha_rule, "multivariate": args.multivariate, "space": args.space}
+    if args.budget_trials is not None:
+        unit = trial_cost(args.init_epochs)
+        args.budget = args.budget_trials * unit
+        setting["budget_trials"], setting["trial_cpu_s"] = args.budget_trials, unit
+        print(f"a mean full trial: {unit:.2f} CPU-s here; budget {args.budget_trials:g} trials = {args.budget:.0f} CPU-s",
+              flush=True)
     jobs = [(s, int(seed), args.budget, setting) for seed in args.seeds.split(",") for s in strategies]
     tic = time.perf_counter()
     with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
