@@ -13,7 +13,7 @@ trials are told to Optuna as PRUNED (never COMPLETE, ray-optuna.md trap 3) and o
 count towards the hypervolume.
 
 Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 70] [--seeds 0,1,2] [--workers 2]
-        [--init-epochs 8] [--grace 2] [--rf 2] [--tpe-startup 10] [--multivariate] [--space product|wide]
+        [--budget-trials N] [--init-epochs 8] [--grace 2] [--rf 2] [--asha-rule dominated|layer] [--tpe-startup 10] [--multivariate] [--space product|wide]
         [--strategies random,...] [--out STEM]
 Writes STEM.{txt,png,json} (default benchmarks/results/sweep_efficiency). The recorded runs, all
 with --tpe-startup 5 --multivariate (docs/efficiency.md has the table):
@@ -24,6 +24,10 @@ with --tpe-startup 5 --multivariate (docs/efficiency.md has the table):
   --seeds 12,...,17 --strategies random,tpe,tpe+asha,tpe+asha+prefix,gp+asha+prefix
       --out benchmarks/results/sweep_efficiency_product_seeds12to17                     (D)
   --seeds 18,...,23 --strategies random,tpe+asha+prefix --out ..._product_seeds18to23  (E)
+  --seeds 24,...,35 --strategies random,tpe+asha+prefix --asha-rule layer --rf 3
+      --out benchmarks/results/sweep_efficiency_layer_seeds24to35                       (F)
+  --seeds 36,...,47 --strategies random,tpe+asha+prefix --asha-rule layer --rf 3
+      --budget-trials 24 --out benchmarks/results/sweep_efficiency_layer_seeds36to47   (F2)
 """
 
 from __future__ import annotations
