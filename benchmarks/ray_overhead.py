@@ -68,7 +68,7 @@ def main() -> None:
     per_trial = (study_s - loop_s) / n
     lines = [
         f"# benchmarks/ray_overhead.py --trials {n}, ray {ray.__version__}, shared 2-core CPU, {date.today()}",
-        f"study platform (run_study: searcher, per-task checkpoints, Parquet sink, reuse_actors=True), one trial at a time:",
+        "study platform (run_study: searcher, per-task checkpoints, Parquet sink, reuse_actors=True), one trial at a time:",
         f"  ray.init: {init_s:.1f} s (once per study, not included)",
         f"  study:      {study_s / n:.2f} s per trial ({study_s:.1f} s for {n})",
         f"  plain loop: {loop_s / n:.2f} s per trial ({loop_s:.1f} s)",

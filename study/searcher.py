@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+
+if TYPE_CHECKING:  # the spec is imported where it is used, below
+    from .spec import SamplerSpec
 
 __all__ = ["StudySearcher", "make_sampler", "make_optuna_storage", "TUNE_ID_ATTR", "reconcile_orphans"]
 

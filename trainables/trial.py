@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
