@@ -352,8 +352,15 @@ def main() -> None:
               flush=True)
     jobs = [(s, int(seed), args.budget, setting) for seed in args.seeds.split(",") for s in strategies]
     tic = time.perf_counter()
+    results = []
     with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
-        results = pool.map(run_strategy, jobs, chunksize=1)
+        # a run is 15-90 min: one line per finished (strategy, seed) says how far it is
+        for res in pool.imap_unordered(run_strategy, jobs, chunksize=1):
+            results.append(res)
+            print(f"[{len(results)}/{len(jobs)}, {(time.perf_counter() - tic) / 60:.1f} min] {res['strategy']} "
+                  f"seed {res['seed']}: {len(res['trials'])} trials, final HV {res['curve'][-1][1]:.4f}", flush=True)
+    order = {(s, int(seed)): i for i, (s, seed, _, _) in enumerate(jobs)}
+    results.sort(key=lambda r: order[(r["strategy"], r["seed"])])
     text = report(results, args.budget, setting, time.perf_counter() - tic)
     print(text)
     out = Path(args.out)
