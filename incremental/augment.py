@@ -38,8 +38,11 @@ class Augmenter:
     """Turns uint8 batches into normalised float batches, with train-time augmentation."""
 
     def __init__(self, config: AugmentConfig, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
-                 *, compile_step: bool = False):
+                 *, compile_step: bool = False, bf16: bool = False):
+        if bf16 and torch.device(device).type != "cuda":
+            raise ValueError(f"Augmenter: bf16 autocast is for CUDA; device is {device}")
         self.config = config
+        self.bf16 = bf16
         self.device = torch.device(device)
         self.compile_step = compile_step
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -95,5 +98,5 @@ class Augmenter:
         return torch.compile(loss_fn)
 
     def autocast(self) -> torch.autocast:
-        """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); a no-op on CPU, so CPU runs stay exact."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        """bf16 autocast when the run asked for it (CUDA only; no loss scaling needed, unlike fp16), else a no-op."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)

@@ -86,6 +86,7 @@ def prefix_key(config: RunConfig, n_done: int, version: str) -> str:
         "eval_batch_size": config.eval_batch_size,  # evaluation rows (and herding features) are in the state
         "threads": config.threads,  # CPU results depend on the thread count (RunConfig.threads)
         "compile": config.compile,  # compiled kernels fuse, so they round differently from eager ones
+        "precision": config.precision,
         "code": version,
         "n_done": n_done,
     }

@@ -56,6 +56,11 @@ class RunConfig:
     # compiling per network (benchmarks/results/step_speed.txt), more than a trial of a few seconds
     # saves; meant for long schedules.
     compile: bool = False
+    # Matrix precision of training and evaluation on CUDA. fp32 by default: on an H100 at the papers'
+    # batch size (128) bf16 autocast made a ResNet-32 step 0.91-0.96x and a reduced ResNet-18 step
+    # 0.74-0.79x as fast (small, launch-bound kernels; benchmarks/results/step_speed_h100.txt, docs/gpu.md);
+    # at batch 512 it gave the reduced ResNet-18 1.32x. bf16 is CUDA-only: CPU runs stay exact fp32.
+    precision: str = spec("fp32", choices=("fp32", "bf16"))
 
     def __post_init__(self) -> None:
         validate(self)
@@ -67,6 +72,8 @@ class RunConfig:
         elif self.scenario not in cls.scenarios:
             raise ConfigError(f"scenario={self.scenario!r} is not supported by {self.method}; allowed: {list(cls.scenarios)}")
         _check_device(self.device)
+        if self.precision == "bf16" and not self.device.startswith("cuda"):
+            raise ConfigError(f"precision='bf16' needs device=cuda (got device={self.device!r}); use precision=fp32 on CPU")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
@@ -257,7 +264,7 @@ def build_method(config: RunConfig, device: torch.device) -> Method:
     bench_cfg = config.benchmark
     policy = config.augment_policy or (bench_cfg.spec.augmentation if bench_cfg.augment else "none")
     augmenter = Augmenter(AUGMENTATIONS[policy], bench_cfg.spec.mean, bench_cfg.spec.std, device,
-                          compile_step=config.compile)
+                          compile_step=config.compile, bf16=config.precision == "bf16")
     ctx = RunContext(device=device, scenario=config.scenario, benchmark=bench_cfg, augmenter=augmenter,
                      eval_batch_size=config.eval_batch_size, seed=config.seed)
     _seed_all(derive_seed(config.seed, -1))  # model construction

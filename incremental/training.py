@@ -46,7 +46,7 @@ class Schedule:
 
 def minibatches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
     """Shuffled index batches; a last batch of one sample is dropped (BatchNorm needs two)."""
-    perm = torch.randperm(n, generator=gen)
+    perm = torch.randperm(n, generator=gen, device=gen.device)  # a CUDA run's generator lives on the GPU
     for start in range(0, n, batch_size):
         idx = perm[start : start + batch_size]
         if len(idx) > 1 or n == 1:

@@ -185,6 +185,10 @@ def test_config_errors_name_field_and_allowed_values():
         RunConfig.from_dict({"method": "replay", "method_config": {"budget": "total_mb"}})
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         RunConfig.from_dict({"method": "nope"})
+    with pytest.raises(ConfigError, match=r"precision='fp16' is not allowed; choose one of \['fp32', 'bf16'\]"):
+        RunConfig.from_dict({"precision": "fp16"})
+    with pytest.raises(ConfigError, match=r"precision='bf16' needs device=cuda \(got device='cpu'\)"):
+        RunConfig.from_dict({"precision": "bf16"})
 
 
 def test_set_overrides_reach_method_benchmark_and_top_level():
