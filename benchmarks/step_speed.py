@@ -35,7 +35,11 @@ MODELS = {
 }
 # channels_last: network and input; channels_last_input: the input only (what Augmenter hands a
 # network that methods build in the default layout).
-VARIANTS = ("eager", "channels_last", "channels_last_input", "compile", "compile+channels_last")
+VARIANTS = ("eager", "channels_last", "channels_last_input", "compile", "compile+channels_last",
+            "bf16", "bf16+channels_last", "compile+bf16+channels_last")
+# bf16: the step under torch.autocast(bfloat16), as the engine trains on CUDA (Augmenter.autocast).
+# The CPU runs of the results file use the first five (bf16 autocast is for CUDA's matrix units).
+CPU_VARIANTS = VARIANTS[:5]
 
 
 def shape_of(model: str) -> tuple[int, int, int]:
@@ -60,9 +64,11 @@ def measure(model: str, variant: str, batch: int, steps: int, device: torch.devi
         return loss_fn(net(xb), yb)
 
     fn = torch.compile(forward_loss) if "compile" in variant else forward_loss
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in variant)
 
     def step() -> None:
-        loss = fn(x, y)
+        with amp:
+            loss = fn(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -86,7 +92,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per variant, after 2 warm-up steps")
     ap.add_argument("--models", default="resnet32,reduced_resnet18", help=f"comma-separated, of {list(MODELS)}")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
+    ap.add_argument("--variants", default=",".join(CPU_VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
     ap.add_argument("--batch-sizes", default="128", help="comma-separated (PyCIL's batch size: 128)")
     ap.add_argument("--threads", default="2", help="comma-separated torch intra-op thread counts")
     args = ap.parse_args()
