@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from incremental.errors import ConfigError
-from study.results import list_trial_files, read_trial_file
+from study.results import list_trial_files, read_trial_file, write_trial_file
 from study.spec import StudySpec
 
 SYNTH = {"name": "synthetic", "n_classes": 6, "image_size": 16, "train_per_class": 48, "test_per_class": 8,
@@ -106,3 +106,36 @@ def test_study_on_s3_survives_kill_9_and_resumes_from_the_bucket(s3_endpoint, lo
     front = pareto_front(load_results(storage))  # the analysis reads the bucket directly
     assert 1 <= front.num_rows <= 5
     assert set(front.column("trial_id").to_pylist()) <= {f["trial_id"] for f in real}
+
+
+def test_reads_racing_rewrites_see_whole_versions(s3_endpoint):
+    """A trial rewrites its file after every task while `analyze` or a resume may read it. On S3 a
+    read racing a rewrite used to tear ("Page was smaller than expected": 73 of 456 reads in 30 s
+    here, and a red CI run); every read must now return one whole version, old or new."""
+    import threading
+
+    storage = _uri(s3_endpoint, "race")
+
+    def rows(n: int) -> list[dict]:
+        return [{"study": "u", "method": "finetune", "trial_id": "t1", "benchmark": "synthetic",
+                 "scenario": "task_il", "task": i, "n_tasks": 40, "tasks_done": i + 1, "is_final": False,
+                 "complete": False, "status": "running", "note": "x" * (50 * i)} for i in range(n)]
+
+    write_trial_file(storage, rows(1))
+    done, writes, sizes = threading.Event(), [0], Counter()
+
+    def rewrite() -> None:
+        while not done.is_set():  # alternate two sizes: a torn read mixes their byte ranges
+            write_trial_file(storage, rows(1 if writes[0] % 2 else 40))
+            writes[0] += 1
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        deadline = time.time() + 8
+        while time.time() < deadline:
+            sizes[len(read_trial_file(storage, "u", "finetune", "t1"))] += 1
+    finally:
+        done.set()
+        writer.join()
+    assert writes[0] >= 10 and set(sizes) <= {1, 40} and sum(sizes.values()) >= 10, (writes, sizes)
