@@ -28,6 +28,10 @@ with --tpe-startup 5 --multivariate (docs/efficiency.md has the table):
       --out benchmarks/results/sweep_efficiency_layer_seeds24to35                       (F)
   --seeds 36,...,47 --strategies random,tpe+asha+prefix --asha-rule layer --rf 3
       --budget-trials 24 --out benchmarks/results/sweep_efficiency_layer_seeds36to47   (F2)
+  --seeds 48,...,57 --strategies random,tpe+asha+prefix --budget-trials 60
+      --out benchmarks/results/sweep_efficiency_product_seeds48to57                     (G)
+  --seeds 58,...,63 --strategies random,tpe+asha+prefix --budget-trials 60
+      --out benchmarks/results/sweep_efficiency_product_seeds58to63                     (G2)
 """
 
 from __future__ import annotations
