@@ -64,6 +64,22 @@ def test_random_crop_is_a_window_of_the_zero_padded_image(pad):
     assert any(oy in (0, 2 * pad) or ox in (0, 2 * pad) for oy, ox in offsets)  # the extreme shifts occur
 
 
+@pytest.mark.parametrize("pad", [1, 4])
+def test_crop_and_flip_in_one_gather_equal_crop_then_flip(pad):
+    """The fused gather draws what crop-then-flip draws, in the same order, and yields the same pixels."""
+    x = _images(n=64)
+    out = _raw(AugmentConfig(crop_pad=pad, flip=True)).train(x, torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    oy = torch.randint(0, 2 * pad + 1, (64,), generator=gen)
+    ox = torch.randint(0, 2 * pad + 1, (64,), generator=gen)
+    flip = torch.rand(64, generator=gen) < 0.5
+    padded = torch.nn.functional.pad(x, (pad,) * 4)
+    crops = torch.stack([padded[i, :, oy[i]:oy[i] + 8, ox[i]:ox[i] + 8] for i in range(64)])
+    want = torch.where(flip[:, None, None, None], crops.flip(3), crops)
+    assert 10 < int(flip.sum()) < 54
+    assert torch.equal(out, _raw(AugmentConfig()).train(want, torch.Generator()))
+
+
 def test_flip_really_flips_about_half_of_the_batch():
     x = _images(n=200)
     out = _pixels(_raw(AugmentConfig(flip=True)).train(x, torch.Generator().manual_seed(2)))
