@@ -15,11 +15,10 @@ import dataclasses
 import pytest
 import torch
 
-from incremental.benchmarks import load_benchmark
 from incremental.methods import METHODS
 from incremental.run import RunConfig, build_method, evaluate, run
 
-from test_methods_contract import N_TASKS, _assert_same_state, comparable, final_state, tiny_config
+from test_methods_contract import N_TASKS, _assert_same_state, bench, comparable, final_state, tiny_config  # noqa: F401 (bench: a fixture)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -29,11 +28,6 @@ CUDA = "cuda"
 def cuda_config(name: str) -> RunConfig:
     """The contract's tiny config of ``name``, on the GPU."""
     return dataclasses.replace(tiny_config(name), device=CUDA)
-
-
-@pytest.fixture(scope="module")
-def bench():
-    return load_benchmark(tiny_config("finetune").benchmark)
 
 
 @pytest.fixture(scope="module", params=sorted(METHODS))
