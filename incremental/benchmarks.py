@@ -40,7 +40,8 @@ class BenchmarkSpec:
 def _load_synthetic(cfg: "BenchmarkConfig") -> datasets.RawData:
     return datasets.make_synthetic(
         n_classes=cfg.n_classes,
-        train_per_class=cfg.train_per_class or 60,
+        # The validation hold-out comes on top, so that train_per_class stays the training split's size.
+        train_per_class=(cfg.train_per_class or 60) + (cfg.val_per_class or 0),
         test_per_class=cfg.test_per_class or 30,
         image_size=cfg.image_size,
         channels=cfg.channels,
@@ -91,6 +92,10 @@ class BenchmarkConfig:
     increment: int | None = spec(None, range=(1, None))  # classes per later task
     class_order: str = spec("seed1993", choices=("seed1993", "natural"))
     val_fraction: float = spec(0.0, range=(0.0, 0.5))  # held out of each task's training data
+    # A fixed-size validation split instead (not with val_fraction): this many images of every class
+    # are held out of the whole training pool before train_per_class subsamples the rest, so a short
+    # run's validation set can be larger than its training set (a less noisy search objective).
+    val_per_class: int | None = spec(None, range=(1, None))
     train_per_class: int | None = spec(None, range=(1, None))  # subsample for short runs
     test_per_class: int | None = spec(None, range=(1, None))
     data_seed: int = spec(0, range=(0, None))  # subsampling, val split, synthetic data
@@ -102,6 +107,12 @@ class BenchmarkConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.val_per_class is not None and self.val_fraction > 0:
+            raise ConfigError(
+                f"BenchmarkConfig: val_fraction={self.val_fraction} and val_per_class={self.val_per_class} both "
+                "set; allowed: one of them (val_fraction holds out a share of the training subset, "
+                "val_per_class a fixed count of the whole training pool)"
+            )
         total = self.spec.n_classes
         init, inc = self.resolved_split
         if init > total or (total - init) % inc:
@@ -196,6 +207,20 @@ def _per_class_subset(y: torch.Tensor, per_class: int | None, gen: torch.Generat
     return torch.cat(keep).sort().values
 
 
+def _hold_out_per_class(y: torch.Tensor, cfg: BenchmarkConfig, gen: torch.Generator) -> torch.Tensor:
+    """A mask of ``cfg.val_per_class`` random training-pool images of every class (validation)."""
+    mask = torch.zeros(len(y), dtype=torch.bool)
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        if len(idx) <= cfg.val_per_class:
+            raise ConfigError(
+                f"BenchmarkConfig: val_per_class={cfg.val_per_class} leaves no training images for class {c} "
+                f"of {cfg.name} ({len(idx)} in its training pool); allowed: 1 to {len(idx) - 1}"
+            )
+        mask[idx[torch.randperm(len(idx), generator=gen)[: cfg.val_per_class]]] = True
+    return mask
+
+
 def load_benchmark(cfg: BenchmarkConfig) -> Benchmark:
     """Load, remap to the class order, subsample, carve validation, split into tasks (deterministic)."""
     raw = cfg.spec.loader(cfg)
@@ -203,7 +228,12 @@ def load_benchmark(cfg: BenchmarkConfig) -> Benchmark:
     remap = torch.empty(len(order), dtype=torch.int64)
     remap[torch.from_numpy(order)] = torch.arange(len(order))
     gen = torch.Generator().manual_seed(cfg.data_seed)
-    tr = _per_class_subset(raw.y_train, cfg.train_per_class, gen)
+    held_out = _hold_out_per_class(raw.y_train, cfg, gen) if cfg.val_per_class else None
+    if held_out is None:
+        tr = _per_class_subset(raw.y_train, cfg.train_per_class, gen)
+    else:
+        pool = torch.nonzero(~held_out).flatten()
+        tr = pool[_per_class_subset(raw.y_train[pool], cfg.train_per_class, gen)]
     te = _per_class_subset(raw.y_test, cfg.test_per_class, gen)
     x_tr, y_tr = raw.x_train[tr], remap[raw.y_train[tr]]
     x_te, y_te = raw.x_test[te], remap[raw.y_test[te]]
@@ -214,24 +244,25 @@ def load_benchmark(cfg: BenchmarkConfig) -> Benchmark:
         lo, hi = offset, offset + size
         in_tr = torch.nonzero((y_tr >= lo) & (y_tr < hi)).flatten()
         in_te = torch.nonzero((y_te >= lo) & (y_te < hi)).flatten()
-        # Stratified hold-out: the same fraction of every class goes to validation.
-        val_idx, fit_idx = [], []
-        for c in range(lo, hi):
-            idx = in_tr[y_tr[in_tr] == c]
-            idx = idx[torch.randperm(len(idx), generator=gen)]
-            n_val = int(round(len(idx) * cfg.val_fraction))
-            val_idx.append(idx[:n_val])
-            fit_idx.append(idx[n_val:])
-        fit = torch.cat(fit_idx).sort().values
-        val = torch.cat(val_idx).sort().values
+        if held_out is None:
+            # Stratified hold-out: the same fraction of every class goes to validation.
+            val_idx, fit_idx = [], []
+            for c in range(lo, hi):
+                idx = in_tr[y_tr[in_tr] == c]
+                idx = idx[torch.randperm(len(idx), generator=gen)]
+                n_val = int(round(len(idx) * cfg.val_fraction))
+                val_idx.append(idx[:n_val])
+                fit_idx.append(idx[n_val:])
+            fit = torch.cat(fit_idx).sort().values
+            val = torch.cat(val_idx).sort().values
+            train_split, val_split = Split(x_tr[fit], y_tr[fit]), Split(x_tr[val], y_tr[val])
+        else:
+            y_pool = remap[raw.y_train]
+            in_val = torch.nonzero(held_out & (y_pool >= lo) & (y_pool < hi)).flatten()
+            train_split, val_split = Split(x_tr[in_tr], y_tr[in_tr]), Split(raw.x_train[in_val], y_pool[in_val])
         tasks.append(
-            Task(
-                index=t,
-                classes=tuple(range(lo, hi)),
-                train=Split(x_tr[fit], y_tr[fit]),
-                val=Split(x_tr[val], y_tr[val]),
-                test=Split(x_te[in_te], y_te[in_te]),
-            )
+            Task(index=t, classes=tuple(range(lo, hi)), train=train_split, val=val_split,
+                 test=Split(x_te[in_te], y_te[in_te]))
         )
         offset = hi
     return Benchmark(cfg, tuple(int(c) for c in order), tuple(tasks))

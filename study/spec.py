@@ -188,8 +188,9 @@ class StudySpec:
             raise ConfigError(f"prefix_cache_max_gb={self.prefix_cache_max_gb} must be > 0")
         if self.device not in ("auto", "cpu"):
             raise ConfigError(f"device={self.device!r}: allowed auto (GPU when Ray assigns one) or cpu")
-        if self.benchmark.val_fraction <= 0:
-            raise ConfigError("benchmark.val_fraction must be > 0: study objectives are measured on the validation split")
+        if self.benchmark.val_fraction <= 0 and self.benchmark.val_per_class is None:
+            raise ConfigError("benchmark.val_fraction must be > 0 (or benchmark.val_per_class set): study objectives "
+                              "are measured on the validation split")
         if self.scheduler.name == "asha" and self.scheduler.grace_period >= self.n_tasks:
             raise ConfigError(f"scheduler.grace_period={self.scheduler.grace_period} must be below the "
                               f"benchmark's {self.n_tasks} tasks")
@@ -236,8 +237,10 @@ class StudySpec:
             raise ConfigError("study spec: 'name' and 'methods' are required")
         methods = d["methods"]
         d["methods"] = tuple([methods] if isinstance(methods, str) else methods)
-        d["benchmark"] = from_mapping(BenchmarkConfig, {"val_fraction": 0.1, **dict(d.get("benchmark") or {})},
-                                      where="benchmark")  # 10% validation unless set (objectives need it)
+        bench = dict(d.get("benchmark") or {})
+        if "val_per_class" not in bench:
+            bench = {"val_fraction": 0.1, **bench}  # 10% validation unless set (objectives need it)
+        d["benchmark"] = from_mapping(BenchmarkConfig, bench, where="benchmark")
         d["search"] = dict(d.get("search") or {})
         if "objectives" in d:
             objs = d["objectives"]

@@ -19,7 +19,8 @@ import torch
 
 from incremental import datasets
 from incremental.benchmarks import BenchmarkConfig, load_benchmark
-from incremental.errors import DataNotFoundError
+from incremental.errors import ConfigError, DataNotFoundError
+from incremental.methods._exemplar import train_images_per_class
 from study.cli import main
 
 PIL = pytest.importorskip("PIL.Image")
@@ -155,6 +156,31 @@ def test_cifar10_python2_pickles_through_the_benchmark(tmp_path):
             assert torch.equal(order[split.y], split.x[:, 0, 0, 0].long())  # remapped label -> original class
         seen += task.train.x[:, 1, 0, 0].tolist() + task.val.x[:, 1, 0, 0].tolist()
     assert sorted(seen) == list(range(40))  # train and val partition the training set
+
+
+def test_val_per_class_holds_out_of_the_whole_training_pool(tmp_path):
+    write_cifar(tmp_path, 10, train_per_class=6, test_per_class=2)
+    cfg = BenchmarkConfig(name="seq-cifar10", data_root=str(tmp_path), train_per_class=2, val_per_class=3)
+    bench = load_benchmark(cfg)
+    pool_ids = set()
+    for task in bench.tasks:
+        # 3 validated a class although only 2 train: the hold-out comes before train_per_class subsamples.
+        assert torch.bincount(task.train.y - task.offset, minlength=2).tolist() == [2, 2]
+        assert torch.bincount(task.val.y - task.offset, minlength=2).tolist() == [3, 3]
+        train_ids, val_ids = set(task.train.x[:, 1, 0, 0].tolist()), set(task.val.x[:, 1, 0, 0].tolist())
+        assert not train_ids & val_ids
+        order = torch.tensor(bench.class_order)
+        assert torch.equal(order[task.val.y], task.val.x[:, 0, 0, 0].long())  # remapped label -> original class
+        pool_ids |= train_ids | val_ids
+    assert len(pool_ids) == 50 and pool_ids < set(range(60))
+    again = load_benchmark(cfg)
+    assert all(torch.equal(a.val.x, b.val.x) and torch.equal(a.train.x, b.train.x)
+               for a, b in zip(bench.tasks, again.tasks))
+    assert train_images_per_class(cfg) == 2
+    with pytest.raises(ConfigError, match=r"val_per_class=6 leaves no training images .*allowed: 1 to 5"):
+        load_benchmark(BenchmarkConfig(name="seq-cifar10", data_root=str(tmp_path), val_per_class=6))
+    with pytest.raises(ConfigError, match="val_fraction=0.1 and val_per_class=3 both set; allowed: one of them"):
+        BenchmarkConfig(name="seq-cifar10", val_fraction=0.1, val_per_class=3)
 
 
 def test_cifar100_bytes_keys_b50_inc10_natural_order(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ from incremental.methods._exemplar import (ExemplarMemory, class_means, nme_logi
                                            rehearsal_ce, train_images_per_class)
 from incremental.methods.icarl import kd_loss
 from incremental.metrics import backward_transfer, compute_metrics, forgetting
+from incremental.prefix_cache import prefix_key
 from incremental.run import RunConfig, run, with_overrides
 from incremental.configs import parse_override
 
@@ -131,6 +132,20 @@ def test_train_images_per_class_of_real_fashion_mnist():
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     counts = torch.cat([torch.bincount(t.train.y)[t.offset:] for t in bench.tasks])
     assert counts.tolist() == [train_images_per_class(cfg)] * 10 == [5400] * 10
+
+
+def test_val_per_class_on_synthetic_data_keeps_the_training_size_and_the_exemplar_plan():
+    cfg = BenchmarkConfig(name="synthetic", train_per_class=8, val_per_class=20, n_classes=4, image_size=8)
+    bench = load_benchmark(cfg)
+    for task in bench.tasks:
+        assert torch.bincount(task.train.y)[task.offset:].tolist() == [8, 8] == [train_images_per_class(cfg)] * 2
+        assert torch.bincount(task.val.y)[task.offset:].tolist() == [20, 20]
+        flat = torch.cat([task.train.x, task.val.x]).flatten(1)
+        assert len(torch.unique(flat, dim=0)) == len(flat)  # no image both trained on and validated on
+    # The validation split enters the prefix cache's key like every other benchmark field.
+    base = RunConfig.from_dict({"method": "finetune", "benchmark": {"name": "synthetic", "val_fraction": 0.25}})
+    held = RunConfig.from_dict({"method": "finetune", "benchmark": {"name": "synthetic", "val_per_class": 15}})
+    assert prefix_key(base, 1, "v") != prefix_key(held, 1, "v")
 
 
 def test_class_means_and_nme():

@@ -70,6 +70,10 @@ def test_spec_defaults_and_round_trip():
     assert spec.benchmark.val_fraction == 0.1  # objectives need a validation split
     assert spec.objectives == (Objective("avg_acc", "max"), Objective("total_mb", "min"))
     assert StudySpec.from_dict(spec.to_dict()) == spec
+    held = StudySpec.from_dict(spec_dict(benchmark={**{k: v for k, v in SYNTH.items() if k != "val_fraction"},
+                                                    "val_per_class": 15}))
+    assert (held.benchmark.val_fraction, held.benchmark.val_per_class) == (0.0, 15)  # no 10% default on top
+    assert StudySpec.from_dict(held.to_dict()) == held
     c = Constraint.parse("total_mb <= 8")
     assert c.violation(6.0) == -2.0 and c.violation(9.0) == 1.0
     assert Constraint.parse("avg_acc >= 0.5").violation(0.4) == pytest.approx(0.1)

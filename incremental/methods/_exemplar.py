@@ -45,9 +45,9 @@ _EPS = 1e-8
 def train_images_per_class(benchmark: BenchmarkConfig) -> int:
     """Images of one class in a task's ``train`` split: after subsampling and the validation hold-out."""
     if benchmark.name == "synthetic":
-        n = benchmark.train_per_class or _SYNTHETIC_DEFAULT_PER_CLASS
+        n = benchmark.train_per_class or _SYNTHETIC_DEFAULT_PER_CLASS  # the loader adds val_per_class on top
     else:
-        n = _FULL_TRAIN_PER_CLASS[benchmark.name]
+        n = _FULL_TRAIN_PER_CLASS[benchmark.name] - (benchmark.val_per_class or 0)
         if benchmark.train_per_class is not None:
             n = min(n, benchmark.train_per_class)
     return n - int(round(n * benchmark.val_fraction))  # the same rounding as benchmarks.load_benchmark
