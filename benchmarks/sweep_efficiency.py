@@ -13,7 +13,7 @@ trials are told to Optuna as PRUNED (never COMPLETE, ray-optuna.md trap 3) and o
 count towards the hypervolume.
 
 Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 70] [--seeds 0,1,2] [--workers 2]
-        [--budget-trials N] [--init-epochs 8] [--grace 2] [--rf 2] [--asha-rule dominated|layer] [--tpe-startup 10] [--multivariate] [--space product|wide]
+        [--budget-trials N] [--val-per-class N] [--init-epochs 8] [--grace 2] [--rf 2] [--asha-rule dominated|layer] [--tpe-startup 10] [--multivariate] [--space product|wide]
         [--strategies random,...] [--out STEM]
 Writes STEM.{txt,png,json} (default benchmarks/results/sweep_efficiency). The recorded runs, all
 with --tpe-startup 5 --multivariate (docs/efficiency.md has the table):
@@ -32,6 +32,10 @@ with --tpe-startup 5 --multivariate (docs/efficiency.md has the table):
       --out benchmarks/results/sweep_efficiency_product_seeds48to57                     (G)
   --seeds 58,...,63 --strategies random,tpe+asha+prefix --budget-trials 60
       --out benchmarks/results/sweep_efficiency_product_seeds58to63                     (G2)
+  --seeds 64,...,71 --strategies random,tpe+asha+prefix --budget-trials 60 --val-per-class 100
+      --out benchmarks/results/sweep_efficiency_val100_seeds64to71                      (H)
+  --seeds 72,...,75 --strategies random,tpe+asha+prefix --budget-trials 60 --val-per-class 100
+      --out benchmarks/results/sweep_efficiency_val100_seeds72to75                      (H2)
 """
 
 from __future__ import annotations
