@@ -209,15 +209,16 @@ def _per_class_subset(y: torch.Tensor, per_class: int | None, gen: torch.Generat
 
 def _hold_out_per_class(y: torch.Tensor, cfg: BenchmarkConfig, gen: torch.Generator) -> torch.Tensor:
     """A mask of ``cfg.val_per_class`` random training-pool images of every class (validation)."""
+    counts = torch.bincount(y)
+    present = counts[counts > 0]
+    if int(present.min()) <= cfg.val_per_class:
+        c = int(torch.nonzero(counts == present.min()).flatten()[0])
+        raise ConfigError(
+            f"BenchmarkConfig: val_per_class={cfg.val_per_class} leaves no training images for class {c} "
+            f"of {cfg.name} ({int(counts[c])} in its training pool); allowed: 1 to {int(counts[c]) - 1}"
+        )
     mask = torch.zeros(len(y), dtype=torch.bool)
-    for c in torch.unique(y).tolist():
-        idx = torch.nonzero(y == c).flatten()
-        if len(idx) <= cfg.val_per_class:
-            raise ConfigError(
-                f"BenchmarkConfig: val_per_class={cfg.val_per_class} leaves no training images for class {c} "
-                f"of {cfg.name} ({len(idx)} in its training pool); allowed: 1 to {len(idx) - 1}"
-            )
-        mask[idx[torch.randperm(len(idx), generator=gen)[: cfg.val_per_class]]] = True
+    mask[_per_class_subset(y, cfg.val_per_class, gen)] = True
     return mask
 
 
@@ -234,6 +235,7 @@ def load_benchmark(cfg: BenchmarkConfig) -> Benchmark:
     else:
         pool = torch.nonzero(~held_out).flatten()
         tr = pool[_per_class_subset(raw.y_train[pool], cfg.train_per_class, gen)]
+        y_pool = remap[raw.y_train]
     te = _per_class_subset(raw.y_test, cfg.test_per_class, gen)
     x_tr, y_tr = raw.x_train[tr], remap[raw.y_train[tr]]
     x_te, y_te = raw.x_test[te], remap[raw.y_test[te]]
@@ -257,7 +259,6 @@ def load_benchmark(cfg: BenchmarkConfig) -> Benchmark:
             val = torch.cat(val_idx).sort().values
             train_split, val_split = Split(x_tr[fit], y_tr[fit]), Split(x_tr[val], y_tr[val])
         else:
-            y_pool = remap[raw.y_train]
             in_val = torch.nonzero(held_out & (y_pool >= lo) & (y_pool < hi)).flatten()
             train_split, val_split = Split(x_tr[in_tr], y_tr[in_tr]), Split(raw.x_train[in_val], y_pool[in_val])
         tasks.append(
