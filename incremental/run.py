@@ -162,15 +162,18 @@ class TaskResult:
     memory: MemoryReport
     wall_s: float  # this task, training + evaluation
     elapsed_s: float  # run so far (excluding time before a resume)
+    method_stats: Mapping[str, float] = dataclasses.field(default_factory=dict)  # Method.task_stats()
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["acc_row"], d["val_acc_row"] = list(self.acc_row), list(self.val_acc_row)
+        d["method_stats"] = dict(self.method_stats)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TaskResult":
         return cls(**{**d, "acc_row": tuple(d["acc_row"]), "val_acc_row": tuple(d["val_acc_row"]),
+                      "method_stats": dict(d.get("method_stats") or {}),  # absent in older checkpoints
                       "test": Metrics(**d["test"]), "val": Metrics(**d["val"]), "memory": MemoryReport(**d["memory"])})
 
     def flat(self) -> dict[str, Any]:
@@ -334,7 +337,7 @@ def run(
         result = TaskResult(
             task=task.index, n_tasks=bench.n_tasks, scenario=config.scenario, acc_row=tuple(row),
             val_acc_row=tuple(val_row), seen_acc=seen_acc, val_seen_acc=val_seen, test=test_m, val=val_m,
-            memory=method.memory(), wall_s=now - tic, elapsed_s=now - start,
+            memory=method.memory(), wall_s=now - tic, elapsed_s=now - start, method_stats=method.task_stats(),
         )
         results.append(result)
         log.info("%s task %d/%d: acc %.4f avg %.4f memory %.3f MB (%.1f s)", config.method, task.index + 1,

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from incremental.run import RunResult, TaskResult, code_version
 
-from .schema import FINAL_STATUSES, RESULTS_SCHEMA, TASK_STATUS, param_column
+from .schema import FINAL_STATUSES, RESULTS_SCHEMA, TASK_STATUS, param_column, stat_column
 
 __all__ = ["task_row", "final_row", "rows_from_run", "trial_path", "write_trial_file", "read_trial_file",
            "resolve_storage", "list_trial_files", "utcnow"]
@@ -74,6 +74,7 @@ def task_row(result: TaskResult | Mapping[str, Any], *, study: str, trial_id: st
         "started_at": started_at, "finished_at": finished_at or utcnow(),
     }
     row.update({param_column(k): v for k, v in params.items()})
+    row.update({stat_column(k): float(v) for k, v in (r.get("method_stats") or {}).items()})
     return row
 
 

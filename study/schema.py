@@ -8,16 +8,20 @@ with ``partitioning=None`` (or drop the path-derived copies) to avoid a duplicat
 
 Rows: one per finished task (``is_final`` False) plus one final row per trial (``is_final`` True)
 that repeats the last task's metrics and carries the trial's terminal ``status``.
-Searched hyperparameters get one extra column each, named ``param_<name>`` (their Python type).
+Searched hyperparameters get one extra column each, named ``param_<name>`` (their Python type), and
+a method's per-task diagnostics (``Method.task_stats``) one float column each, named ``stat_<name>``
+(BMKP: ``stat_working_acc``, ``stat_knowledge_acc``).
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["RESULTS_SCHEMA", "PARAM_PREFIX", "FINAL_STATUSES", "TASK_STATUS", "param_column"]
+__all__ = ["RESULTS_SCHEMA", "PARAM_PREFIX", "STAT_PREFIX", "FINAL_STATUSES", "TASK_STATUS", "param_column",
+           "stat_column"]
 
 PARAM_PREFIX = "param_"
+STAT_PREFIX = "stat_"
 TASK_STATUS = "task_done"
 # complete: all tasks ran; pruned: stopped early by the scheduler (never on a Pareto front);
 # error: the trial raised (text in `error`); diverged: a loss became NaN/inf.
@@ -71,3 +75,8 @@ RESULTS_SCHEMA = pa.schema(
 def param_column(name: str) -> str:
     """Column name for a searched hyperparameter."""
     return PARAM_PREFIX + name
+
+
+def stat_column(name: str) -> str:
+    """Column name for a method's per-task diagnostic (``Method.task_stats``)."""
+    return STAT_PREFIX + name

@@ -63,6 +63,8 @@ def other_value(f: dataclasses.Field, value):
         return "resnet20"
     if f.name == "schedule":
         return "cosine"
+    if f.name == "bn_stats":
+        return "running"
     if isinstance(value, bool):
         return not value
     if isinstance(value, tuple) or f.name in ("milestones", "init_milestones"):

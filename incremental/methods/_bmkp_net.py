@@ -123,3 +123,4 @@ def init_head(in_features: int, n_out: int, gen: torch.Generator) -> nn.Linear:
         head.weight.uniform_(-bound, bound, generator=gen)
         head.bias.uniform_(-bound, bound, generator=gen)
     return head
+

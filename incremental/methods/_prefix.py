@@ -16,7 +16,7 @@ __all__ = ["first_task_fields", "budget_fields"]
 _INIT_OVERRIDES = {"init_epochs": "epochs", "init_lr": "lr", "init_weight_decay": "weight_decay",
                    "init_milestones": "milestones"}
 # Read by task 0 whatever the init_* fields say: the network and the shared SGD settings.
-_ALWAYS_TASK0 = ("backbone", "width", "momentum", "batch_size", "schedule", "lr_decay")
+_ALWAYS_TASK0 = ("backbone", "width", "momentum", "batch_size", "schedule", "lr_decay", "bn_stats")
 
 
 def first_task_fields(config: MethodConfig, *extra: str) -> frozenset[str]:

@@ -11,7 +11,7 @@ from torch import nn
 from ..backbones import GrowingHead, build_backbone, count_params
 from ..benchmarks import Task
 from ..memory import module_bytes
-from ..training import fit, predict_in_batches
+from ..training import fit, predict_in_batches, recompute_bn_stats
 from .base import Method, MethodConfig, RunContext
 
 __all__ = ["IncrementalNet", "SingleNetMethod"]
@@ -61,22 +61,25 @@ class SingleNetMethod(Method):
 
     def train_on(self, task: Task, x: torch.Tensor, y: torch.Tensor, loss_fn=None) -> list[float]:
         loss_fn = loss_fn or (lambda xb, yb: self.ce_loss(self.net(xb), yb, task))
-        return fit(
+        losses = fit(
             self.net.parameters(), loss_fn, x.to(self.ctx.device), y, self.config.task_schedule(task.index),
             self.ctx.augmenter, self.ctx.generator(task.index), train_mode=self.net.train,
             label=f"{type(self).__name__.lower()} task {task.index}",
         )
+        if self.config.bn_stats == "recompute":
+            recompute_bn_stats([self.net], self.net.features, x, self.ctx.augmenter, self.config.batch_size)
+        return losses
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:
         self.net.eval()
-        logits = predict_in_batches(self.net, x, self.ctx.augmenter, self.ctx.eval_batch_size)
+        logits = predict_in_batches(self.net, x, self.ctx.augmenter, self.config.batch_size)
         return logits[:, : self.n_seen]
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         self.net.eval()
-        return predict_in_batches(self.net.features, x, self.ctx.augmenter, self.ctx.eval_batch_size)
+        return predict_in_batches(self.net.features, x, self.ctx.augmenter, self.config.batch_size)
 
     def model_bytes(self) -> int:
         return module_bytes(self.net)

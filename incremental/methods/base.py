@@ -18,7 +18,7 @@ from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec, validate
 from ..exemplars import BudgetConfig
 from ..memory import MemoryReport
-from ..training import Schedule
+from ..training import BN_STATS, Schedule
 
 __all__ = ["MethodConfig", "ExemplarConfig", "RunContext", "Method", "BudgetPlan"]
 
@@ -43,6 +43,10 @@ class MethodConfig:
     init_lr: float | None = spec(None, range=(1e-6, 10.0))
     init_weight_decay: float | None = spec(None, range=(0.0, 1.0))
     init_milestones: tuple[int, ...] | None = spec(None, range=(1, None))
+    # After each training phase, BatchNorm statistics are recomputed for the final weights on the
+    # phase's un-augmented training data ("recompute"), or torch's running averages are kept
+    # ("running": PyCIL's and mammoth's behaviour). Why: training.recompute_bn_stats, docs/engine.md.
+    bn_stats: str = spec("recompute", choices=BN_STATS)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -157,6 +161,11 @@ class Method(ABC):
 
     def end_task(self, task: Task) -> None:  # noqa: B027 - optional hook
         """Consolidate: select exemplars, project, align."""
+
+    def task_stats(self) -> dict[str, float]:
+        """Diagnostics of the task just ended (after ``end_task``), reported per task and stored in
+        the results' ``method_stats``; e.g. BMKP's working vs knowledge network accuracy."""
+        return {}
 
     @abstractmethod
     def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:

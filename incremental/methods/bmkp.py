@@ -22,17 +22,21 @@ from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..errors import ConfigError
 from ..memory import MemoryReport, module_bytes, tensor_bytes
-from ..training import Schedule, fit, predict_in_batches
+from ..training import Schedule, fit, predict_in_batches, recompute_bn_stats
 from ._bmkp_net import BNSet, Layout, init_conv_weights, init_head
 from ._prefix import first_task_fields
 from ._projection import compose, output_gram, project, residual_share, update_basis
 from .base import BudgetPlan, Method, MethodConfig, RunContext, derive_seed
 
-__all__ = ["BMKPConfig", "BMKP", "basis_regulariser"]
+__all__ = ["BMKPConfig", "BMKP", "basis_regulariser", "KNOWLEDGE_GAP_TOLERANCE"]
 
 log = logging.getLogger(__name__)
 
 FLOAT_BYTES = 4  # everything is stored as float32
+# The most the consolidated knowledge network may fall behind the working network on the task just
+# learned (accuracy on its val split) before a warning: 5 points, 3 images of the demo's 60-image
+# val split. Checked over the demo space, seeds and thread counts by benchmarks/bmkp_robustness.py.
+KNOWLEDGE_GAP_TOLERANCE = 0.05
 
 # Generator streams of one task (RunContext.generator / derive_seed): distinct and fixed, so that
 # a resumed run draws exactly what the uninterrupted one drew.
@@ -52,7 +56,9 @@ class BMKPConfig(MethodConfig):
     weight_decay: float = spec(0.0, range=(0.0, 1.0))  # public code: none
     batch_size: int = spec(128, range=(2, 65_536))  # paper Sec. 6.1 (64 on Tiny-ImageNet, main.py)
     milestones: tuple[int, ...] = spec((45,), range=(1, None))  # public code: StepLR(step_size=45, gamma=0.1)
-    retrain_epochs: int = spec(50, range=(0, 10_000))  # consolidation; main.py: as many as epochs; 0 skips it
+    # Consolidation epochs; None: as many as the task trains (init_epochs on task 0 when set), as the
+    # public code's main.py passes the same epoch count to both phases. 0 skips consolidation.
+    retrain_epochs: int | None = spec(None, range=(0, 10_000))
     lam: float = spec(10.0, range=(0.0, 1e6))  # regulariser weight lambda: paper Sec. 6.1 (CIFAR-10)
     gamma: float = spec(0.96, range=(0.0, 1.0))  # retained energy share, tasks > 0: paper Sec. 6.1
     gamma_first: float = spec(0.96, range=(0.0, 1.0))  # the same for task 0: main.py threshold_first
@@ -65,12 +71,16 @@ class BMKPConfig(MethodConfig):
             if getattr(self, name) <= 0.0:
                 raise ConfigError(f"BMKPConfig.{name}={getattr(self, name)!r} must be in (0, 1]: the share of "
                                   "activation energy the basis must explain")
-        if self.retrain_epochs:
+        if self.retrain_epochs != 0:
             self.retrain_schedule(1)  # validate the consolidation schedule at the boundary too
 
-    def retrain_schedule(self, task_index: int) -> Schedule:
-        """The consolidation phase's SGD schedule: the task's schedule for ``retrain_epochs``."""
-        return dataclasses.replace(self.task_schedule(task_index), epochs=self.retrain_epochs)
+    def retrain_schedule(self, task_index: int) -> Schedule | None:
+        """The consolidation phase's SGD schedule: the task's schedule for ``retrain_epochs`` epochs
+        (the task's own epoch count when None); None when consolidation is off."""
+        schedule = self.task_schedule(task_index)
+        if self.retrain_epochs is None:
+            return schedule
+        return dataclasses.replace(schedule, epochs=self.retrain_epochs) if self.retrain_epochs else None
 
 
 def basis_regulariser(weights: list[torch.Tensor], bases: list[torch.Tensor]) -> torch.Tensor:
@@ -94,6 +104,7 @@ class BMKP(Method):
         self.coeffs: list[list[torch.Tensor]] = []  # per task, per layer: r_l(t) x D_l
         self.bn_sets: list[BNSet] = []  # per task
         self.heads: list[nn.Linear] = []  # per task: its rows of the one linear head over all classes
+        self._last_stats: dict[str, float] = {}  # task_stats() of the task just ended
 
     # ---- lifecycle -------------------------------------------------------------------------
     def begin_task(self, task: Task) -> None:
@@ -119,8 +130,16 @@ class BMKP(Method):
             self.ctx.generator(t, _STREAM_WORK), train_mode=bn.train, label=f"bmkp task {t} working memory")
 
     def end_task(self, task: Task) -> None:
-        """Knowledge projection (grow the bases, A_t = B^T W), then consolidation of A_t, BN set, head."""
-        t = task.index
+        """Knowledge projection (grow the bases, A_t = B^T W), then consolidation of A_t, BN set, head.
+
+        With ``bn_stats: recompute`` the task's BN statistics are recomputed for the weights that use
+        them, twice: for the working weights before the projection reads pre-BN outputs in eval mode,
+        and for the composed weights after consolidation (docs/bmkp.md, "BatchNorm statistics").
+        """
+        t, bn = task.index, self.bn_sets[task.index]
+        working = [w.detach() for w in self.working]
+        self._recalibrate(task, working)
+        working_acc = self._task_accuracy(task, working)
         grams = self._output_grams(task)
         gamma = self.config.gamma_first if t == 0 else self.config.gamma
         old = self.bases if self.bases else [None] * len(grams)
@@ -128,11 +147,45 @@ class BMKP(Method):
         log.info("bmkp task %d: basis sizes %s of %s", t, [b.shape[1] for b in self.bases],
                  [layer.c_out for layer in self.layout.layers])
         with torch.no_grad():
-            coeffs = [project(w, b) for w, b in zip(self.working, self.bases)]
-        if self.config.retrain_epochs:
-            coeffs = self._consolidate(task, coeffs)
+            coeffs = [project(w, b) for w, b in zip(working, self.bases)]
+        schedule = self.config.retrain_schedule(t)
+        if schedule is not None:
+            coeffs = self._consolidate(task, coeffs, schedule)
         self.coeffs.append([a.detach().clone() for a in coeffs])
-        self.bn_sets[t].eval()
+        knowledge = self.task_weights(t)
+        self._recalibrate(task, knowledge)
+        knowledge_acc = self._task_accuracy(task, knowledge)
+        self._last_stats = {"working_acc": working_acc, "knowledge_acc": knowledge_acc}
+        split = "val" if len(task.val) else "train"
+        log.info("bmkp task %d: working network acc %.4f, knowledge network acc %.4f (task's %s split)",
+                 t, working_acc, knowledge_acc, split)
+        if working_acc - knowledge_acc > KNOWLEDGE_GAP_TOLERANCE + 1e-9:  # at the tolerance is within it
+            log.warning("bmkp task %d: consolidation lost knowledge: the knowledge network scores %.4f on the task's "
+                        "%s split, the working network %.4f (tolerance %.2f); raise gamma or retrain_epochs",
+                        t, knowledge_acc, split, working_acc, KNOWLEDGE_GAP_TOLERANCE)
+        bn.eval()
+
+    def task_stats(self) -> dict[str, float]:
+        """The task just ended: the working network's and the knowledge (consolidated) network's
+        accuracy on it, measured on its val split (its training data when there is none)."""
+        return dict(self._last_stats)
+
+    def _recalibrate(self, task: Task, weights: list[torch.Tensor]) -> None:
+        """The task's BN statistics recomputed for ``weights`` (``bn_stats: recompute``); eval mode after."""
+        bn = self.bn_sets[task.index]
+        if self.config.bn_stats == "recompute":
+            recompute_bn_stats([bn], lambda xb: self.layout.features(xb, weights, bn), task.train.x,
+                               self.ctx.augmenter, self.config.batch_size)
+        bn.eval()
+
+    @torch.no_grad()
+    def _task_accuracy(self, task: Task, weights: list[torch.Tensor]) -> float:
+        """Accuracy of ``weights`` with the task's BN set and head on its val split (else train)."""
+        data = task.val if len(task.val) else task.train
+        bn, head = self.bn_sets[task.index].eval(), self.heads[task.index]
+        logits = predict_in_batches(lambda xb: head(self.layout.features(xb, weights, bn)), data.x,
+                                    self.ctx.augmenter, self.config.batch_size)
+        return float((logits.argmax(1).cpu() + task.offset == data.y.cpu()).float().mean())
 
     @torch.no_grad()
     def _output_grams(self, task: Task) -> list[torch.Tensor]:
@@ -152,7 +205,7 @@ class BMKP(Method):
             self.layout.features(xb, self.working, bn, tap)
         return grams
 
-    def _consolidate(self, task: Task, coeffs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _consolidate(self, task: Task, coeffs: list[torch.Tensor], schedule: Schedule) -> list[torch.Tensor]:
         """Train A_t (bases frozen), the task's BN set and head rows with CE: the paper's recall step."""
         t, bn, head = task.index, self.bn_sets[task.index], self.heads[task.index]
         params = [nn.Parameter(a.clone()) for a in coeffs]
@@ -163,7 +216,7 @@ class BMKP(Method):
             return F.cross_entropy(head(self.layout.features(xb, weights, bn)), yb - task.offset)
 
         fit([*params, *bn.parameters(), *head.parameters()], loss_fn, task.train.x.to(self.ctx.device),
-            task.train.y, self.config.retrain_schedule(t), self.ctx.augmenter,
+            task.train.y, schedule, self.ctx.augmenter,
             self.ctx.generator(t, _STREAM_RETRAIN), train_mode=bn.train, label=f"bmkp task {t} consolidation")
         return params
 

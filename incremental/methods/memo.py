@@ -19,7 +19,7 @@ from ..backbones import build_backbone
 from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..memory import MemoryReport, module_bytes
-from ..training import fit, predict_in_batches
+from ..training import fit, predict_in_batches, recompute_bn_stats
 from ._exemplar import ExemplarMemory, exemplar_total, planned_exemplars, rehearsal_ce, with_exemplars
 from ._memo_net import SplitNet, meta_backbone, resolve_shared, split_points, split_sizes
 from ._prefix import budget_fields, first_task_fields
@@ -121,6 +121,11 @@ class MEMO(Method):
         fit(net.parameters(), loss_fn, x.to(self.ctx.device), y, cfg.task_schedule(task.index), self.ctx.augmenter,
             self.ctx.generator(task.index), train_mode=lambda: net.train_mode(train_shared),
             label=f"{type(self).__name__.lower()} task {task.index}")
+        if cfg.bn_stats == "recompute":
+            # What trained this task: the newest S, and G when it learned (frozen parts keep theirs).
+            trained = [net.specialized[-1], *([net.shared] if train_shared else [])]
+            newest = lambda xb: net.specialized[-1](net.shared(xb))  # noqa: E731 - old S_i need no pass
+            recompute_bn_stats(trained, newest, x, self.ctx.augmenter, self.config.batch_size)
         if task.index > 0 and cfg.weight_align:
             log.debug("task %d: weight aligning gamma %.4f", task.index, net.align_weights(n_old))
 
@@ -133,7 +138,7 @@ class MEMO(Method):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenated features [S_0(G(x)), ..., S_b(G(x))] of un-augmented uint8 images."""
         self.net.eval()
-        return predict_in_batches(self.net.features, x, self.ctx.augmenter, self.ctx.eval_batch_size)
+        return predict_in_batches(self.net.features, x, self.ctx.augmenter, self.config.batch_size)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:

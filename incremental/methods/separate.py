@@ -13,7 +13,7 @@ from ..backbones import BACKBONES, build_backbone
 from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..memory import MemoryReport, module_bytes
-from ..training import fit, predict_in_batches
+from ..training import fit, predict_in_batches, recompute_bn_stats
 from ._single import IncrementalNet, head_bytes
 from .base import BudgetPlan, Method, MethodConfig, RunContext
 
@@ -48,6 +48,8 @@ class Separate(Method):
             task.train.x.to(self.ctx.device), task.train.y, self.config.task_schedule(task.index),
             self.ctx.augmenter, self.ctx.generator(task.index), train_mode=net.train,
             label=f"separate task {task.index}")
+        if self.config.bn_stats == "recompute":
+            recompute_bn_stats([net], net.features, task.train.x, self.ctx.augmenter, self.config.batch_size)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:
@@ -59,7 +61,7 @@ class Separate(Method):
         if len(x) == 0:
             return out
         net = self.nets[task_id].eval()
-        own = predict_in_batches(net, x, self.ctx.augmenter, self.ctx.eval_batch_size)
+        own = predict_in_batches(net, x, self.ctx.augmenter, self.config.batch_size)
         lo = sum(sizes[:task_id])
         out[:, lo : lo + sizes[task_id]] = own
         return out
