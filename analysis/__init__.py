@@ -3,7 +3,7 @@ MEMO's AUC over memory, plots, an HTML report and export of re-runnable configur
 
 Notebook use::
 
-    from analysis import load_results, to_pandas, pareto_front, hypervolume
+    from incsweep.analysis import load_results, to_pandas, pareto_front, hypervolume
     table = load_results("runs/my-study")            # pyarrow Table, every row
     front = pareto_front(table, "avg_acc:max,total_mb:min", by=["method"])
 """

@@ -1,6 +1,6 @@
 """MEMO's memory-aware measures: area under the accuracy-against-memory curve (AUC-A, AUC-L).
 
-protocols.md / MEMO (Zhou et al., ICLR 2023, "memory-aware measures"): trapezoidal area under
+docs/protocols.md / MEMO (Zhou et al., ICLR 2023, "memory-aware measures"): trapezoidal area under
 average (AUC-A) or last (AUC-L) accuracy, as a fraction in [0, 1], against total memory in MB, over
 the budgets studied; not normalised. MEMO evaluates each method at a few fixed budgets; a sweep has
 many configurations per memory size, so the curve here goes through each method's Pareto-optimal

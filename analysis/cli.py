@@ -7,7 +7,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError
 
 from .objectives import DEFAULT_OBJECTIVES, SPLITS
 

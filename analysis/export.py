@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow.compute as pc
 import yaml
 
-from incremental.errors import ConfigError
-from incremental.run import code_version
+from incsweep.incremental.errors import ConfigError
+from incsweep.incremental.provenance import code_version
 
 from .load import SOURCE_COLUMN
 from .select import best_under

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError
 
 from .objectives import Objective, as_minimisation
 from .pareto import nondominated_mask

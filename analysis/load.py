@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError
 
 __all__ = ["load_results", "complete_runs", "to_pandas", "find_result_files", "require_columns", "SOURCE_COLUMN"]
 

@@ -7,14 +7,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError
 
 __all__ = ["Objective", "parse_objectives", "split_column", "DEFAULT_OBJECTIVES", "SPLITS", "MEMORY_COLUMN"]
 
 DEFAULT_OBJECTIVES = "avg_acc:max,total_mb:min"  # the study's question: accuracy against memory
 SPLITS = ("val", "test")
 SENSES = ("max", "min")
-MEMORY_COLUMN = "total_mb"  # what MEMO's memory-aware measures integrate over (protocols.md)
+MEMORY_COLUMN = "total_mb"  # what MEMO's memory-aware measures integrate over (docs/protocols.md)
 # Metrics the schema stores once per split: validation unprefixed, test as test_<name> (study/schema.py).
 _SPLIT_METRICS = ("avg_acc", "last_acc", "forgetting", "bwt")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError
 
 from .load import complete_runs, require_columns
 from .objectives import DEFAULT_OBJECTIVES, Objective, as_minimisation, parse_objectives

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError
 
 from .auc import MemoryAUC, memory_aucs
 from .hypervolume import hypervolume, parse_reference, reference_point

@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis import load_results, summarize
-from study.schema import RESULTS_SCHEMA
+from incsweep.analysis import load_results, summarize
+from incsweep.study.schema import RESULTS_SCHEMA
 
 METHODS = ("finetune", "replay", "icarl", "memo", "bmkp")
 N_TASKS = 10

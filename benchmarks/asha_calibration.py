@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.scheduler import RULES, keep_at_rung, rungs
+from incsweep.study.scheduler import RULES, keep_at_rung, rungs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,9 +37,9 @@ def collect(job: tuple[int, int, int]) -> list[dict]:
     import optuna
     import torch
 
-    from incremental.benchmarks import load_benchmark
-    from incremental.prefix_cache import PrefixCache, cached_results, start_state, store
-    from incremental.run import CHECKPOINT_FILE, run
+    from incsweep.incremental.benchmarks import load_benchmark
+    from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state, store
+    from incsweep.incremental.run import CHECKPOINT_FILE, run
     from sweep_efficiency import run_config, space
 
     seed, start, count = job

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from incremental.augment import AUGMENTATIONS, Augmenter
+from incsweep.incremental.augment import AUGMENTATIONS, Augmenter
 
 
 def main() -> None:

@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from incremental.benchmarks import load_benchmark
-from incremental.memory import MB
-from incremental.methods import METHODS
-from incremental.run import RunConfig, run
+from incsweep.incremental.benchmarks import load_benchmark
+from incsweep.incremental.memory import MB
+from incsweep.incremental.methods import METHODS
+from incsweep.incremental.run import RunConfig, run
 
 BENCH = {"name": "seq-fashionmnist", "train_per_class": 200, "test_per_class": 500, "class_order": "natural"}
 # One optimiser for every method: BMKP's (paper: SGD lr 0.05, no momentum, no weight decay),

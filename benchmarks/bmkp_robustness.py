@@ -21,10 +21,10 @@ from pathlib import Path
 
 import optuna
 
-from incremental.benchmarks import load_benchmark
-from incremental.methods.bmkp import KNOWLEDGE_GAP_TOLERANCE
-from incremental.run import RunConfig, run
-from study.spec import load_spec
+from incsweep.incremental.benchmarks import load_benchmark
+from incsweep.incremental.methods.bmkp import KNOWLEDGE_GAP_TOLERANCE
+from incsweep.incremental.run import RunConfig, run
+from incsweep.study.spec import load_spec
 
 DEMO = Path(__file__).resolve().parent.parent / "configs" / "studies" / "demo.yaml"
 

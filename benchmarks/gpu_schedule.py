@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from incremental.run import RunConfig, load_run_config, run
+from incsweep.incremental.run import RunConfig, load_run_config, run
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = {"memo": ROOT / "configs/memo/cifar100_b0_inc10.yaml", "bmkp": ROOT / "configs/bmkp/seq_cifar100.yaml"}

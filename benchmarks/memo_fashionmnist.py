@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from incremental.benchmarks import load_benchmark
-from incremental.memory import MB
-from incremental.methods import METHODS
-from incremental.run import RunConfig, run
+from incsweep.incremental.benchmarks import load_benchmark
+from incsweep.incremental.memory import MB
+from incsweep.incremental.methods import METHODS
+from incsweep.incremental.run import RunConfig, run
 
 # 300 training and 500 test images per class keep a 5-task run of the costliest method (DER) near a
 # minute on one shared core; seed1993 class order (the project default; task 0 is Coat vs Pullover).

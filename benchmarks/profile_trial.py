@@ -49,14 +49,14 @@ KERNELS = ("run_backward", "conv2d", "batch_norm", "relu", "linear", "adaptive_a
 
 
 def config(method: str):
-    from incremental.run import RunConfig
+    from incsweep.incremental.run import RunConfig
 
     return RunConfig.from_dict({"method": method, "benchmark": BENCH, "method_config": CONFIGS[method]})
 
 
 def profile(method: str, top: int) -> str:
-    from incremental.benchmarks import load_benchmark
-    from incremental.run import run
+    from incsweep.incremental.benchmarks import load_benchmark
+    from incsweep.incremental.run import run
 
     cfg = config(method)
     bench = load_benchmark(cfg.benchmark)
@@ -89,8 +89,8 @@ def profile(method: str, top: int) -> str:
 COLD = """
 import time, torch
 torch.set_num_threads(1)
-from incremental.benchmarks import load_benchmark
-from incremental.run import RunConfig, run
+from incsweep.incremental.benchmarks import load_benchmark
+from incsweep.incremental.run import RunConfig, run
 cfg = RunConfig.from_dict({cfg})
 bench = load_benchmark(cfg.benchmark)
 t = time.perf_counter(); run(cfg, benchmark=bench); first = time.perf_counter() - t

@@ -38,10 +38,10 @@ def main() -> None:
     import ray
     import torch
 
-    from incremental.run import RunConfig, run
-    from study.results import list_trial_files, read_trial_file
-    from study.runner import run_study
-    from study.spec import StudySpec
+    from incsweep.incremental.run import RunConfig, run
+    from incsweep.study.results import list_trial_files, read_trial_file
+    from incsweep.study.runner import run_study
+    from incsweep.study.spec import StudySpec
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = StudySpec.from_dict({**SPEC, "trials": args.trials, "storage": f"{tmp}/study"})

@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from incremental.benchmarks import BENCHMARKS
+from incsweep.incremental.benchmarks import BENCHMARKS
 
 from train_throughput import Case, make_model  # the same model builder (same directory)
 

@@ -9,7 +9,7 @@ This runs in-process with plain Optuna ask/tell and ``incremental.run`` (the stu
 not ready when it was written). ASHA on the task axis uses the study platform's own Pareto-aware
 rule (``study.scheduler.rungs`` / ``keep_at_rung``, as ``ParetoASHA``): a trial stops at a rung only
 when at least a (1 - 1/rf) share of the trials recorded there dominates it on (avg_acc, MB); pruned
-trials are told to Optuna as PRUNED (never COMPLETE, ray-optuna.md trap 3) and only complete runs
+trials are told to Optuna as PRUNED (never COMPLETE, docs/ray-optuna.md trap 3) and only complete runs
 count towards the hypervolume.
 
 Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 70] [--seeds 0,1,2] [--workers 2]
@@ -51,9 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
-from search_spaces.params import Float
-from search_spaces.spaces import default_space
-from study.scheduler import RULES, keep_at_rung, rungs
+from incsweep.search_spaces.params import Float
+from incsweep.search_spaces.spaces import default_space
+from incsweep.study.scheduler import RULES, keep_at_rung, rungs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCH = {"name": "seq-fashionmnist", "train_per_class": 60, "test_per_class": 20, "val_fraction": 0.25,
@@ -104,7 +104,7 @@ def benchmark(val_per_class: int | None = None) -> dict:
 
 
 def run_config(params: dict, init_epochs: int = INIT_EPOCHS, val_per_class: int | None = None):
-    from incremental.run import RunConfig
+    from incsweep.incremental.run import RunConfig
 
     mc = {**FIXED, "init_epochs": init_epochs, **params}
     return RunConfig.from_dict({"method": "bmkp", "benchmark": benchmark(val_per_class), "method_config": mc})
@@ -112,8 +112,8 @@ def run_config(params: dict, init_epochs: int = INIT_EPOCHS, val_per_class: int 
 
 def reference_mb() -> float:
     """Hypervolume reference: accuracy 0 and BMKP's planned upper bound of the memory (every basis full)."""
-    from incremental.memory import MB
-    from incremental.methods.bmkp import BMKP
+    from incsweep.incremental.memory import MB
+    from incsweep.incremental.methods.bmkp import BMKP
 
     cfg = run_config({"gamma": 0.9, "lam": 1.0, "lr": 0.05, "epochs": 1})
     return BMKP.plan(cfg.method_config, cfg.benchmark).total_bytes / MB
@@ -159,8 +159,8 @@ def trial_cost(init_epochs: int, val_per_class: int | None = None) -> float:
     with 1 and with 2 later-task epochs (the searched range), after one warm-up task."""
     import torch
 
-    from incremental.benchmarks import load_benchmark
-    from incremental.run import run
+    from incsweep.incremental.benchmarks import load_benchmark
+    from incsweep.incremental.run import run
 
     torch.set_num_threads(1)
     configs = [run_config({"gamma": 0.9, "lam": 1.0, "lr": 0.05, "epochs": e}, init_epochs, val_per_class)
@@ -180,9 +180,9 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
     import optuna
     import torch
 
-    from incremental.benchmarks import load_benchmark
-    from incremental.prefix_cache import PrefixCache, cached_results, start_state, store
-    from incremental.run import CHECKPOINT_FILE, run
+    from incsweep.incremental.benchmarks import load_benchmark
+    from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state, store
+    from incsweep.incremental.run import CHECKPOINT_FILE, run
 
     strategy, seed, budget, setting = job
     torch.set_num_threads(1)

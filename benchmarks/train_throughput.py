@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from incremental.augment import AUGMENTATIONS, AugmentConfig, Augmenter
-from incremental.backbones import build_backbone, count_params
-from incremental.benchmarks import BENCHMARKS
+from incsweep.incremental.augment import AUGMENTATIONS, AugmentConfig, Augmenter
+from incsweep.incremental.backbones import build_backbone, count_params
+from incsweep.incremental.benchmarks import BENCHMARKS
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ import time
 
 import torch
 
-from incremental.augment import Augmenter
-from incremental.benchmarks import load_benchmark
-from incremental.run import RunConfig, run
+from incsweep.incremental.augment import Augmenter
+from incsweep.incremental.benchmarks import load_benchmark
+from incsweep.incremental.run import RunConfig, run
 
 from profile_trial import BENCH, config  # the profiled trial configurations (same directory)
 

@@ -24,7 +24,7 @@ class AugmentConfig:
         validate(self)
 
 
-# One explicit registry: the train-time augmentation of each benchmark (protocols.md).
+# One explicit registry: the train-time augmentation of each benchmark (docs/protocols.md).
 AUGMENTATIONS: dict[str, AugmentConfig] = {
     "cifar": AugmentConfig(crop_pad=4, flip=True),
     "cifar_memo": AugmentConfig(crop_pad=4, flip=True, brightness=63 / 255),  # MEMO/PyCIL add jitter

@@ -58,7 +58,7 @@ class CifarStem(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 32x32 inputs as in MEMO/PyCIL: widths 16/32/64, option-A shortcuts.
 
-    ResNet-32 (n=5) has 463,504 parameters without a classifier (protocols.md anchor).
+    ResNet-32 (n=5) has 463,504 parameters without a classifier (docs/protocols.md anchor).
     """
 
     def __init__(self, depth: int = 32, in_channels: int = 3, width: int = 16):

@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 __all__ = ["BenchmarkConfig", "BenchmarkSpec", "Split", "Task", "Benchmark", "BENCHMARKS", "load_benchmark"]
 
-# The seed PyCIL and MEMO use for their class order (protocols.md).
+# The seed PyCIL and MEMO use for their class order (docs/protocols.md).
 CLASS_ORDER_SEED = 1993
 
 
@@ -65,7 +65,7 @@ def _load_tinyimagenet(cfg: "BenchmarkConfig") -> datasets.RawData:
     return datasets.load_tiny_imagenet(cfg.data_root or datasets.default_data_root(), cfg.download)
 
 
-_CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)  # protocols.md
+_CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)  # docs/protocols.md
 # One explicit registry. Mean/std: CIFAR-10 and Tiny-ImageNet are the values the literature's
 # code uses (PyCIL/mammoth); Fashion-MNIST's are its training-set statistics.
 BENCHMARKS: dict[str, BenchmarkSpec] = {

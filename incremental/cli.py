@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .memory import MB
+from .units import MB
 
 __all__ = ["register"]
 

@@ -79,7 +79,7 @@ class ExemplarStore:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """How many exemplars a method may keep (protocols.md and memo.md "Budgets").
+    """How many exemplars a method may keep (docs/protocols.md and memo.md "Budgets").
 
     - ``count``: ``memory_size`` exemplars in total, ``memory_size // classes_seen`` per class;
     - ``per_class``: ``memory_per_class`` for every seen class;

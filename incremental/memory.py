@@ -1,4 +1,4 @@
-"""Byte-exact accounting of what a method must keep to predict (protocols.md, "Memory accounting")."""
+"""Byte-exact accounting of what a method must keep to predict (docs/protocols.md, "Memory accounting")."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from .units import MB
+
 __all__ = ["MB", "MemoryReport", "tensor_bytes", "module_bytes", "exemplars_for_budget", "aligned_exemplars"]
 
-MB = 2**20  # protocols.md: MB = 2^20 bytes
 
 
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
@@ -66,7 +67,7 @@ def exemplars_for_budget(total_mb: float, model_bytes: int, image_bytes: int) ->
 
 
 def aligned_exemplars(*, base: int, n_tasks: int, backbone_params: int, kept_params: int, image_bytes: int) -> int:
-    """Exemplars at DER's memory (protocols.md): base + the float32 bytes of T backbones not kept.
+    """Exemplars at DER's memory (docs/protocols.md): base + the float32 bytes of T backbones not kept.
 
     ``kept_params`` is what the method holds of those T backbones (1 backbone for a single-model
     method; g + T*s for MEMO), so DER itself (kept = T*P) gets exactly ``base``.

@@ -1,4 +1,4 @@
-"""Accuracy matrix -> continual-learning metrics, exactly as protocols.md defines them."""
+"""Accuracy matrix -> continual-learning metrics, exactly as docs/protocols.md defines them."""
 
 from __future__ import annotations
 

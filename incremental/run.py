@@ -27,6 +27,7 @@ from .memory import MemoryReport
 from .methods import METHODS, Method, RunContext, get_method
 from .methods.base import MethodConfig, derive_seed
 from .metrics import Metrics, compute_metrics
+from .provenance import code_version
 
 __all__ = ["RunConfig", "TaskResult", "RunResult", "run", "load_run_config", "CHECKPOINT_FILE", "code_version"]
 
@@ -201,24 +202,6 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "tasks": [t.as_dict() for t in self.tasks],
                 "complete": self.complete, "code_version": code_version()}
-
-
-def code_version() -> str:
-    """The package version plus the git commit when running from a checkout (provenance)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v = version("incsweep")
-    except PackageNotFoundError:
-        v = "0+unknown"
-    head = Path(__file__).resolve().parent.parent / ".git" / "HEAD"
-    try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            ref = (head.parent / ref[5:]).read_text().strip()
-        return f"{v}+g{ref[:10]}"
-    except OSError:
-        return v
 
 
 def _seed_all(seed: int) -> None:

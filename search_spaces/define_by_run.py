@@ -1,7 +1,7 @@
 """The Optuna define-by-run function of a study: method first (when several), then its parameters.
 
 It is a frozen dataclass instance, not a closure, so Ray pickles it by reference to this module
-(ray-optuna.md trap 9) and it holds no state between calls.
+(docs/ray-optuna.md trap 9) and it holds no state between calls.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from incremental.configs import from_mapping
-from incremental.errors import ConfigError
-from incremental.methods import get_method
+from incsweep.incremental.configs import from_mapping
+from incsweep.incremental.errors import ConfigError
+from incsweep.incremental.methods import get_method
 
 from .params import Fixed, Param, parse_param
 from .spaces import default_space

@@ -13,16 +13,17 @@ import logging
 import os
 import sys
 
-from incremental.errors import ConfigError
+from incsweep import __version__
+from incsweep.incremental.errors import ConfigError
 
 __all__ = ["main", "UsageError"]
 
 # One explicit registry of the packages that contribute subcommands (order = help order).
 COMMAND_MODULES = (
-    "incremental.cli",  # run, budget
-    "study.commands",  # study run | resume | status
-    "analysis.cli",  # analyze, export
-    "incremental.cache_cli",  # cache ls | clear
+    "incsweep.incremental.cli",  # run, budget
+    "incsweep.study.commands",  # study run | resume | status
+    "incsweep.analysis.cli",  # analyze, export
+    "incsweep.incremental.cache_cli",  # cache ls | clear
 )
 
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperparameter studies over incremental-learning methods under a memory budget.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"incsweep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:

@@ -6,9 +6,12 @@ import argparse
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from .layout import StudyLayout
-from .spec import StudySpec, load_spec
+
+if TYPE_CHECKING:  # the spec imports the engine (torch): only when a command runs, not for --help
+    from .spec import StudySpec
 
 __all__ = ["register"]
 
@@ -42,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _console_logging() -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    for name in ("study", "trainables"):
+    for name in ("incsweep.study", "incsweep.trainables"):
         logger = logging.getLogger(name)
         logger.setLevel(logging.INFO)
         logger.addHandler(handler)
@@ -50,6 +53,8 @@ def _console_logging() -> None:
 
 
 def _stored_spec(storage: str) -> StudySpec:
+    from .spec import StudySpec
+
     data = StudyLayout(storage).read_spec()
     if data is None:
         raise FileNotFoundError(f"{storage} holds no study (no study.yaml); start one with `incsweep study run SPEC.yaml`")
@@ -79,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     import time
 
     from .runner import run_study
+    from .spec import StudySpec, load_spec
 
     spec = load_spec(args.spec).with_storage(args.storage)
     if args.trials is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError
 
 from .results import resolve_storage
 

@@ -16,13 +16,16 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from incremental.run import RunResult, TaskResult, code_version
+from incsweep.incremental.provenance import code_version
+
+if TYPE_CHECKING:  # the engine (torch) only for annotations: analysis and the CLI's help stay torch-free
+    from incsweep.incremental.run import RunResult, TaskResult
 
 from .schema import FINAL_STATUSES, RESULTS_SCHEMA, TASK_STATUS, param_column, stat_column
 
@@ -54,7 +57,7 @@ def task_row(result: TaskResult | Mapping[str, Any], *, study: str, trial_id: st
              seed: int, config_json: str, params: Mapping[str, Any], started_at: datetime,
              finished_at: datetime | None = None, version: str | None = None) -> dict[str, Any]:
     """The row of one finished task (``result``: a TaskResult or its ``as_dict()``)."""
-    r = result.as_dict() if isinstance(result, TaskResult) else dict(result)
+    r = dict(result) if isinstance(result, Mapping) else result.as_dict()
     mem, val, test = r["memory"], r["val"], r["test"]
     total_bytes = int(mem["model_bytes"]) + int(mem["exemplar_bytes"]) + int(mem["extra_bytes"])
     row: dict[str, Any] = {

@@ -3,7 +3,7 @@
 ``run_study`` starts a study (or, with ``resume=True``, continues one from its storage directory:
 Tune's snapshot when there is one, otherwise a fresh Tuner for the trials still missing) and
 returns a summary read back from the Parquet results, the source of truth for what finished
-(never Tune's ResultGrid: ray-optuna.md trap 5).
+(never Tune's ResultGrid: docs/ray-optuna.md trap 5).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError
 
 from .layout import StudyLayout
 from .results import list_trial_files, read_trial_file
@@ -80,7 +80,7 @@ def summarize(storage: str, spec: StudySpec) -> StudySummary:
 
 
 def check_resources(resources: Any, concurrency: int | None) -> None:
-    """Fail clearly when one trial's request fits no node of the cluster (ray-optuna.md trap 7:
+    """Fail clearly when one trial's request fits no node of the cluster (docs/ray-optuna.md trap 7:
     Tune would otherwise leave the trials PENDING forever with a warning)."""
     import ray
 
@@ -110,7 +110,7 @@ def _init_ray(address: str | None, temp_dir: str | None) -> bool:
         try:
             ray.init(address=address, **kwargs)
         except ConnectionError as exc:
-            # Ray sends its token to an explicit address only when told to (ray-optuna.md trap 10);
+            # Ray sends its token to an explicit address only when told to (docs/ray-optuna.md trap 10);
             # without it a token-auth cluster looks unreachable after a 20-s retry, with no hint why.
             if "InvalidAuthToken" in str(exc.__cause__):
                 raise ConfigError(f"the Ray cluster at {address!r} rejected this driver: it uses token "
@@ -162,10 +162,24 @@ def _build_scheduler(spec: StudySpec):
                       reduction_factor=spec.scheduler.reduction_factor, rule=spec.scheduler.rule)
 
 
+# Top-level packages of incsweep before everything moved under one `incsweep` package (issue 16).
+_OLD_TOP_LEVEL = ("incremental", "study", "trainables", "search_spaces", "analysis")
+
+
+def _old_layout_module(err: BaseException | None) -> str | None:
+    """The old top-level module an unpickling error names, looking through the error's causes."""
+    seen = 0
+    while err is not None and seen < 20:
+        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in _OLD_TOP_LEVEL:
+            return err.name
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
 def _trainable(spec: StudySpec):
     from ray import tune
 
-    from trainables import get_trainable
+    from incsweep.trainables import get_trainable
 
     return tune.with_resources(get_trainable(list(spec.methods)), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
@@ -208,14 +222,22 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         run_config = tune.RunConfig(
             name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
             callbacks=[sink, progress], verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 1 warns on snapshots (ray-optuna.md)
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 1 warns on snapshots (docs/ray-optuna.md)
             failure_config=tune.FailureConfig(max_failures=spec.max_failures))
         if resume and tune.Tuner.can_restore(layout.tune_experiment, storage_filesystem=layout.tune_filesystem):
             log.info("resuming the Tune experiment in %s", layout.tune_experiment)
-            tuner = tune.Tuner.restore(layout.tune_experiment, trainable=_trainable(spec), resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False,
-                                       param_space=_param_space(spec, layout),
-                                       storage_filesystem=layout.tune_filesystem)
+            try:
+                tuner = tune.Tuner.restore(layout.tune_experiment, trainable=_trainable(spec), resume_unfinished=True,
+                                           resume_errored=False, restart_errored=False,
+                                           param_space=_param_space(spec, layout),
+                                           storage_filesystem=layout.tune_filesystem)
+            except Exception as err:  # noqa: BLE001 - Tune wraps unpickling errors in its own types
+                old = _old_layout_module(err)
+                if old is None:
+                    raise
+                raise ConfigError(f"{storage} was written by an older incsweep layout (its Tune state names module "
+                                  f"{old!r}, now incsweep.{old}); resume it with the incsweep version that wrote it, "
+                                  "or start a new study; `incsweep analyze` still reads its results") from None
             # Tune restores its pickled run config, callbacks included: give it this driver's fresh ones
             # (Tuner.restore takes no run_config in 2.60).
             tuner._local_tuner.get_run_config().callbacks = [sink, progress]  # noqa: SLF001

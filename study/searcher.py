@@ -1,4 +1,4 @@
-"""OptunaSearch for incremental runs: the traps of ray-optuna.md handled in one subclass.
+"""OptunaSearch for incremental runs: the traps of docs/ray-optuna.md handled in one subclass.
 
 - Trials that stop before their last task (ASHA) are told PRUNED, never COMPLETE with truncated
   values that would land on the Pareto front (trap 3).

@@ -18,7 +18,7 @@ from .results import final_row, read_trial_file, task_row, utcnow, write_trial_f
 
 __all__ = ["ParquetSink", "ProgressLog", "trial_error_text"]
 
-log = logging.getLogger("study.progress")
+log = logging.getLogger("incsweep.study.progress")
 
 
 def trial_error_text(trial: Any) -> str:

@@ -24,16 +24,16 @@ from typing import Any, Mapping
 
 import yaml
 
-from incremental.benchmarks import BenchmarkConfig
-from incremental.configs import from_mapping, spec, to_mapping, validate
-from incremental.errors import ConfigError
-from incremental.methods import get_method
-from search_spaces import StudySpace, build_space
+from incsweep.incremental.benchmarks import BenchmarkConfig
+from incsweep.incremental.configs import from_mapping, spec, to_mapping, validate
+from incsweep.incremental.errors import ConfigError
+from incsweep.incremental.methods import get_method
+from incsweep.search_spaces import StudySpace, build_space
 
 __all__ = ["StudySpec", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec", "Resources", "load_spec", "METRICS"]
 
 # Metrics a trial reports on every task (trainables.task_metrics); objectives and constraints pick
-# from these. Test metrics are recorded but never optimised (protocols.md: tune on validation).
+# from these. Test metrics are recorded but never optimised (docs/protocols.md: tune on validation).
 METRICS = ("avg_acc", "last_acc", "forgetting", "bwt", "total_mb", "total_bytes", "model_bytes",
            "exemplar_bytes", "wall_s")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a path segment and an Optuna study name

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import pytest
 
-from incremental.run import RunConfig
+from incsweep.incremental.run import RunConfig
 
 # 6 synthetic classes of 16x16x3 in 3 tasks of 2: enough for forgetting and exemplars to matter,
 # small enough that a tiny network trains a task in well under a second on one core.
@@ -78,7 +78,7 @@ def kill_driver_when() -> Callable[..., None]:
 
     def kill(spec_path: Any, ready: Callable[[], bool], timeout: float = 240.0) -> None:
         env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rk", dir="/tmp")}
-        proc = subprocess.Popen([sys.executable, "-m", "study.cli", "study", "run", str(spec_path)], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "incsweep.study.cli", "study", "run", str(spec_path)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             deadline = time.time() + timeout

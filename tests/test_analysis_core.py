@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from analysis import auc_over_memory, best_under, hypervolume, knee_index, memory_aucs, pareto_mask
-from analysis.objectives import Objective, parse_objectives
-from analysis.pareto import nondominated_mask
-from incremental.errors import ConfigError
+from incsweep.analysis import auc_over_memory, best_under, hypervolume, knee_index, memory_aucs, pareto_mask
+from incsweep.analysis.objectives import Objective, parse_objectives
+from incsweep.analysis.pareto import nondominated_mask
+from incsweep.incremental.errors import ConfigError
 
 
 def brute_mask(f: np.ndarray) -> np.ndarray:

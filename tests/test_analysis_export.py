@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from analysis import load_results
-from incremental.run import RunConfig, run
-from study.cli import main
-from study.results import rows_from_run, write_trial_file
+from incsweep.analysis import load_results
+from incsweep.incremental.run import RunConfig, run
+from incsweep.study.cli import main
+from incsweep.study.results import rows_from_run, write_trial_file
 from tests.conftest import TINY_BENCHMARK, TINY_NET
 
 # Two replay runs whose memory differs (exemplar budget), so the front and the knee are real choices.

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis import complete_runs, load_results, pareto_front, summarize, to_pandas
-from incremental.errors import ConfigError
-from study.cli import main
-from study.results import final_row, task_row, write_trial_file
+from incsweep.analysis import complete_runs, load_results, pareto_front, summarize, to_pandas
+from incsweep.incremental.errors import ConfigError
+from incsweep.study.cli import main
+from incsweep.study.results import final_row, task_row, write_trial_file
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 MIB = 2**20
@@ -93,7 +93,7 @@ def test_corrupt_and_foreign_files_are_skipped_with_a_warning(study_dir, caplog)
     bad.write_bytes(b"PAR1" + struct.pack("<i", 12345) + b"garbage" + b"PAR1")
     foreign = study_dir / "results" / "study=s1" / "method=a" / "foreign.parquet"
     pq.write_table(pa.table({"x": [1, 2]}), foreign)
-    with caplog.at_level(logging.WARNING, logger="analysis.load"):
+    with caplog.at_level(logging.WARNING, logger="incsweep.analysis.load"):
         table = load_results(str(study_dir))
     assert table.num_rows == 33  # everything else is used
     messages = "\n".join(r.getMessage() for r in caplog.records)

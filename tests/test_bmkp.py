@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from incremental.backbones import ReducedResNet18
-from incremental.benchmarks import load_benchmark
-from incremental.errors import ConfigError
-from incremental.memory import module_bytes
-from incremental.methods._bmkp_net import BNSet, Layout
-from incremental.methods._projection import first_basis, grow_basis, output_gram, project, residual_share
-from incremental.methods.bmkp import BMKP, basis_regulariser
-from incremental.run import RunConfig, build_method, load_run_config, run
+from incsweep.incremental.backbones import ReducedResNet18
+from incsweep.incremental.benchmarks import load_benchmark
+from incsweep.incremental.errors import ConfigError
+from incsweep.incremental.memory import module_bytes
+from incsweep.incremental.methods._bmkp_net import BNSet, Layout
+from incsweep.incremental.methods._projection import first_basis, grow_basis, output_gram, project, residual_share
+from incsweep.incremental.methods.bmkp import BMKP, basis_regulariser
+from incsweep.incremental.run import RunConfig, build_method, load_run_config, run
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "bmkp"
 BENCH = {"name": "synthetic", "n_classes": 6, "image_size": 16, "train_per_class": 30, "test_per_class": 10}
@@ -307,7 +307,7 @@ def test_bn_statistics_describe_the_knowledge_network():
 
 
 def test_working_and_knowledge_accuracy_are_reported_per_task(tmp_path):
-    from study.results import rows_from_run
+    from incsweep.study.results import rows_from_run
 
     result = run(config(), stop_after=2)
     for t in result.tasks:
@@ -323,7 +323,7 @@ def test_retrain_epochs_follow_each_tasks_epochs_unless_set():
     assert mc.retrain_schedule(0).epochs == 7 and mc.retrain_schedule(1).epochs == 3
     assert config(retrain_epochs=2, epochs=3).method_config.retrain_schedule(1).epochs == 2
     assert config(retrain_epochs=0).method_config.retrain_schedule(1) is None
-    from incremental.methods.bmkp import BMKPConfig
+    from incsweep.incremental.methods.bmkp import BMKPConfig
     assert BMKPConfig().retrain_epochs is None  # the default follows epochs (public code: same count)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from incremental.augment import AUGMENTATIONS, Augmenter
-from incremental.benchmarks import load_benchmark
-from incremental.methods._exemplar import with_exemplars
-from incremental.run import RunConfig, build_method
-from incremental.training import BN_STATS_MAX_IMAGES, recompute_bn_stats
+from incsweep.incremental.augment import AUGMENTATIONS, Augmenter
+from incsweep.incremental.benchmarks import load_benchmark
+from incsweep.incremental.methods._exemplar import with_exemplars
+from incsweep.incremental.run import RunConfig, build_method
+from incsweep.incremental.training import BN_STATS_MAX_IMAGES, recompute_bn_stats
 
 
 def _augmenter() -> Augmenter:

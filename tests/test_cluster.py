@@ -28,8 +28,8 @@ import optuna
 import pytest
 import yaml
 
-from study.results import list_trial_files, read_trial_file
-from study.searcher import make_optuna_storage
+from incsweep.study.results import list_trial_files, read_trial_file
+from incsweep.study.searcher import make_optuna_storage
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 

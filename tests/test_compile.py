@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from incremental.augment import AUGMENTATIONS, Augmenter
-from incremental.prefix_cache import prefix_key
-from incremental.run import run
-from incremental.training import Schedule, fit
+from incsweep.incremental.augment import AUGMENTATIONS, Augmenter
+from incsweep.incremental.prefix_cache import prefix_key
+from incsweep.incremental.run import run
+from incsweep.incremental.training import Schedule, fit
 
 CPU = torch.device("cpu")
 

@@ -15,8 +15,8 @@ import dataclasses
 import pytest
 import torch
 
-from incremental.methods import METHODS
-from incremental.run import RunConfig, build_method, evaluate, run
+from incsweep.incremental.methods import METHODS
+from incsweep.incremental.run import RunConfig, build_method, evaluate, run
 
 from test_methods_contract import N_TASKS, _assert_same_state, bench, comparable, final_state, tiny_config  # noqa: F401 (bench: a fixture)
 
@@ -89,7 +89,7 @@ def test_checkpoint_predicts_what_the_run_reported(cuda_reference, bench):
 def test_bf16_runs_deterministically_and_keys_its_own_prefix(bench, tmp_path):
     """precision=bf16 (opt-in) trains under autocast: same seed, same metrics; its weights differ from
     fp32's; a prefix stored at fp32 is never served to it (the prefix key holds the precision)."""
-    from incremental.prefix_cache import prefix_key
+    from incsweep.incremental.prefix_cache import prefix_key
 
     fp32 = cuda_config("finetune")
     bf16 = dataclasses.replace(fp32, precision="bf16")

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from incremental import datasets
-from incremental.benchmarks import BenchmarkConfig, load_benchmark
-from incremental.errors import ConfigError, DataNotFoundError
-from incremental.methods._exemplar import train_images_per_class
-from study.cli import main
+from incsweep.incremental import datasets
+from incsweep.incremental.benchmarks import BenchmarkConfig, load_benchmark
+from incsweep.incremental.errors import ConfigError, DataNotFoundError
+from incsweep.incremental.methods._exemplar import train_images_per_class
+from incsweep.study.cli import main
 
 PIL = pytest.importorskip("PIL.Image")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from incremental.memory import MB
-from incremental.methods import METHODS
-from incremental.run import RunConfig
-from study.cli import main
+from incsweep.incremental.memory import MB
+from incsweep.incremental.methods import METHODS
+from incsweep.incremental.run import RunConfig
+from incsweep.study.cli import main
 
 TINY = ["--benchmark", "synthetic", "--set", "benchmark.n_classes=6", "--set", "benchmark.train_per_class=24",
         "--set", "benchmark.test_per_class=8", "--set", "backbone=tiny", "--set", "width=4",

@@ -11,20 +11,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from incremental.backbones import build_backbone, count_params
-from incremental.benchmarks import BenchmarkConfig, class_order, load_benchmark
-from incremental.errors import ConfigError, DataNotFoundError
-from incremental.exemplars import herding_order
-from incremental.memory import MB, aligned_exemplars, exemplars_for_budget, module_bytes
-from incremental.methods._exemplar import (ExemplarMemory, class_means, nme_logits, planned_exemplars, quota,
+from incsweep.incremental.backbones import build_backbone, count_params
+from incsweep.incremental.benchmarks import BenchmarkConfig, class_order, load_benchmark
+from incsweep.incremental.errors import ConfigError, DataNotFoundError
+from incsweep.incremental.exemplars import herding_order
+from incsweep.incremental.memory import MB, aligned_exemplars, exemplars_for_budget, module_bytes
+from incsweep.incremental.methods._exemplar import (ExemplarMemory, class_means, nme_logits, planned_exemplars, quota,
                                            rehearsal_ce, train_images_per_class)
-from incremental.methods.icarl import kd_loss
-from incremental.metrics import backward_transfer, compute_metrics, forgetting
-from incremental.prefix_cache import prefix_key
-from incremental.run import RunConfig, run, with_overrides
-from incremental.configs import parse_override
+from incsweep.incremental.methods.icarl import kd_loss
+from incsweep.incremental.metrics import backward_transfer, compute_metrics, forgetting
+from incsweep.incremental.prefix_cache import prefix_key
+from incsweep.incremental.run import RunConfig, run, with_overrides
+from incsweep.incremental.configs import parse_override
 
-# ---- metrics (protocols.md definitions) ---------------------------------------------------------
+# ---- metrics (docs/protocols.md definitions) ---------------------------------------------------------
 ACC = [[0.5], [0.9, 0.8], [0.6, 0.7, 0.9]]  # task 0 improves after task 1, then is forgotten
 
 
@@ -45,7 +45,7 @@ def test_metrics_after_one_task_and_none():
     assert all(math.isnan(v) for v in compute_metrics([], []).as_dict().values())
 
 
-# ---- memory anchors (protocols.md) ---------------------------------------------------------------
+# ---- memory anchors (docs/protocols.md) ---------------------------------------------------------------
 def test_resnet32_anchor_and_603_images():
     bb = build_backbone("resnet32", 3)
     assert count_params(bb) == 463_504
@@ -235,7 +235,7 @@ def test_synthetic_data_is_learnable(tiny_run_config, tiny_net):
 
 
 def test_seed_matters_and_a_foreign_checkpoint_is_refused(tiny_run_config, tiny_net, tmp_path):
-    from incremental.run import CHECKPOINT_FILE, load_checkpoint
+    from incsweep.incremental.run import CHECKPOINT_FILE, load_checkpoint
 
     for seed in (0, 1):
         run(tiny_run_config("replay", seed=seed, memory_size=12, **tiny_net), checkpoint_dir=tmp_path / str(seed),
@@ -247,7 +247,7 @@ def test_seed_matters_and_a_foreign_checkpoint_is_refused(tiny_run_config, tiny_
 
 
 def test_icarl_keeps_the_old_model_only_while_training(tiny_run_config, tiny_net):
-    from incremental.run import build_method
+    from incsweep.incremental.run import build_method
 
     cfg = tiny_run_config("icarl", memory_size=12, **tiny_net)
     bench = load_benchmark(cfg.benchmark)
@@ -266,7 +266,7 @@ def test_icarl_keeps_the_old_model_only_while_training(tiny_run_config, tiny_net
 
 
 def test_joint_retrain_changes_later_tasks_only(tiny_run_config, tiny_net, tmp_path):
-    from incremental.run import CHECKPOINT_FILE, load_checkpoint
+    from incsweep.incremental.run import CHECKPOINT_FILE, load_checkpoint
 
     weights = {}
     for retrain in (False, True):

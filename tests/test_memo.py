@@ -13,18 +13,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from incremental.backbones import build_backbone, count_params
-from incremental.benchmarks import BenchmarkConfig, load_benchmark
-from incremental.cli import budget_report
-from incremental.errors import ConfigError
-from incremental.exemplars import herding_order
-from incremental.memory import MB, module_bytes
-from incremental.methods import METHODS
-from incremental.methods._memo_net import SplitNet, split_points
-from incremental.methods.der import DERConfig
-from incremental.methods.memo import MEMOConfig, aux_targets
-from incremental.run import CHECKPOINT_FILE, RunConfig, build_method, load_checkpoint, load_run_config, run
-from study.cli import main
+from incsweep.incremental.backbones import build_backbone, count_params
+from incsweep.incremental.benchmarks import BenchmarkConfig, load_benchmark
+from incsweep.incremental.cli import budget_report
+from incsweep.incremental.errors import ConfigError
+from incsweep.incremental.exemplars import herding_order
+from incsweep.incremental.memory import MB, module_bytes
+from incsweep.incremental.methods import METHODS
+from incsweep.incremental.methods._memo_net import SplitNet, split_points
+from incsweep.incremental.methods.der import DERConfig
+from incsweep.incremental.methods.memo import MEMOConfig, aux_targets
+from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, build_method, load_checkpoint, load_run_config, run
+from incsweep.study.cli import main
 
 from conftest import TINY_BENCHMARK
 

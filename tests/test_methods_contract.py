@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import torch
 
-from incremental.benchmarks import load_benchmark
-from incremental.errors import ConfigError
-from incremental.memory import MB
-from incremental.methods import METHODS, ExemplarConfig
-from incremental.run import CHECKPOINT_FILE, RunConfig, RunResult, build_method, evaluate, load_checkpoint, run
+from incsweep.incremental.benchmarks import load_benchmark
+from incsweep.incremental.errors import ConfigError
+from incsweep.incremental.memory import MB
+from incsweep.incremental.methods import METHODS, ExemplarConfig
+from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, RunResult, build_method, evaluate, load_checkpoint, run
 
 from conftest import TINY_BENCHMARK as BENCH  # 3 tasks x 2 classes, with a validation split
 

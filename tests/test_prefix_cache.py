@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from incremental.errors import ConfigError
-from incremental.methods.base import MethodConfig
-from incremental.prefix_cache import PrefixCache, prefix_fields, prefix_key, prefix_state, start_state, store
-from incremental.run import CHECKPOINT_FILE, RunConfig, load_checkpoint, run
-from study.cli import main as cli_main
+from incsweep.incremental.errors import ConfigError
+from incsweep.incremental.methods.base import MethodConfig
+from incsweep.incremental.prefix_cache import PrefixCache, prefix_fields, prefix_key, prefix_state, start_state, store
+from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, load_checkpoint, run
+from incsweep.study.cli import main as cli_main
 
 BENCH = {"name": "synthetic", "n_classes": 6, "image_size": 12, "train_per_class": 24, "test_per_class": 8,
          "val_fraction": 0.25}
@@ -201,7 +201,7 @@ def test_corrupt_entry_is_ignored_with_a_warning(states, tmp_path, caplog):
     cache = PrefixCache(tmp_path, version=V)
     key = cache.put(config(), states[0], 1)
     (tmp_path / f"{key}.pt").write_bytes(b"not a checkpoint")
-    with caplog.at_level(logging.WARNING, logger="incremental.prefix_cache"):
+    with caplog.at_level(logging.WARNING, logger="incsweep.incremental.prefix_cache"):
         assert cache.get(config(), 1) is None
     assert "corrupt entry" in caplog.text and key in caplog.text
     assert cache.entries() == []  # removed, so it warns once
@@ -214,8 +214,8 @@ def test_corrupt_entry_is_ignored_with_a_warning(states, tmp_path, caplog):
 WRITER = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
-    from incremental.prefix_cache import PrefixCache
-    from incremental.run import RunConfig, load_checkpoint
+    from incsweep.incremental.prefix_cache import PrefixCache
+    from incsweep.incremental.run import RunConfig, load_checkpoint
     cache = PrefixCache(sys.argv[1], max_bytes=int(sys.argv[3]), version="test-version")
     for path in sys.argv[4:] * 15:
         state = load_checkpoint(path)

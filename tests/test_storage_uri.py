@@ -14,9 +14,9 @@ import optuna
 import pytest
 import yaml
 
-from incremental.errors import ConfigError
-from study.results import list_trial_files, read_trial_file, write_trial_file
-from study.spec import StudySpec
+from incsweep.incremental.errors import ConfigError
+from incsweep.study.results import list_trial_files, read_trial_file, write_trial_file
+from incsweep.study.spec import StudySpec
 
 SYNTH = {"name": "synthetic", "n_classes": 6, "image_size": 16, "train_per_class": 48, "test_per_class": 8,
          "val_fraction": 0.25}
@@ -73,7 +73,7 @@ def _rows(storage: str) -> list[dict]:
 
 
 def test_uri_storage_needs_an_rdb_optuna_storage(s3_endpoint, tmp_path):
-    from study.runner import run_study
+    from incsweep.study.runner import run_study
 
     spec = StudySpec.from_dict({**_spec(_uri(s3_endpoint, "no-rdb"), "x", 1), "optuna_storage": None})
     with pytest.raises(ConfigError, match="is a URI: give optuna_storage"):
@@ -81,8 +81,8 @@ def test_uri_storage_needs_an_rdb_optuna_storage(s3_endpoint, tmp_path):
 
 
 def test_study_on_s3_survives_kill_9_and_resumes_from_the_bucket(s3_endpoint, local_ray, tmp_path, kill_driver_when):
-    from analysis import load_results, pareto_front
-    from study.runner import run_study
+    from incsweep.analysis import load_results, pareto_front
+    from incsweep.study.runner import run_study
 
     storage, db = _uri(s3_endpoint, "k"), tmp_path / "optuna.db"
     spec_path = tmp_path / "u.yaml"

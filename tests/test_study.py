@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from optuna.trial import TrialState
 
-from incremental.errors import ConfigError
-from study.results import list_trial_files, read_trial_file
-from study.searcher import TUNE_ID_ATTR, StudySearcher, make_optuna_storage, make_sampler, reconcile_orphans
-from study.spec import Constraint, Objective, StudySpec
+from incsweep.incremental.errors import ConfigError
+from incsweep.study.results import list_trial_files, read_trial_file
+from incsweep.study.searcher import TUNE_ID_ATTR, StudySearcher, make_optuna_storage, make_sampler, reconcile_orphans
+from incsweep.study.spec import Constraint, Objective, StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -105,7 +105,7 @@ def test_searcher_tells_pruned_failed_and_complete_with_constraints(tmp_path):
     assert trials["b"].state == TrialState.PRUNED and trials["b"].values is None
     assert [trials[t].state for t in "cde"] == [TrialState.FAIL] * 3
     # "a" violates total_mb <= 0.5 and "b" is pruned: only "f" is on the front, although "b" reported
-    # better truncated values than both (ray-optuna.md trap 3)
+    # better truncated values than both (docs/ray-optuna.md trap 3)
     assert [t.number for t in s.study.best_trials] == [trials["f"].number]
 
 
@@ -156,7 +156,7 @@ def _check_exactly_once(rows, n_tasks):
 
 
 def test_multi_objective_study_end_to_end(local_ray, tmp_path):
-    from study.runner import run_study
+    from incsweep.study.runner import run_study
 
     spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "s"), constraints=["total_mb <= 1"]))
     summary = run_study(spec)
@@ -183,7 +183,7 @@ def test_multi_objective_study_end_to_end(local_ray, tmp_path):
 
 
 def test_asha_pruned_trials_are_pruned_in_optuna_and_parquet(local_ray, tmp_path):
-    from study.runner import run_study
+    from incsweep.study.runner import run_study
 
     # 4 tasks; enough data and epochs that accuracy at a rung follows lr instead of tying at chance
     # (with 24 images a class and 1 epoch every trial tied and ASHA rightly stopped none)
@@ -206,7 +206,7 @@ def test_asha_pruned_trials_are_pruned_in_optuna_and_parquet(local_ray, tmp_path
 
 
 def test_diverged_and_failing_trials_are_recorded_and_the_study_goes_on(local_ray, tmp_path):
-    from study.runner import run_study
+    from incsweep.study.runner import run_study
 
     diverging = {**NET, "epochs": 3, "lr": 10.0, "momentum": 0.999, "weight_decay": 1.0}  # NaN loss in task 1
     spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "d"), methods=["finetune"], trials=2,
@@ -234,7 +234,7 @@ def test_diverged_and_failing_trials_are_recorded_and_the_study_goes_on(local_ra
 
 
 def test_gpu_request_on_a_gpu_less_cluster_fails_clearly_and_writes_nothing(local_ray, tmp_path):
-    from study.runner import run_study
+    from incsweep.study.runner import run_study
 
     spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "g"), resources={"cpu": 1, "gpu": 0.5}))
     with pytest.raises(ConfigError, match=r"resources.gpu=0.5 but the Ray cluster has no GPU"):
@@ -247,8 +247,8 @@ def test_gpu_request_on_a_gpu_less_cluster_fails_clearly_and_writes_nothing(loca
 def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path, kill_driver_when):
     """A driver (with its embedded Ray) is SIGKILLed mid-study; `study resume` finishes it: every
     trial's tasks once, no duplicates, no RUNNING Optuna trial, the requested trial count met."""
-    from study.runner import run_study
-    from study.spec import load_spec
+    from incsweep.study.runner import run_study
+    from incsweep.study.spec import load_spec
 
     import yaml
 
@@ -286,8 +286,8 @@ def test_trials_reproduce_plain_runs_with_reused_actors_and_prefix_reuse(local_r
     a cached task prefix (finetune's and replay's task 0 do not depend on the searched lr/wd...)."""
     import torch
 
-    from incremental.run import RunConfig, run
-    from study.runner import run_study
+    from incsweep.incremental.run import RunConfig, run
+    from incsweep.study.runner import run_study
 
     search = {"finetune": {**NET, "init_lr": 0.1, "init_weight_decay": 5e-4},
               "replay": {**NET, "memory_size": 12, "init_lr": 0.1, "init_weight_decay": 5e-4}}
@@ -308,7 +308,7 @@ def test_trials_reproduce_plain_runs_with_reused_actors_and_prefix_reuse(local_r
         assert [g[1:] for g in got] == expected
     torch.set_num_threads(threads)
     if prefix_cache:
-        from incremental.prefix_cache import PrefixCache
+        from incsweep.incremental.prefix_cache import PrefixCache
 
         entries = PrefixCache(Path(spec.storage) / "prefix_cache").entries()
         task0 = {e.method for e in entries if e.n_done == 1}
@@ -343,7 +343,7 @@ def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
 def test_pareto_asha_rungs_and_decisions():
     import numpy as np
 
-    from study.scheduler import keep_at_rung, rungs
+    from incsweep.study.scheduler import keep_at_rung, rungs
 
     assert rungs(1, 2, 5) == [1, 2, 4] and rungs(2, 2, 5) == [2, 4] and rungs(1, 3, 10) == [1, 3, 9]
     rng = np.random.default_rng(0)
@@ -362,7 +362,7 @@ def test_pareto_asha_rungs_and_decisions():
 def test_nondomination_layers_match_brute_force():
     import numpy as np
 
-    from study.scheduler import nondomination_layers
+    from incsweep.study.scheduler import nondomination_layers
 
     rng = np.random.default_rng(1)
     for _ in range(100):
@@ -378,9 +378,9 @@ def test_nondomination_layers_match_brute_force():
 def test_layer_rule_keeps_the_front_and_the_top_share_only():
     import numpy as np
 
-    from study.scheduler import RULES, keep_at_rung, nondomination_layers
+    from incsweep.study.scheduler import RULES, keep_at_rung, nondomination_layers
 
-    from study.spec import SchedulerSpec
+    from incsweep.study.spec import SchedulerSpec
 
     assert set(RULES) == set(SchedulerSpec.__dataclass_fields__["rule"].metadata["choices"])
     rng = np.random.default_rng(2)
@@ -410,7 +410,7 @@ def test_asha_rule_from_the_spec_decides_at_the_rung(rule, newcomer_goes_on):
 
     from ray.tune.schedulers import TrialScheduler
 
-    from study.runner import _build_scheduler
+    from incsweep.study.runner import _build_scheduler
 
     spec = StudySpec.from_dict(spec_dict(scheduler={"name": "asha", "grace_period": 2, "rule": rule}))
     sched = _build_scheduler(spec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
-from incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError
 
 from .trial import TrialSpec, run_trial, task_metrics
 

@@ -5,7 +5,7 @@ Tune passes a config dict built by the study (``study.runner``) and completed by
 ``base`` (benchmark, scenario, seed, ...), ``prefix_cache`` (a directory or None) and ``threads``.
 
 Every finished task is one ``tune.report`` carrying that task's metrics (validation metrics
-unprefixed, so the last report holds the study objectives of the whole run: ray-optuna.md trap 1)
+unprefixed, so the last report holds the study objectives of the whole run: docs/ray-optuna.md trap 1)
 and a checkpoint of the run state, from which Tune resumes a restarted trial exactly. The function
 keeps nothing between calls, so actors can be reused across trials (``reuse_actors=True``).
 """
@@ -23,9 +23,9 @@ from typing import Any, Mapping
 
 import torch
 
-from incremental.errors import DivergedError
-from incremental.prefix_cache import PrefixCache, cached_results, start_state
-from incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint, run
+from incsweep.incremental.errors import DivergedError
+from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state
+from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint, run
 
 __all__ = ["TrialSpec", "run_trial", "task_metrics", "OBJECTIVE_SENTINEL"]
 
@@ -132,7 +132,7 @@ def _report_cached(config: RunConfig, state: Mapping[str, Any], ckpt_dir: Path, 
     last one with the checkpoint that Tune would resume from."""
     from ray import tune
 
-    from incremental.run import save_checkpoint
+    from incsweep.incremental.run import save_checkpoint
 
     save_checkpoint(ckpt_dir / CHECKPOINT_FILE, dict(state))
     results = cached_results(state)

@@ -6,7 +6,7 @@ a finished task's classes, shrinking old classes to their herding prefix, the fi
 
 Typical use in a method (see replay.py)::
 
-    # __init__: M is fixed for the whole run from the FINAL model's bytes (protocols.md)
+    # __init__: M is fixed for the whole run from the FINAL model's bytes (docs/protocols.md)
     self.exemplars = ExemplarMemory.from_config(config, ctx.benchmark, final_model_bytes=...,
                                                 backbone_params=P, kept_params=P)
     # train_task: x, y = with_exemplars(task, self.exemplars)
@@ -68,7 +68,7 @@ def exemplar_total(config: ExemplarConfig, benchmark: BenchmarkConfig, *, final_
 
 
 def quota(total: int | None, per_class: int, classes_seen: int) -> int:
-    """Exemplars per class: M // classes_seen (protocols.md), or the fixed per-class number."""
+    """Exemplars per class: M // classes_seen (docs/protocols.md), or the fixed per-class number."""
     return per_class if total is None else total // max(classes_seen, 1)
 
 

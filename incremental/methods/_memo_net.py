@@ -187,7 +187,7 @@ class SplitNet(nn.Module):
 
 
 def split_sizes(backbone: nn.Module, n_shared: int | None) -> dict[str, int]:
-    """Parameters and bytes of G, of one S and of the whole backbone P (protocols.md's g, s, P)."""
+    """Parameters and bytes of G, of one S and of the whole backbone P (docs/protocols.md's g, s, P)."""
     net = SplitNet(backbone, n_shared)
     s = net.specialized[0]
     return {"shared_params": count_params(net.shared), "specialized_params": count_params(s),

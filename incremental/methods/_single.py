@@ -31,7 +31,7 @@ class IncrementalNet(nn.Module):
 
 
 def backbone_params(config: MethodConfig, in_channels: int) -> int:
-    """Parameters of one backbone without classifier (the P of protocols.md's budget formula)."""
+    """Parameters of one backbone without classifier (the P of docs/protocols.md's budget formula)."""
     return count_params(build_backbone(config.backbone, in_channels, **config.backbone_kwargs()))
 
 

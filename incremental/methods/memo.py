@@ -85,7 +85,7 @@ class MEMO(Method):
         backbone = build_backbone(config.backbone, ctx.image_shape[0], **config.backbone_kwargs())
         self.net = SplitNet(backbone, type(self).n_shared(config, backbone)).to(ctx.device)
         self.n_seen = 0
-        # M is fixed once for the run from the final memory (protocols.md), as replay does.
+        # M is fixed once for the run from the final memory (docs/protocols.md), as replay does.
         self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).details["exemplar_total"],
                                         config.memory_per_class)
         self._aux_bytes = 0

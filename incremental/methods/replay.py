@@ -22,7 +22,7 @@ class Replay(SingleNetMethod):
 
     def __init__(self, config: ExemplarConfig, ctx: RunContext):
         super().__init__(config, ctx)
-        # M is fixed once for the run, from the plan's final memory (protocols.md).
+        # M is fixed once for the run, from the plan's final memory (docs/protocols.md).
         self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).details["exemplar_total"],
                                         config.memory_per_class)
 
