@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test install data clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,16 +19,28 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Real Fashion-MNIST for the demo: Debian's package when this machine can install it (root + apt-get),
+# else one line saying what to run. INCSWEEP_DATA pointing at the IDX files skips the step.
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+data:
+	@if [ -d $(FASHION_DIR) ] || [ -n "$$INCSWEEP_DATA" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist) into $(FASHION_DIR)"; \
+	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "Fashion-MNIST is not installed: run 'sudo apt-get install dataset-fashion-mnist' (Debian) or set INCSWEEP_DATA to a folder holding its IDX files (docs/datasets.md)"; exit 1; fi
+
 # The main job: a small real study on an embedded local Ray, then the Pareto table, plots, report
 # and exported best configs.
 # Idempotent: a second `make demo` resumes (a no-op once finished) instead of refusing the storage.
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed data
 	if [ -f $(DEMO_DIR)/study.yaml ]; then $(BIN)/incsweep study resume $(DEMO_DIR); \
 	else $(BIN)/incsweep study run configs/studies/demo.yaml --storage $(DEMO_DIR); fi
 	$(BIN)/incsweep analyze $(DEMO_DIR) --out $(DEMO_DIR)/analysis
 	$(BIN)/incsweep export $(DEMO_DIR) --select front --out $(DEMO_DIR)/best
 
+# Lint first (ruff: pyflakes, pycodestyle, import order; configured in pyproject.toml), then the suite.
 test: $(VENV)/.installed
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean-demo:

@@ -8,11 +8,11 @@ Notebook use::
     front = pareto_front(table, "avg_acc:max,total_mb:min", by=["method"])
 """
 
+from .auc import auc_over_memory, memory_aucs
 from .hypervolume import hypervolume, reference_point
 from .load import complete_runs, load_results, to_pandas
 from .objectives import Objective, parse_objectives
 from .pareto import pareto_front, pareto_mask
-from .auc import auc_over_memory, memory_aucs
 from .select import best_under, knee_index
 from .summary import Summary, summarize
 

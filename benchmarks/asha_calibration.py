@@ -36,11 +36,11 @@ def collect(job: tuple[int, int, int]) -> list[dict]:
     """Run configs ``start..start+count`` of the random sampler's sequence to the end, every task recorded."""
     import optuna
     import torch
+    from sweep_efficiency import run_config, space
 
     from incsweep.incremental.benchmarks import load_benchmark
     from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state, store
     from incsweep.incremental.run import CHECKPOINT_FILE, run
-    from sweep_efficiency import run_config, space
 
     seed, start, count = job
     torch.set_num_threads(1)
@@ -136,7 +136,8 @@ def evaluate(runs: list[dict], n_orders: int, batch: int, rng_seed: int = 0) -> 
                     f"{np.mean(front_lost):>11.0%} {np.mean(hv_ratio):>12.4f} {np.mean(np.array(hv_ratio) >= 1 - 1e-12):>11.0%}")
     head = (f"ASHA rule calibration: {len(runs)} complete BMKP runs of sweep_efficiency's product space "
             f"(random sampler), replayed in {n_orders} random orders at the compute of {batch} full trials "
-            f"(task 0 paid once, {task0_s:.1f} CPU-s; a later task {np.mean([t['cpu_s'] for r in runs for t in r['tasks'][1:]]):.2f} CPU-s); grace 2 tasks")
+            f"(task 0 paid once, {task0_s:.1f} CPU-s; a later task "
+            f"{np.mean([t['cpu_s'] for r in runs for t in r['tasks'][1:]]):.2f} CPU-s); grace 2 tasks")
     cols = (f"{'rule':18} {'trials x':>10} {'stopped':>8} {'front lost':>11} {'HV / no ASHA':>12} {'HV not lower':>11}")
     notes = ("trials x: trials run for the same compute, against no stopping; front lost: share of the "
              "front of the trials it ran (each run to the end) that it stopped; HV / no ASHA: hypervolume of "

@@ -53,7 +53,8 @@ def main() -> None:
     seeds = [int(x) for x in args.seeds.split(",")]
     bench = None
     rows: dict[str, list[dict]] = {}
-    print("| run | seed | last_acc | avg_acc | forgetting | stored MB | model MB | extra MB | train-state MB | time s | acc after last task |")
+    print("| run | seed | last_acc | avg_acc | forgetting | stored MB | model MB | extra MB | train-state MB | time s "
+          "| acc after last task |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for method, scenario, mc, label in runs():
         if args.only and not any(label.startswith(p) for p in args.only.split(",")):

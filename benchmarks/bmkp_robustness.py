@@ -59,7 +59,8 @@ def main() -> int:
     points = sample_points(args.points, args.sampler_seed)
     print(f"BMKP robustness: demo space, {len(points)} points (RandomSampler seed {args.sampler_seed}), "
           f"seeds {args.seeds}, threads {args.threads}; chance {chance:.2f}, gap tolerance {KNOWLEDGE_GAP_TOLERANCE}")
-    print("| point | gamma | lam | lr | seed | threads | test acc of each task when learned | min | max gap (working - knowledge) | last acc | MB | s | ok |")
+    print("| point | gamma | lam | lr | seed | threads | test acc of each task when learned | min "
+          "| max gap (working - knowledge) | last acc | MB | s | ok |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     failures = 0
     for i, params in enumerate(points):

@@ -11,7 +11,8 @@ Two parts, both through ``incremental.run`` exactly as a trial or ``incsweep run
    (no CIFAR here): timing depends on the sizes, not on the content, and the accuracies of these
    runs mean nothing, so none is printed.
 2. ``fmnist``: real Fashion-MNIST (the whole training set, 6,000 images a class), MEMO on ResNet-32
-   and BMKP on its reduced ResNet-18 (nf 20), for ``--fmnist-epochs`` epochs a phase: per-task time, training images/s and accuracy.
+   and BMKP on its reduced ResNet-18 (nf 20), for ``--fmnist-epochs`` epochs a phase: per-task time, training
+   images/s and accuracy.
 
 Usage:  python benchmarks/gpu_schedule.py --device cuda [--parts paper,fmnist] [--data-root DIR]
         [--fmnist-epochs 5] [--out results.json]

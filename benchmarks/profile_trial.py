@@ -79,7 +79,8 @@ def profile(method: str, top: int) -> str:
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
     body = "\n".join(line for line in buf.getvalue().splitlines()[6:] if line.strip())
     per_task = ", ".join(f"{t.wall_s:.2f}" for t in result.tasks)
-    return (f"== {method}, {BENCH['train_per_class']} images/class: {cpu:.2f} CPU-s for {result.final.n_tasks} tasks (wall per task: {per_task} s)\n"
+    return (f"== {method}, {BENCH['train_per_class']} images/class: {cpu:.2f} CPU-s for {result.final.n_tasks} tasks "
+            f"(wall per task: {per_task} s)\n"
             f"   model kernels (conv, BN, relu, linear, pooling, autograd backward): {kernels / total:.0%} of "
             f"profiled time; everything else (augmentation, batching, optimiser, Python): {1 - kernels / total:.0%}\n"
             f"   phases (cumulative share): {'; '.join(phases)}\n"

@@ -68,7 +68,8 @@ def main() -> int:
     args = ap.parse_args()
     print("MEMO, Fashion-MNIST class-IL 5x2, 500/100 images a class, ResNet-32, batch 128, 1 epoch a task, "
           "2000 exemplars, 2 threads")
-    print("| run | accuracy on seen classes after each task (%) | avg inc. (%) | last (%) | wall s | / PyCIL wall | peak RSS MB |")
+    print("| run | accuracy on seen classes after each task (%) | avg inc. (%) | last (%) | wall s | / PyCIL wall "
+          "| peak RSS MB |")
     print("|---|---|---|---|---|---|---|")
     print(row(f"PyCIL MEMO ({PYCIL['source']})", PYCIL), flush=True)
     means: dict[str, list[dict]] = {}

@@ -22,10 +22,9 @@ import time
 
 import torch
 from torch import nn
+from train_throughput import Case, make_model  # the same model builder (same directory)
 
 from incsweep.incremental.benchmarks import BENCHMARKS
-
-from train_throughput import Case, make_model  # the same model builder (same directory)
 
 # The backbones trials use here, on their benchmarks' input shapes; nf=20 is GPM/BMKP's reduced ResNet-18.
 MODELS = {

@@ -13,7 +13,8 @@ trials are told to Optuna as PRUNED (never COMPLETE, docs/ray-optuna.md trap 3) 
 count towards the hypervolume.
 
 Usage:  .venv/bin/python benchmarks/sweep_efficiency.py [--budget 70] [--seeds 0,1,2] [--workers 2]
-        [--budget-trials N] [--val-per-class N] [--init-epochs 8] [--grace 2] [--rf 2] [--asha-rule dominated|layer] [--tpe-startup 10] [--multivariate] [--space product|wide]
+        [--budget-trials N] [--val-per-class N] [--init-epochs 8] [--grace 2] [--rf 2] [--asha-rule dominated|layer]
+        [--tpe-startup 10] [--multivariate] [--space product|wide]
         [--strategies random,...] [--out STEM]
 Writes STEM.{txt,png,json} (default benchmarks/results/sweep_efficiency). The recorded runs, all
 with --tpe-startup 5 --multivariate (docs/efficiency.md has the table):
@@ -370,7 +371,8 @@ def main() -> None:
     if args.val_per_class is not None and not 1 <= args.val_per_class <= 5000:
         ap.error(f"--val-per-class {args.val_per_class}: allowed 1 to 5000 (Fashion-MNIST has 6000 a class)")
     setting = {"init_epochs": args.init_epochs, "grace": args.grace, "rf": args.rf, "val_per_class": args.val_per_class,
-               "tpe_startup": args.tpe_startup, "asha_rule": args.asha_rule, "multivariate": args.multivariate, "space": args.space}
+               "tpe_startup": args.tpe_startup, "asha_rule": args.asha_rule, "multivariate": args.multivariate,
+               "space": args.space}
     if args.budget_trials is not None:
         unit = trial_cost(args.init_epochs, args.val_per_class)
         args.budget = args.budget_trials * unit

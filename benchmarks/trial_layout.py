@@ -23,12 +23,11 @@ import sys
 import time
 
 import torch
+from profile_trial import BENCH, config  # the profiled trial configurations (same directory)
 
 from incsweep.incremental.augment import Augmenter
 from incsweep.incremental.benchmarks import load_benchmark
 from incsweep.incremental.run import RunConfig, run
-
-from profile_trial import BENCH, config  # the profiled trial configurations (same directory)
 
 # ResNet-32 at full width, one epoch a task: the model the brief's CPU figures are about (100-150
 # img/s a step), on Fashion-MNIST 5x2 and on CIFAR-shaped synthetic data (3x32x32, 10 classes in

@@ -67,7 +67,8 @@ class RunConfig:
         validate(self)
         cls = get_method(self.method)
         if not isinstance(self.method_config, cls.config_cls):
-            raise ConfigError(f"method_config is a {type(self.method_config).__name__}, {self.method} needs {cls.config_cls.__name__}")
+            raise ConfigError(f"method_config is a {type(self.method_config).__name__}, "
+                              f"{self.method} needs {cls.config_cls.__name__}")
         if self.scenario is None:
             object.__setattr__(self, "scenario", cls.scenarios[0])
         elif self.scenario not in cls.scenarios:

@@ -98,7 +98,8 @@ class ParquetSink(Callback):
             config = trial.config
             template = {"study": self.study, "trial_id": trial.trial_id, "method": method,
                         "benchmark": config["base"]["benchmark"]["name"], "scenario": str(config["base"].get("scenario")),
-                        "n_tasks": self.n_tasks, "seed": int(config["base"]["seed"]), "config_json": json.dumps(config, default=str),
+                        "n_tasks": self.n_tasks, "seed": int(config["base"]["seed"]),
+                        "config_json": json.dumps(config, default=str),
                         "code_version": "", "started_at": utcnow(),
                         **{f"param_{k}": v for k, v in self._params(trial).items()}}
         self._final[trial.trial_id] = final_row(list(rows.values()), status=status, error=error, template=template)

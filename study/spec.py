@@ -89,7 +89,8 @@ class Constraint:
 class SchedulerSpec:
     # fifo runs every trial to the end; asha stops trials at rungs on the task axis (tasks done).
     name: str = spec("fifo", choices=("fifo", "asha"))
-    grace_period: int = spec(2, range=(1, 1000))  # tasks before the first rung (sweep_efficiency.py: 1 rung compares identical task-0 prefixes)
+    # tasks before the first rung (sweep_efficiency.py: 1 rung compares identical task-0 prefixes)
+    grace_period: int = spec(2, range=(1, 1000))
     reduction_factor: float = spec(2.0, range=(1.01, 100.0))  # half of the trials at a rung go on (sweep_efficiency.py)
     # Several objectives: which trials stop at a rung (study/scheduler.py RULES). "dominated": those a
     # (1 - 1/rf) share of the rung dominates; "layer": all but the top 1/rf in non-dominated order.

@@ -87,7 +87,7 @@ def test_memory_equals_formula_counted_by_hand(three_tasks):
         convs += [(c_out, c_in, 3), (c_out, c_out, 3)]
         if c_in != c_out:
             convs.append((c_out, c_in, 1))
-    assert [l.shape[:3] for l in method.layout.layers] == convs
+    assert [layer.shape[:3] for layer in method.layout.layers] == convs
     ranks = [b.shape[1] for b in method.bases]
     bases = sum(c_out * r for (c_out, _, _), r in zip(convs, ranks)) * 4
     head = (8 * nf + 1) * 6 * 4  # one linear layer with bias over the 6 classes seen

@@ -14,11 +14,10 @@ import dataclasses
 
 import pytest
 import torch
+from test_methods_contract import N_TASKS, _assert_same_state, bench, comparable, final_state, tiny_config  # noqa: F401 (bench: a fixture)
 
 from incsweep.incremental.methods import METHODS
 from incsweep.incremental.run import RunConfig, build_method, evaluate, run
-
-from test_methods_contract import N_TASKS, _assert_same_state, bench, comparable, final_state, tiny_config  # noqa: F401 (bench: a fixture)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

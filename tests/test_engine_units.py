@@ -13,16 +13,23 @@ from torch import nn
 
 from incsweep.incremental.backbones import build_backbone, count_params
 from incsweep.incremental.benchmarks import BenchmarkConfig, class_order, load_benchmark
+from incsweep.incremental.configs import parse_override
 from incsweep.incremental.errors import ConfigError, DataNotFoundError
 from incsweep.incremental.exemplars import herding_order
 from incsweep.incremental.memory import MB, aligned_exemplars, exemplars_for_budget, module_bytes
-from incsweep.incremental.methods._exemplar import (ExemplarMemory, class_means, nme_logits, planned_exemplars, quota,
-                                           rehearsal_ce, train_images_per_class)
+from incsweep.incremental.methods._exemplar import (
+    ExemplarMemory,
+    class_means,
+    nme_logits,
+    planned_exemplars,
+    quota,
+    rehearsal_ce,
+    train_images_per_class,
+)
 from incsweep.incremental.methods.icarl import kd_loss
 from incsweep.incremental.metrics import backward_transfer, compute_metrics, forgetting
 from incsweep.incremental.prefix_cache import prefix_key
 from incsweep.incremental.run import RunConfig, run, with_overrides
-from incsweep.incremental.configs import parse_override
 
 # ---- metrics (docs/protocols.md definitions) ---------------------------------------------------------
 ACC = [[0.5], [0.9, 0.8], [0.6, 0.7, 0.9]]  # task 0 improves after task 1, then is forgotten

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_BENCHMARK
 
 from incsweep.incremental.backbones import build_backbone, count_params
 from incsweep.incremental.benchmarks import BenchmarkConfig, load_benchmark
@@ -25,8 +26,6 @@ from incsweep.incremental.methods.der import DERConfig
 from incsweep.incremental.methods.memo import MEMOConfig, aux_targets
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, build_method, load_checkpoint, load_run_config, run
 from incsweep.study.cli import main
-
-from conftest import TINY_BENCHMARK
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "memo"
 FAST = {"backbone": "tiny", "width": 4, "epochs": 2, "init_epochs": 2, "batch_size": 16, "memory_size": 12}
@@ -266,7 +265,8 @@ def test_named_split_points_and_resnet18():
 def test_split_is_validated_against_the_backbone():
     with pytest.raises(ConfigError, match=r"shared_blocks=2 does not fit tiny, which has 2 residual blocks; allowed 0\.\.1"):
         MEMOConfig(backbone="tiny", shared_blocks=2)
-    with pytest.raises(ConfigError, match=r"split_after='layer3' is not a split point of resnet32; allowed: \['layer1', 'layer2', 'stem'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"split_after='layer3' is not a split point of resnet32; allowed: \['layer1', 'layer2', 'stem'\]"):
         MEMOConfig(split_after="layer3")
     with pytest.raises(ConfigError, match="not both"):
         MEMOConfig(shared_blocks=5, split_after="layer1")

@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import TINY_BENCHMARK as BENCH  # 3 tasks x 2 classes, with a validation split
 
 from incsweep.incremental.benchmarks import load_benchmark
 from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.memory import MB
 from incsweep.incremental.methods import METHODS, ExemplarConfig
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, RunResult, build_method, evaluate, load_checkpoint, run
-
-from conftest import TINY_BENCHMARK as BENCH  # 3 tasks x 2 classes, with a validation split
 
 N_TASKS = 3
 

@@ -52,7 +52,7 @@ def _python(code: str, cwd: Path, path: list[Path]) -> subprocess.CompletedProce
 
 
 def test_installed_wheel_works_beside_clashing_names(installed, tmp_path):
-    """A notebook folder holding analysis.py, study.py, incremental.py (each fails on import), and an
+    """A notebook folder holding analysis.py, study.py, incremental.py (each fails on import), and another
     ``incremental`` package on the path (Twisted's versioning package has that import name)."""
     for part in ("analysis", "study", "incremental"):
         (tmp_path / f"{part}.py").write_text(f"raise ImportError('the local {part}.py was imported')\n")
@@ -61,13 +61,14 @@ def test_installed_wheel_works_beside_clashing_names(installed, tmp_path):
     (other / "incremental" / "__init__.py").write_text("__version__ = 'not incsweep'\n")
     code = ("import incsweep, incsweep.analysis, incsweep.study.spec, incsweep.incremental.run\n"
             "from incsweep.analysis import load_results, pareto_front, hypervolume\n"
-            "import incremental\n"
-            "print(incsweep.__file__); print(incsweep.incremental.run.__file__); print(incremental.__version__)")
+            "import importlib.util\n"
+            "print(incsweep.__file__); print(incsweep.incremental.run.__file__)\n"
+            "print(importlib.util.find_spec('incremental').origin)")
     proc = _python(code, tmp_path, [other, installed])
     assert proc.returncode == 0, proc.stderr
     first, second, third = proc.stdout.split()
     assert first.startswith(str(installed)) and second.startswith(str(installed))
-    assert third == "not incsweep"  # the other package keeps its name
+    assert third == str(tmp_path / "incremental.py")  # the name `incremental` stays the local file's
 
 
 def test_twisted_incremental_alongside(installed, tmp_path):

@@ -247,10 +247,10 @@ def test_gpu_request_on_a_gpu_less_cluster_fails_clearly_and_writes_nothing(loca
 def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path, kill_driver_when):
     """A driver (with its embedded Ray) is SIGKILLed mid-study; `study resume` finishes it: every
     trial's tasks once, no duplicates, no RUNNING Optuna trial, the requested trial count met."""
+    import yaml
+
     from incsweep.study.runner import run_study
     from incsweep.study.spec import load_spec
-
-    import yaml
 
     storage = tmp_path / "k"
     slow = {**NET, "epochs": 6}  # ~1 s per task: the kill lands mid-study
@@ -379,7 +379,6 @@ def test_layer_rule_keeps_the_front_and_the_top_share_only():
     import numpy as np
 
     from incsweep.study.scheduler import RULES, keep_at_rung, nondomination_layers
-
     from incsweep.study.spec import SchedulerSpec
 
     assert set(RULES) == set(SchedulerSpec.__dataclass_fields__["rule"].metadata["choices"])
@@ -417,7 +416,8 @@ def test_asha_rule_from_the_spec_decides_at_the_rung(rule, newcomer_goes_on):
     decide = lambda tid, acc, mb: sched.on_trial_result(None, SimpleNamespace(trial_id=tid),  # noqa: E731
                                                         {"tasks_done": 2, "avg_acc": acc, "total_mb": mb})
     # three trials on the rung's front go on under either rule
-    assert all(decide(t, acc, mb) == TrialScheduler.CONTINUE for t, acc, mb in [("a", 0.9, 3.0), ("b", 0.8, 1.0), ("c", 0.6, 0.5)])
+    assert all(decide(t, acc, mb) == TrialScheduler.CONTINUE
+               for t, acc, mb in [("a", 0.9, 3.0), ("b", 0.8, 1.0), ("c", 0.6, 0.5)])
     # dominated by one of the three only: below the top half in non-dominated order, not by half of them
     verdict = decide("d", 0.7, 2.0)
     assert verdict == (TrialScheduler.CONTINUE if newcomer_goes_on else TrialScheduler.STOP)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from .base import BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
-from .finetune import Finetune
 from .bmkp import BMKP
-from .separate import Separate
-from .replay import Replay
+from .der import DER
+from .finetune import Finetune
 from .icarl import ICaRL
 from .joint import Joint
 from .memo import MEMO
-from .der import DER
+from .replay import Replay
+from .separate import Separate
 
 __all__ = ["METHODS", "get_method", "Method", "MethodConfig", "ExemplarConfig", "RunContext", "BudgetPlan"]
 

@@ -194,7 +194,8 @@ class BMKP(Method):
         gen = torch.Generator().manual_seed(derive_seed(self.ctx.seed, task.index, _STREAM_EXAMPLES))
         idx = torch.randperm(len(task.train), generator=gen)[: self.config.example_num].sort().values
         x = task.train.x[idx]
-        grams = [torch.zeros(l.c_out, l.c_out, dtype=torch.float64, device=self.ctx.device) for l in self.layout.layers]
+        grams = [torch.zeros(layer.c_out, layer.c_out, dtype=torch.float64, device=self.ctx.device)
+                 for layer in self.layout.layers]
 
         def tap(i: int, z: torch.Tensor) -> None:
             grams[i] += output_gram(z)
@@ -224,7 +225,7 @@ class BMKP(Method):
     def task_weights(self, task_id: int) -> list[torch.Tensor]:
         """Task ``task_id``'s conv weights B[:, :r] A_t; the working weights if it is not projected yet."""
         if task_id < len(self.coeffs):
-            return [compose(b, a, l.shape) for b, a, l in zip(self.bases, self.coeffs[task_id], self.layout.layers)]
+            return [compose(b, a, layer.shape) for b, a, layer in zip(self.bases, self.coeffs[task_id], self.layout.layers)]
         return [w.detach() for w in self.working]
 
     @torch.no_grad()
