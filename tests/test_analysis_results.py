@@ -178,3 +178,14 @@ def test_cli_errors_are_one_line_exit_2(study_dir, tmp_path, capsys):
     assert "--select 'median' is not allowed" in capsys.readouterr().err
     assert main(["export", str(study_dir), "--out", str(tmp_path / "x"), "--select", "best-under-mb=0.01"]) == 2
     assert "no complete run qualifies" in capsys.readouterr().err
+
+
+def test_accuracy_memory_legend_hides_no_point(study_dir):
+    """The legend sits outside the axes: a fixed corner inside hid dominated runs in the demo."""
+    from incsweep.analysis.plots import accuracy_vs_memory_figure
+
+    fig = accuracy_vs_memory_figure(summarize(load_results(str(study_dir))))
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    legend = ax.get_legend().get_window_extent()
+    assert not legend.overlaps(ax.get_window_extent())
