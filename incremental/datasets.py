@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataNotFoundError
+from .errors import DataFormatError, DataNotFoundError
 
 __all__ = ["RawData", "read_idx", "load_fashion_mnist", "load_cifar", "load_tiny_imagenet", "make_synthetic",
            "default_data_root", "default_cache_dir", "FASHION_MNIST_SYSTEM_DIR", "TINY_IMAGENET_URL"]
@@ -150,20 +150,50 @@ _CIFAR_LAYOUT: dict[int, tuple[str, tuple[str, ...], str, str, str, str]] = {
 }
 
 
+# What a CIFAR batch file may name when unpickled: numpy arrays and their dtypes, nothing else (its dicts,
+# lists, strings and numbers need no class lookup). Anything else -- os.system, builtins.eval, ... -- is
+# refused, so a crafted file in a shared data root cannot run code (pickle runs what a file names).
+_CIFAR_PICKLE_NAMES = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                       ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                       ("numpy._core.multiarray", "scalar")}
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_PICKLE_NAMES:
+            raise pickle.UnpicklingError(f"it names {module}.{name}; a CIFAR batch holds only numpy arrays, "
+                                         "lists, strings and numbers")
+        if module.startswith("numpy.core."):  # NumPy 2 keeps these under numpy._core
+            module = "numpy._core." + module[len("numpy.core."):]
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
     # The files are Python 2 pickles: latin1 turns their byte strings (keys and numpy's raw buffers) into
     # str as torchvision does; files re-pickled with bytes keys are accepted too.
-    with open(path, "rb") as fh:
-        entry = pickle.load(fh, encoding="latin1")
+    try:
+        with open(path, "rb") as fh:
+            entry = _ArraysOnlyUnpickler(fh, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+        raise DataFormatError(f"{path} is not a CIFAR batch file (torchvision's pickled python version): "
+                              f"{str(err) or type(err).__name__}") from None
+    if not isinstance(entry, dict):
+        raise DataFormatError(f"{path} is not a CIFAR batch file: it holds a {type(entry).__name__}, not a dict")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in entry.items()}
 
 
 def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     entry = _unpickle(path)
-    data = np.asarray(entry["data"], dtype=np.uint8)
-    labels = np.asarray(entry[label_key], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
-        raise ValueError(f"{path}: expected 'data' of shape (N, 3072) and N labels, got {data.shape} and {len(labels)}")
+    if "data" not in entry or label_key not in entry:
+        raise DataFormatError(f"{path}: a CIFAR batch needs keys 'data' and {label_key!r}; it has {sorted(entry)[:8]}")
+    try:
+        data = np.asarray(entry["data"], dtype=np.uint8)
+        labels = np.asarray(entry[label_key], dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise DataFormatError(f"{path}: 'data' and {label_key!r} must be uint8 pixels and integer labels ({err})") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1 or len(data) != len(labels):
+        raise DataFormatError(f"{path}: expected 'data' of shape (N, 3072) and N labels, got {data.shape} and "
+                              f"{labels.shape}")
     return data.reshape(-1, 3, 32, 32), labels  # rows are channel-planar: 1024 R, then G, then B
 
 
@@ -187,9 +217,10 @@ def load_cifar(data_root: str | None, n_classes: int, download: bool) -> RawData
     if missing:
         raise DataNotFoundError(f"{name} not found: {directory} lacks {', '.join(missing)}; "
                                 + _how_to_get(f"torchvision fetches cifar-{n_classes}-python.tar.gz"))
-    classes = _unpickle(directory / meta_file)[meta_key]
-    if len(classes) != n_classes:
-        raise ValueError(f"{directory / meta_file}: {len(classes)} class names, expected {n_classes}")
+    meta = _unpickle(directory / meta_file)
+    classes = meta.get(meta_key)
+    if not isinstance(classes, list) or len(classes) != n_classes:
+        raise DataFormatError(f"{directory / meta_file}: expected {meta_key!r} with {n_classes} class names")
     parts = [_cifar_batch(directory / f, label_key) for f in train_files]
     x_test, y_test = _cifar_batch(directory / test_file, label_key)
     log.info("%s from %s", name, directory)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataNotFoundError", "DivergedError"]
+__all__ = ["ConfigError", "DataNotFoundError", "DataFormatError", "DivergedError"]
 
 
 class ConfigError(ValueError):
@@ -11,6 +11,11 @@ class ConfigError(ValueError):
 
 class DataNotFoundError(FileNotFoundError):
     """A dataset is not on disk: the message says where it was looked for and how to get it."""
+
+
+class DataFormatError(ConfigError):
+    """A dataset file is not in the format its reader expects (or holds what it must not): the message
+    names the file and what was expected. A ConfigError, so the CLI prints one line and exits 2."""
 
 
 class DivergedError(RuntimeError):

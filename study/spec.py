@@ -47,8 +47,13 @@ class Objective:
 
     @classmethod
     def parse(cls, text: str) -> "Objective":
-        metric, _, mode = str(text).partition(":")
-        metric, mode = metric.strip(), (mode.strip() or "max")
+        """``metric:max`` or ``metric:min``. The mode is required: a default would silently maximise
+        memory for ``total_mb`` (issue 18)."""
+        metric, colon, mode = str(text).partition(":")
+        metric, mode = metric.strip(), mode.strip()
+        if not colon or not mode:
+            raise ConfigError(f"objective {str(text)!r} has no mode; write {metric or 'METRIC'}:max or "
+                              f"{metric or 'METRIC'}:min")
         if metric.startswith("test_"):
             raise ConfigError(f"objective {metric!r}: test metrics are recorded, never optimised; use {metric[5:]!r}")
         if metric not in METRICS:
@@ -245,7 +250,7 @@ class StudySpec:
         d["search"] = dict(d.get("search") or {})
         if "objectives" in d:
             objs = d["objectives"]
-            d["objectives"] = tuple(Objective.parse(o) for o in ([objs] if isinstance(objs, str) else objs))
+            d["objectives"] = _parse_objectives(objs)
         if "constraints" in d:
             cons = d["constraints"] or []
             d["constraints"] = tuple(Constraint.parse(c) for c in ([cons] if isinstance(cons, str) else cons))
@@ -272,6 +277,24 @@ class StudySpec:
 
     def with_storage(self, storage: str | None) -> "StudySpec":
         return self if storage is None else dataclasses.replace(self, storage=storage)
+
+
+def _parse_objectives(objs: Any) -> tuple[Objective, ...]:
+    """A list of ``metric:mode`` strings, a comma-separated string, or a mapping ``{metric: max|min}``."""
+    if isinstance(objs, str):
+        items = [o for o in objs.split(",") if o.strip()]
+    elif isinstance(objs, Mapping):
+        items = []
+        for metric, mode in objs.items():
+            if mode not in ("max", "min"):
+                raise ConfigError(f"objectives: {metric}: {mode!r} is not a mode; allowed: max or min")
+            items.append(f"{metric}:{mode}")
+    elif isinstance(objs, (list, tuple)) and all(isinstance(o, str) for o in objs):
+        items = list(objs)
+    else:
+        raise ConfigError(f"objectives: {objs!r} is not allowed; give a list like [avg_acc:max, total_mb:min] "
+                          "or a mapping like {avg_acc: max, total_mb: min}")
+    return tuple(Objective.parse(o) for o in items)
 
 
 def _plain(value: Any) -> Any:

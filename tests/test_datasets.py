@@ -330,3 +330,48 @@ def test_real_fashion_mnist_from_the_system_copy(monkeypatch):
     assert 70 < raw.x_train[:1000].float().mean() < 75  # mean 0.2860 * 255 = 72.9 (benchmarks.py)
     bench = load_benchmark(BenchmarkConfig(train_per_class=5, test_per_class=3))
     assert [len(t.train) for t in bench.tasks] == [10] * 5 and [len(t.test) for t in bench.tasks] == [6] * 5
+
+
+# ---- bad and hostile CIFAR files (issue 18): one line naming the file, and no code runs -----------
+
+class _Payload:
+    """Unpickling this runs a shell command that creates ``marker`` (what a crafted file can do)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("where", ["meta", "train"])
+def test_a_planted_pickle_in_a_cifar_root_runs_nothing(tmp_path, where, capsys):
+    from incsweep.study.cli import main
+
+    write_cifar(tmp_path, 100, 2, 1)
+    marker = tmp_path / "pwned"
+    target = tmp_path / "cifar-100-python" / where
+    with open(target, "wb") as fh:
+        pickle.dump({"fine_label_names": _Payload(marker), "data": _Payload(marker)}, fh)
+    argv = ["run", "--method", "finetune", "--benchmark", "seq-cifar100", "--set", f"benchmark.data_root={tmp_path}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(target) in err and "names posix.system" in err
+    assert not marker.exists()  # the command never ran
+
+
+@pytest.mark.parametrize("content", [b"", os.urandom(64), pickle.dumps([1, 2, 3]),
+                                     pickle.dumps({"data": np.zeros((2, 5), np.uint8), "fine_labels": [0, 1]})],
+                         ids=["empty", "random-bytes", "not-a-dict", "wrong-shape"])
+def test_corrupt_cifar_files_are_one_line_exit_2(tmp_path, content, capsys):
+    from incsweep.study.cli import main
+
+    write_cifar(tmp_path, 100, 2, 1)
+    target = tmp_path / "cifar-100-python" / "train"
+    target.write_bytes(content)
+    argv = ["run", "--method", "finetune", "--benchmark", "seq-cifar100", "--set", f"benchmark.data_root={tmp_path}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(target) in err

@@ -39,6 +39,10 @@ def spec_dict(**over) -> dict:
     ({"objectives": ["test_avg_acc:max"]}, "test metrics are recorded, never optimised"),
     ({"objectives": ["accuracy:max"]}, "objective 'accuracy' is unknown"),
     ({"objectives": ["avg_acc:up"]}, "mode must be max or min"),
+    # issue 18: no silent direction (these became avg_acc:max, total_mb:max)
+    ({"objectives": ["avg_acc", "total_mb"]}, "objective 'avg_acc' has no mode; write avg_acc:max or avg_acc:min"),
+    ({"objectives": {"avg_acc": "max", "total_mb": "smallest"}}, "total_mb: 'smallest' is not a mode"),
+    ({"objectives": 3}, "objectives: 3 is not allowed"),
     ({"constraints": ["total_mb < 8"]}, "write METRIC <= NUMBER"),
     ({"sampler": "cmaes"}, "SamplerSpec.name='cmaes' is not allowed"),
     ({"sampler": {"name": "random", "multivariate": True}}, "applies to tpe, not random"),
@@ -69,6 +73,8 @@ def test_spec_defaults_and_round_trip():
     spec = StudySpec.from_dict(spec_dict(benchmark={k: v for k, v in SYNTH.items() if k != "val_fraction"}))
     assert spec.benchmark.val_fraction == 0.1  # objectives need a validation split
     assert spec.objectives == (Objective("avg_acc", "max"), Objective("total_mb", "min"))
+    as_mapping = StudySpec.from_dict(spec_dict(objectives={"avg_acc": "max", "total_mb": "min"}))
+    assert as_mapping.objectives == spec.objectives  # a mapping with explicit modes keeps its directions
     assert StudySpec.from_dict(spec.to_dict()) == spec
     held = StudySpec.from_dict(spec_dict(benchmark={**{k: v for k, v in SYNTH.items() if k != "val_fraction"},
                                                     "val_per_class": 15}))
