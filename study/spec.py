@@ -188,6 +188,10 @@ class StudySpec:
             raise ConfigError(f"trials={self.trials} is out of range; allowed [1, 100000]")
         if self.concurrency is not None and not 1 <= self.concurrency <= 10_000:
             raise ConfigError(f"concurrency={self.concurrency} is out of range; allowed [1, 10000] or null")
+        if not 0 <= self.seed <= 2**31 - 1:  # RunConfig.seed's range: every trial runs with this seed
+            raise ConfigError(f"seed={self.seed} is out of range; allowed [0, {2**31 - 1}]")
+        if not 1 <= self.eval_batch_size <= 1_000_000:
+            raise ConfigError(f"eval_batch_size={self.eval_batch_size} is out of range; allowed [1, 1000000]")
         if not 0 <= self.max_failures <= 100:
             raise ConfigError(f"max_failures={self.max_failures} is out of range; allowed [0, 100]")
         if not (math.isfinite(self.prefix_cache_max_gb) and self.prefix_cache_max_gb > 0):
@@ -264,15 +268,20 @@ class StudySpec:
                                         where="sampler")
         if "resources" in d:
             d["resources"] = from_mapping(Resources, d["resources"] or {}, where="resources")
-        for key, kind in (("trials", int), ("max_failures", int), ("seed", int), ("eval_batch_size", int),
-                          ("prefix_cache_max_gb", float)):
-            if key in d:
-                try:
-                    d[key] = kind(d[key])
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{key}={d[key]!r} is not a number") from None
-        if d.get("concurrency") is not None:
-            d["concurrency"] = int(d["concurrency"])
+        # Strict types, no coercion (issue 18: trials 2.7 ran 2 trials, seed true ran seed 1).
+        for key in ("trials", "max_failures", "seed", "eval_batch_size", "concurrency"):
+            value = d.get(key)
+            if value is None and key == "concurrency":
+                continue
+            if key in d and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{key}={value!r} must be a whole number")
+        if "prefix_cache" in d and not isinstance(d["prefix_cache"], bool):
+            raise ConfigError(f"prefix_cache={d['prefix_cache']!r} must be true or false")
+        if "prefix_cache_max_gb" in d:
+            value = d["prefix_cache_max_gb"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"prefix_cache_max_gb={value!r} must be a number of GB")
+            d["prefix_cache_max_gb"] = float(value)
         return cls(**d)
 
     def with_storage(self, storage: str | None) -> "StudySpec":

@@ -39,6 +39,14 @@ def spec_dict(**over) -> dict:
     ({"objectives": ["test_avg_acc:max"]}, "test metrics are recorded, never optimised"),
     ({"objectives": ["accuracy:max"]}, "objective 'accuracy' is unknown"),
     ({"objectives": ["avg_acc:up"]}, "mode must be max or min"),
+    # issue 18: no silent coercion, every range checked before anything starts
+    ({"trials": 2.7}, "trials=2.7 must be a whole number"),
+    ({"concurrency": 1.5}, "concurrency=1.5 must be a whole number"),
+    ({"seed": True}, "seed=True must be a whole number"),
+    ({"seed": -1}, "seed=-1 is out of range; allowed [0, 2147483647]"),
+    ({"seed": 3000000000}, "seed=3000000000 is out of range"),
+    ({"concurrency": "two"}, "concurrency='two' must be a whole number"),
+    ({"prefix_cache": "maybe"}, "prefix_cache='maybe' must be true or false"),
     # issue 18: no silent direction (these became avg_acc:max, total_mb:max)
     ({"objectives": ["avg_acc", "total_mb"]}, "objective 'avg_acc' has no mode; write avg_acc:max or avg_acc:min"),
     ({"objectives": {"avg_acc": "max", "total_mb": "smallest"}}, "total_mb: 'smallest' is not a mode"),
