@@ -121,8 +121,8 @@ def recompute_bn_stats(modules: Iterable[torch.nn.Module], forward: Callable[[to
                        augmenter: Augmenter, batch_size: int) -> None:
     """Replace the running statistics of every BatchNorm inside ``modules`` by its input's mean and
     variance over the un-augmented uint8 images ``x`` under the current weights (``forward`` runs
-    the network; the average over interleaved batches of equal size). At most ``BN_STATS_MAX_IMAGES`` images are used,
-    evenly spaced through ``x``, so a phase's data and its exemplars are both represented.
+    the network; the average over interleaved batches of equal size). At most ``BN_STATS_MAX_IMAGES``
+    images are used, evenly spaced through ``x``, so a phase's data and its exemplars are both represented.
 
     Why: torch's running statistics are an exponential average (momentum 0.1, from mean 0 / var 1)
     over batches seen with earlier weights. On a short phase (8 steps: a 1-epoch MEMO task, issue

@@ -73,13 +73,13 @@ class SingleNetMethod(Method):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:
         self.net.eval()
-        logits = predict_in_batches(self.net, x, self.ctx.augmenter, self.config.batch_size)
+        logits = predict_in_batches(self.net, x, self.ctx.augmenter, self.ctx.eval_batch_size)
         return logits[:, : self.n_seen]
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         self.net.eval()
-        return predict_in_batches(self.net.features, x, self.ctx.augmenter, self.config.batch_size)
+        return predict_in_batches(self.net.features, x, self.ctx.augmenter, self.ctx.eval_batch_size)
 
     def model_bytes(self) -> int:
         return module_bytes(self.net)

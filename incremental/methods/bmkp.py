@@ -136,7 +136,7 @@ class BMKP(Method):
         them, twice: for the working weights before the projection reads pre-BN outputs in eval mode,
         and for the composed weights after consolidation (docs/bmkp.md, "BatchNorm statistics").
         """
-        t, bn = task.index, self.bn_sets[task.index]
+        t = task.index
         working = [w.detach() for w in self.working]
         self._recalibrate(task, working)
         working_acc = self._task_accuracy(task, working)
@@ -163,7 +163,6 @@ class BMKP(Method):
             log.warning("bmkp task %d: consolidation lost knowledge: the knowledge network scores %.4f on the task's "
                         "%s split, the working network %.4f (tolerance %.2f); raise gamma or retrain_epochs",
                         t, knowledge_acc, split, working_acc, KNOWLEDGE_GAP_TOLERANCE)
-        bn.eval()
 
     def task_stats(self) -> dict[str, float]:
         """The task just ended: the working network's and the knowledge (consolidated) network's
@@ -184,7 +183,7 @@ class BMKP(Method):
         data = task.val if len(task.val) else task.train
         bn, head = self.bn_sets[task.index].eval(), self.heads[task.index]
         logits = predict_in_batches(lambda xb: head(self.layout.features(xb, weights, bn)), data.x,
-                                    self.ctx.augmenter, self.config.batch_size)
+                                    self.ctx.augmenter, self.ctx.eval_batch_size)
         return float((logits.argmax(1).cpu() + task.offset == data.y.cpu()).float().mean())
 
     @torch.no_grad()

@@ -138,7 +138,7 @@ class MEMO(Method):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenated features [S_0(G(x)), ..., S_b(G(x))] of un-augmented uint8 images."""
         self.net.eval()
-        return predict_in_batches(self.net.features, x, self.ctx.augmenter, self.config.batch_size)
+        return predict_in_batches(self.net.features, x, self.ctx.augmenter, self.ctx.eval_batch_size)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor:

@@ -61,7 +61,7 @@ class Separate(Method):
         if len(x) == 0:
             return out
         net = self.nets[task_id].eval()
-        own = predict_in_batches(net, x, self.ctx.augmenter, self.config.batch_size)
+        own = predict_in_batches(net, x, self.ctx.augmenter, self.ctx.eval_batch_size)
         lo = sum(sizes[:task_id])
         out[:, lo : lo + sizes[task_id]] = own
         return out
