@@ -21,6 +21,7 @@ import yaml
 
 from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.provenance import code_version
+from incsweep.incremental.vocabulary import ACCURACY_METRICS, MEMORY_METRIC, REPORTED, TEST_METRICS
 
 from .load import SOURCE_COLUMN
 from .select import best_under
@@ -31,10 +32,9 @@ __all__ = ["parse_select", "select_runs", "export_configs", "SELECTIONS"]
 log = logging.getLogger(__name__)
 
 SELECTIONS = ("front", "knee", "best-under-mb=X")
-_METRICS = ("avg_acc", "last_acc", "forgetting", "bwt", "test_avg_acc", "test_last_acc", "test_forgetting",
-            "test_bwt", "total_mb", "total_bytes", "model_bytes", "exemplar_bytes", "extra_bytes",
-            "n_exemplars", "train_state_bytes", "wall_s")
-_TASK_METRICS = ("avg_acc", "last_acc", "test_avg_acc", "test_last_acc", "acc_row", "total_mb")
+# incremental/vocabulary.py: every scalar result, and per task the accuracies, the test row and memory
+_METRICS = REPORTED
+_TASK_METRICS = (*ACCURACY_METRICS, *TEST_METRICS, "acc_row", MEMORY_METRIC)
 
 
 def parse_select(text: str) -> tuple[str, float | None]:
@@ -66,6 +66,7 @@ def select_runs(summary: Summary, select: str) -> list[int]:
         else:
             mem = summary.runs[summary.memory].to_numpy(zero_copy_only=False)[g.rows]
             acc = summary.runs[summary.accuracy].to_numpy(zero_copy_only=False)[g.rows]
+            assert limit is not None  # parse_select gives best-under-mb a limit
             j = best_under(mem, acc, limit)
             picked.extend([] if j is None else [int(g.rows[j])])
     return list(dict.fromkeys(picked))

@@ -17,8 +17,8 @@ import numpy as np
 
 from incsweep.incremental.errors import ConfigError
 
+from .dominance import nondominated_mask
 from .objectives import Objective, as_minimisation
-from .pareto import nondominated_mask
 
 __all__ = ["hypervolume", "reference_point", "parse_reference"]
 
@@ -45,7 +45,7 @@ def _hv_min(p: np.ndarray, ref: np.ndarray) -> float:
     return total
 
 
-def hypervolume(points: np.ndarray, ref: Sequence[float], senses: Sequence[str] | None = None) -> float:
+def hypervolume(points: np.ndarray, ref: Sequence[float] | np.ndarray, senses: Sequence[str] | None = None) -> float:
     """Exact hypervolume of ``points`` (n, d) against ``ref`` (d,); ``senses``: ``max``/``min`` per
     column (default all ``min``). Points not strictly better than ``ref`` in every objective add nothing."""
     p = np.asarray(points, dtype=np.float64)
@@ -92,12 +92,12 @@ def parse_reference(text: str | Mapping[str, float] | Sequence[float], objective
                 raise ConfigError(f"--ref {text!r}: {value!r} is not a number") from None
         text = items
     if isinstance(text, Mapping):
-        out = {}
-        for name, value in text.items():
+        out: dict[str, float] = {}
+        for name, given in text.items():
             obj = next((o for o in objectives if o.column == name), None) or bare.get(name)
             if obj is None:
                 raise ConfigError(f"--ref names {name!r}, which is not an objective; objectives: {[str(o) for o in objectives]}")
-            out[obj.column] = float(value)
+            out[obj.column] = float(given)
         missing = [o.column for o in objectives if o.column not in out]
         if missing:
             raise ConfigError(f"--ref gives no value for {missing}; give one per objective")

@@ -1,9 +1,4 @@
-"""Pareto fronts over any number of objectives, vectorised in numpy.
-
-Dominance: a run dominates another when it is no worse in every objective and strictly better in
-one. Runs with identical objective values do not dominate each other, so duplicates on the front
-are all kept (they are different trials a user may want to see).
-"""
+"""Pareto fronts of result tables over any number of objectives (dominance itself: dominance.py)."""
 
 from __future__ import annotations
 
@@ -16,59 +11,13 @@ import pyarrow.compute as pc
 
 from incsweep.incremental.errors import ConfigError
 
+from .dominance import nondominated_mask
 from .load import complete_runs, require_columns
 from .objectives import DEFAULT_OBJECTIVES, Objective, as_minimisation, parse_objectives
 
 __all__ = ["pareto_mask", "nondominated_mask", "pareto_front", "objective_matrix", "group_indices"]
 
 log = logging.getLogger(__name__)
-
-
-def _mask_2d(f: np.ndarray) -> np.ndarray:
-    # Sort by (x, y); a point is on the front iff it is the lowest y of its x-group and that y is
-    # strictly below every y seen at smaller x. O(n log n).
-    order = np.lexsort((f[:, 1], f[:, 0]))
-    x, y = f[order, 0], f[order, 1]
-    start = np.r_[True, x[1:] != x[:-1]]
-    starts = np.flatnonzero(start)
-    gmin = np.minimum.reduceat(y, starts)
-    prev = np.r_[np.inf, np.minimum.accumulate(gmin)[:-1]]
-    gid = np.cumsum(start) - 1
-    on = (y == gmin[gid]) & (gmin[gid] < prev[gid])
-    mask = np.zeros(len(f), dtype=bool)
-    mask[order] = on
-    return mask
-
-
-def _mask_nd(f: np.ndarray) -> np.ndarray:
-    # Lexicographic order: anything dominating a point sorts before it. Walk the survivors in that
-    # order; each one is non-dominated when reached and removes every point it dominates.
-    # O(n * front size * d).
-    order = np.lexsort(f.T[::-1])
-    rest, ids = f[order], order
-    i = 0
-    while i < len(rest):
-        p = rest[i]
-        dominated = np.all(rest >= p, axis=1) & np.any(rest > p, axis=1)
-        rest, ids = rest[~dominated], ids[~dominated]
-        i += 1
-    mask = np.zeros(len(f), dtype=bool)
-    mask[ids] = True
-    return mask
-
-
-def nondominated_mask(f: np.ndarray) -> np.ndarray:
-    """``f``: (n, d) values, smaller is better in every column -> True where no row dominates."""
-    f = np.asarray(f, dtype=np.float64)
-    if f.ndim != 2:
-        raise ValueError(f"expected an (n, d) array, got shape {f.shape}")
-    if np.isnan(f).any():
-        raise ValueError("objective values contain NaN; drop those rows first")
-    if len(f) == 0:
-        return np.zeros(0, dtype=bool)
-    if f.shape[1] == 1:
-        return f[:, 0] == f[:, 0].min()
-    return _mask_2d(f) if f.shape[1] == 2 else _mask_nd(f)
 
 
 def pareto_mask(values: np.ndarray, senses: Sequence[str]) -> np.ndarray:

@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from incsweep.incremental.vocabulary import LAST_ACC
+
 from .auc import memory_curve
 from .objectives import split_column
 from .summary import Summary
@@ -114,7 +116,7 @@ def _task_rows(table: pa.Table, study: str, trial_id: str) -> pa.Table:
 def plot_task_curves(summary: Summary, path: str | Path) -> Path:
     """Per-task curves of the front configurations: left, accuracy on all classes seen so far after
     each task; right, accuracy on each task's own test data after the last task (forgetting)."""
-    seen_col = split_column("last_acc", summary.split)  # acc_i: accuracy on all seen classes after task i
+    seen_col = split_column(LAST_ACC, summary.split)  # acc_i: accuracy on all seen classes after task i
     row_col = "acc_row" if summary.split == "test" else "val_acc_row"
     chosen = front_trials(summary)
     groups = _groups(summary)

@@ -14,10 +14,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from incsweep.incremental.errors import ConfigError
+from incsweep.incremental.vocabulary import AVG_ACC, LAST_ACC
 
 from .auc import MemoryAUC, memory_aucs
 from .hypervolume import hypervolume, parse_reference, reference_point
-from .objectives import MEMORY_COLUMN, Objective, as_minimisation, parse_objectives, split_column
+from .objectives import DEFAULT_OBJECTIVES, MEMORY_COLUMN, Objective, as_minimisation, parse_objectives, split_column
 from .pareto import group_indices, nondominated_mask, objective_matrix, usable_runs
 from .select import best_under, knee_index
 
@@ -61,7 +62,7 @@ class Summary:
     @property
     def accuracy(self) -> str:
         """The accuracy column that plots and best-under-X use: the first objective to maximise."""
-        return next((o.column for o in self.objectives if o.sense == "max"), split_column("avg_acc", self.split))
+        return next((o.column for o in self.objectives if o.sense == "max"), split_column(AVG_ACC, self.split))
 
     @property
     def memory(self) -> str:
@@ -77,7 +78,7 @@ def _status_counts(table: pa.Table, mask: np.ndarray | None = None) -> dict[str,
     return {c["values"]: int(c["counts"]) for c in counts}
 
 
-def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = "avg_acc:max,total_mb:min", *,
+def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEFAULT_OBJECTIVES, *,
               split: str = "val", by: Sequence[str] = ("method",), reference: Any = None,
               under_mb: Sequence[float] = ()) -> Summary:
     """Fronts, hypervolume, AUC-A/AUC-L, best under each of ``under_mb`` and the knee, overall and per
@@ -95,14 +96,14 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = "av
     ref = reference_point(values, objs) if reference is None else parse_reference(reference, objs)
     minimised = as_minimisation(values, objs)
     senses = [o.sense for o in objs]
-    acc_col = next((o.column for o in objs if o.sense == "max"), split_column("avg_acc", split))
+    acc_col = next((o.column for o in objs if o.sense == "max"), split_column(AVG_ACC, split))
     have_mem = MEMORY_COLUMN in runs.column_names
     mem = objective_matrix(runs, [Objective(MEMORY_COLUMN, "min")])[:, 0] if have_mem else None
     acc = objective_matrix(runs, [Objective(acc_col, "max")])[:, 0]
-    auc_cols = [split_column("avg_acc", split), split_column("last_acc", split)]
+    auc_cols = [split_column(AVG_ACC, split), split_column(LAST_ACC, split)]
     have_auc = have_mem and all(c in runs.column_names for c in auc_cols)
     if have_auc:
-        avg_last = objective_matrix(runs, [Objective(c) for c in auc_cols])
+        avg_last = objective_matrix(runs, [Objective(c, "max") for c in auc_cols])
 
     finals = table.filter(table["is_final"])
 
@@ -132,7 +133,9 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = "av
             mask[final_idx] = True
             groups[key] = group(key, run_groups.get(key, np.zeros(0, dtype=np.int64)), mask)
     if have_auc:
-        curves = {k: (mem[g.rows], avg_last[g.rows, 0], avg_last[g.rows, 1]) for k, g in groups.items()}
+        assert mem is not None  # have_auc implies have_mem
+        curves: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
+            k: (mem[g.rows], avg_last[g.rows, 0], avg_last[g.rows, 1]) for k, g in groups.items()}
         # all runs together span every group's range, so adding them leaves the shared range as is
         # and their AUC is measured over the same range as the groups'
         curves[OVERALL] = (mem, avg_last[:, 0], avg_last[:, 1])

@@ -36,8 +36,8 @@ def headline(summary: Summary) -> list[str]:
              "hypervolume reference: " + ", ".join(f"{o.column}={_num(float(r), '.6g')}"
                                                      for o, r in zip(summary.objectives, summary.reference))
              + (" (derived: worst observed value per objective)" if summary.reference_derived else " (given)")]
-    measured = [g for g in [*summary.groups.values(), summary.overall] if g.auc and g.auc.points]
-    spans = {(g.auc.lo_mb, g.auc.hi_mb) for g in measured}
+    measured = [(g.label, g.auc) for g in [*summary.groups.values(), summary.overall] if g.auc and g.auc.points]
+    spans = {(auc.lo_mb, auc.hi_mb) for _, auc in measured}
     if len(spans) == 1:
         lo, hi = spans.pop()
         lines.append(f"AUC-A / AUC-L: area under avg / last accuracy (fraction) against total MB over "
@@ -46,7 +46,7 @@ def headline(summary: Summary) -> list[str]:
         # memory_aucs falls back to each group's own span when the groups share no memory range
         lines.append("AUC-A / AUC-L: the groups share no memory range, so each area is over its own span "
                      "(not comparable between groups): " + ", ".join(
-                         f"{g.label} [{_num(g.auc.lo_mb, '.4g')}, {_num(g.auc.hi_mb, '.4g')}] MB" for g in measured))
+                         f"{label} [{_num(auc.lo_mb, '.4g')}, {_num(auc.hi_mb, '.4g')}] MB" for label, auc in measured))
     return lines
 
 

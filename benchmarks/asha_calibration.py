@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from incsweep.analysis.pareto import pareto_mask
 from incsweep.study.scheduler import RULES, keep_at_rung, rungs
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -109,7 +110,7 @@ def replay(runs: list[dict], order: np.ndarray, budget: float, rule: str | None,
 
 def evaluate(runs: list[dict], n_orders: int, batch: int, rng_seed: int = 0) -> str:
     """Replay every rule in random orders at the compute of ``batch`` full trials; HV against running them all."""
-    from sweep_efficiency import hypervolume, reference_mb
+    from sweep_efficiency import acc_mb_hypervolume, reference_mb
 
     ref = reference_mb()
     task0_s = float(np.mean([r["tasks"][0]["cpu_s"] for r in runs if r["tasks"][0]["cpu_s"] is not None]))
@@ -124,12 +125,12 @@ def evaluate(runs: list[dict], n_orders: int, batch: int, rng_seed: int = 0) -> 
             budget = task0_s + sum(t["cpu_s"] for i in full for t in runs[i]["tasks"][1:])
             base = replay(runs, order, budget, None, rf, grace, task0_s)
             res = replay(runs, order, budget, rule, rf, grace, task0_s)
-            hv_ratio.append(hypervolume(res["complete"], ref) / hypervolume(base["complete"], ref))
+            hv_ratio.append(acc_mb_hypervolume(res["complete"], ref) / acc_mb_hypervolume(base["complete"], ref))
             stopped_share.append(res["stopped"] / len(res["ran"]))
             trials.append(len(res["ran"]) / len(base["ran"]))
             # points of the true front of the trials it ran (all run to the end) that it stopped
             everyone = [(runs[i]["tasks"][-1]["avg_acc"], runs[i]["tasks"][-1]["mb"]) for i in res["ran"]]
-            front = _front(everyone)
+            front = front_points(everyone)
             front_lost.append(sum(p not in res["complete"] for p in front) / len(front))
         label = "none" if rule is None else f"{rule}, rf {rf:g}"
         rows.append(f"{label:18} {np.mean(trials):>10.2f} {np.mean(stopped_share):>8.0%} "
@@ -145,9 +146,12 @@ def evaluate(runs: list[dict], n_orders: int, batch: int, rng_seed: int = 0) -> 
     return "\n".join([head, "", cols, *rows, "", notes])
 
 
-def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points (acc max, MB min) no other point dominates."""
-    return [p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)]
+def front_points(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points (acc max, MB min) no other point dominates (analysis's dominance)."""
+    if not points:
+        return []
+    keep = pareto_mask(np.asarray(points, dtype=np.float64), ("max", "min"))
+    return [p for p, k in zip(points, keep) if k]
 
 
 def report(runs: list[dict], args: argparse.Namespace, out: Path) -> None:

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from incsweep.analysis.hypervolume import hypervolume
 from incsweep.search_spaces.params import Float
 from incsweep.search_spaces.spaces import default_space
 from incsweep.study.scheduler import RULES, keep_at_rung, rungs
@@ -120,15 +121,11 @@ def reference_mb() -> float:
     return BMKP.plan(cfg.method_config, cfg.benchmark).total_bytes / MB
 
 
-def hypervolume(points: list[tuple[float, float]], ref_mb: float) -> float:
-    """2-D hypervolume of (accuracy to maximise, MB to minimise) against (0, ref_mb)."""
-    pts = sorted((mb, acc) for acc, mb in points if acc > 0 and mb < ref_mb)
-    area, best = 0.0, 0.0
-    for i, (mb, acc) in enumerate(pts):
-        best = max(best, acc)
-        nxt = pts[i + 1][0] if i + 1 < len(pts) else ref_mb
-        area += best * (nxt - mb)
-    return area
+def acc_mb_hypervolume(points: list[tuple[float, float]], ref_mb: float) -> float:
+    """2-D hypervolume of (accuracy to maximise, MB to minimise) against (0, ref_mb): analysis's."""
+    if not points:
+        return 0.0
+    return hypervolume(np.asarray(points, dtype=np.float64), (0.0, ref_mb), ("max", "min"))
 
 
 class TaskAxisASHA:
@@ -238,7 +235,7 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
         used += time.process_time() - tic
         trials.append({"status": status, "cached_tasks": n_cached, "compute": used, "task_walls": walls,
                        "params": params, "point": point})
-        curve.append((used, hypervolume(front, ref)))
+        curve.append((used, acc_mb_hypervolume(front, ref)))
     entries = len(cache.entries()) if cache else 0
     shutil.rmtree(work, ignore_errors=True)
     return {"strategy": strategy, "seed": seed, "trials": trials, "curve": curve, "ref_mb": ref,

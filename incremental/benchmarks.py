@@ -209,6 +209,7 @@ def _per_class_subset(y: torch.Tensor, per_class: int | None, gen: torch.Generat
 
 def _hold_out_per_class(y: torch.Tensor, cfg: BenchmarkConfig, gen: torch.Generator) -> torch.Tensor:
     """A mask of ``cfg.val_per_class`` random training-pool images of every class (validation)."""
+    assert cfg.val_per_class is not None  # called only when the config holds a count out
     counts = torch.bincount(y)
     present = counts[counts > 0]
     if int(present.min()) <= cfg.val_per_class:

@@ -128,7 +128,9 @@ def budget_report(config, memory_mb: float | None = None) -> dict[str, Any]:
         "budget": getattr(config.method_config, "budget", None) if keeps_exemplars else None,
         "n_exemplars": plan.n_exemplars, "exemplar_bytes": plan.n_exemplars * plan.image_bytes,
         "total_bytes": plan.total_bytes, "total_mb": plan.total_bytes / MB,
-        "exact": method_cls.plan_is_exact, "details": plan.details,
+        "exemplar_total": plan.exemplar_total, "backbone_params": plan.backbone_params,
+        "train_state_bytes": plan.train_state_bytes,
+        "exact": method_cls.plan_is_exact, "details": dict(plan.details),
     }
     if memory_mb is not None:
         fixed = plan.model_bytes + plan.extra_bytes
@@ -136,8 +138,7 @@ def budget_report(config, memory_mb: float | None = None) -> dict[str, Any]:
         if keeps_exemplars:
             mc = dataclasses.replace(config.method_config, budget="total_mb", memory_mb=memory_mb)
             p = method_cls.plan(mc, config.benchmark)
-            at.update(n_exemplars=p.n_exemplars, total_bytes=p.total_bytes,
-                      exemplar_total=p.details.get("exemplar_total", p.n_exemplars))
+            at.update(n_exemplars=p.n_exemplars, total_bytes=p.total_bytes, exemplar_total=p.exemplar_total)
         elif not at["fits"]:
             raise ConfigError(f"--memory-mb {memory_mb}: {config.method} needs {_mb(fixed)} MB for its model alone")
         report["at_memory_mb"] = at
@@ -160,8 +161,12 @@ def _budget(args: argparse.Namespace) -> int:
     if r["budget"] is not None or r["n_exemplars"]:
         label = f"exemplars ({r['budget']})" if r["budget"] else "stored images"
         print(f"  {label:<18} {r['n_exemplars']:>12,}         {_mb(r['exemplar_bytes'])} MB")
+    if r["train_state_bytes"]:
+        print(f"  training only      {r['train_state_bytes']:>12,} bytes  {_mb(r['train_state_bytes'])} MB (not kept)")
     print(f"  total              {r['total_bytes']:>12,} bytes  {_mb(r['total_bytes'])} MB")
-    for key, value in r["details"].items():
+    typed = {"backbone_params": r["backbone_params"], "exemplar_total": r["exemplar_total"] or None,
+             "budget": r["budget"]}
+    for key, value in {**{k: v for k, v in typed.items() if v is not None}, **r["details"]}.items():
         print(f"  {key}: {value}")
     at = r.get("at_memory_mb")
     if at is not None:

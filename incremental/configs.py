@@ -16,7 +16,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["spec", "validate", "from_mapping", "to_mapping", "parse_override", "apply_overrides"]
+__all__ = ["spec", "validate", "coerce", "from_mapping", "to_mapping", "parse_override", "apply_overrides"]
 
 
 def spec(default: Any, *, range: tuple | None = None, choices: tuple | None = None, help: str = "") -> Any:
@@ -68,7 +68,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if optional:
             return None
         raise ConfigError(f"{where} must not be empty")
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
@@ -86,7 +86,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}={value!r} must be true or false")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{where}={value!r} must be an integer")
+            raise ConfigError(f"{where}={value!r} must be a whole number")
         return int(value)
     if tp is float:
         if isinstance(value, str):  # PyYAML (YAML 1.1) reads 5e-4, without a dot, as a string
@@ -102,6 +102,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}={value!r} must be a string")
         return value
     return value
+
+
+def coerce(cls: type, name: str, value: Any, *, where: str | None = None) -> Any:
+    """``value`` checked against the type of field ``name`` of config ``cls`` (YAML's numbers made
+    float where the field is; no other conversion: 2.7 is no whole number, "two" no number)."""
+    return _coerce(value, typing.get_type_hints(cls)[name], where or name)
 
 
 def from_mapping(cls: type, data: Mapping[str, Any], *, where: str | None = None) -> Any:

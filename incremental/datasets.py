@@ -316,7 +316,7 @@ def _write_cache(paths: list[Path], data: RawData, fingerprint: np.ndarray) -> P
             fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    np.savez(fh, **arrays)  # uncompressed: loading is a plain read (1.4 GB for the full set)
+                    np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs: **kwds vs allow_pickle; uncompressed: loading is a plain read (1.4 GB for the full set)
                 os.replace(tmp, path)
             finally:
                 if os.path.exists(tmp):

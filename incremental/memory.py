@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable
 
 import torch
 from torch import nn
 
+from .memory_report import MemoryReport
 from .units import MB
 
 __all__ = ["MB", "MemoryReport", "tensor_bytes", "module_bytes", "exemplars_for_budget", "aligned_exemplars"]
-
 
 
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
@@ -28,36 +27,6 @@ def module_bytes(module: nn.Module) -> int:
     params = tensor_bytes(module.parameters())
     buffers = tensor_bytes(b for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
     return params + buffers
-
-
-@dataclass(frozen=True)
-class MemoryReport:
-    """What a method stores, by part. ``train_state_bytes`` is training-time only (not in total)."""
-
-    model_bytes: int
-    exemplar_bytes: int = 0
-    extra_bytes: int = 0  # per-task extras (e.g. BMKP coefficients, per-task BN sets)
-    n_exemplars: int = 0
-    train_state_bytes: int = 0
-
-    @property
-    def total_bytes(self) -> int:
-        return self.model_bytes + self.exemplar_bytes + self.extra_bytes
-
-    @property
-    def total_mb(self) -> float:
-        return self.total_bytes / MB
-
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "model_bytes": self.model_bytes,
-            "exemplar_bytes": self.exemplar_bytes,
-            "extra_bytes": self.extra_bytes,
-            "total_bytes": self.total_bytes,
-            "total_mb": self.total_mb,
-            "n_exemplars": self.n_exemplars,
-            "train_state_bytes": self.train_state_bytes,
-        }
 
 
 def exemplars_for_budget(total_mb: float, model_bytes: int, image_bytes: int) -> int:

@@ -27,7 +27,10 @@ from .memory import MemoryReport
 from .methods import METHODS, Method, RunContext, get_method
 from .methods.base import MethodConfig, derive_seed
 from .metrics import Metrics, compute_metrics
+from .process_state import run_process_state, scoped_global_rng
 from .provenance import code_version
+from .ranges import EVAL_BATCH_SIZE, SEED
+from .vocabulary import TEST_PREFIX, WALL_TIME
 
 __all__ = ["RunConfig", "TaskResult", "RunResult", "run", "load_run_config", "CHECKPOINT_FILE", "code_version"]
 
@@ -45,9 +48,9 @@ class RunConfig:
     benchmark: BenchmarkConfig = dataclasses.field(default_factory=BenchmarkConfig)
     method_config: MethodConfig = dataclasses.field(default_factory=MethodConfig)
     scenario: str | None = spec(None, choices=("class_il", "task_il"))  # None: the method's default
-    seed: int = spec(0, range=(0, 2**31 - 1))
+    seed: int = spec(0, range=SEED)
     device: str = "cpu"
-    eval_batch_size: int = spec(1024, range=(1, 1_000_000))  # large: evaluation is pure inference
+    eval_batch_size: int = spec(1024, range=EVAL_BATCH_SIZE)  # large: evaluation is pure inference
     augment_policy: str | None = spec(None, choices=tuple(AUGMENTATIONS))  # None: the benchmark's
     # CPU kernels reduce in a thread-count-dependent order, so bit-exact re-runs need the same count;
     # None leaves torch's setting alone (trials set it to the CPUs Ray gives them).
@@ -76,6 +79,12 @@ class RunConfig:
         _check_device(self.device)
         if self.precision == "bf16" and not self.device.startswith("cuda"):
             raise ConfigError(f"precision='bf16' needs device=cuda (got device={self.device!r}); use precision=fp32 on CPU")
+
+    @property
+    def task_scenario(self) -> str:
+        """The scenario the run uses: never None once built (None resolves to the method's default)."""
+        assert self.scenario is not None
+        return self.scenario
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
@@ -180,8 +189,8 @@ class TaskResult:
 
     def flat(self) -> dict[str, Any]:
         """Flat metrics: val metrics unprefixed (the study objectives), test ones ``test_``-prefixed."""
-        return {"task": self.task, "n_tasks": self.n_tasks, **self.val.as_dict(), **self.test.as_dict("test_"),
-                **self.memory.as_dict(), "wall_s": self.wall_s}
+        return {"task": self.task, "n_tasks": self.n_tasks, **self.val.as_dict(), **self.test.as_dict(TEST_PREFIX),
+                **self.memory.as_dict(), WALL_TIME: self.wall_s}
 
 
 @dataclass(frozen=True)
@@ -252,10 +261,11 @@ def build_method(config: RunConfig, device: torch.device) -> Method:
     policy = config.augment_policy or (bench_cfg.spec.augmentation if bench_cfg.augment else "none")
     augmenter = Augmenter(AUGMENTATIONS[policy], bench_cfg.spec.mean, bench_cfg.spec.std, device,
                           compile_step=config.compile, bf16=config.precision == "bf16")
-    ctx = RunContext(device=device, scenario=config.scenario, benchmark=bench_cfg, augmenter=augmenter,
+    ctx = RunContext(device=device, scenario=config.task_scenario, benchmark=bench_cfg, augmenter=augmenter,
                      eval_batch_size=config.eval_batch_size, seed=config.seed)
-    _seed_all(derive_seed(config.seed, -1))  # model construction
-    return METHODS[config.method](config.method_config, ctx)
+    with scoped_global_rng(device):  # the caller's global RNGs are left as they were
+        _seed_all(derive_seed(config.seed, -1))  # model construction
+        return METHODS[config.method](config.method_config, ctx)
 
 
 def run(
@@ -274,19 +284,15 @@ def run(
     cache) to continue from. ``benchmark``: preloaded data for ``config.benchmark``.
     ``stop_after``: stop once this many tasks are done (the result is then incomplete).
     """
-    if config.threads is not None and torch.get_num_threads() != config.threads:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(config.threads)
-        try:
-            return run(config, on_task_end, checkpoint_dir=checkpoint_dir, initial_state=initial_state,
-                       benchmark=benchmark, stop_after=stop_after)
-        finally:
-            torch.set_num_threads(previous)
     device = torch.device(config.device)
-    if device.type == "cuda":
-        # Same config + seed -> same metrics on the same device (architecture.md) needs fixed kernels.
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    # Threads, deterministic cuDNN and the global RNGs are the run's only while it runs (issue 16).
+    with run_process_state(config.threads, device):
+        return _run(config, device, on_task_end, checkpoint_dir, initial_state, benchmark, stop_after)
+
+
+def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskResult], None] | None,
+         checkpoint_dir: str | os.PathLike | None, initial_state: Mapping[str, Any] | None,
+         benchmark: Benchmark | None, stop_after: int | None) -> RunResult:
     bench = benchmark if benchmark is not None else load_benchmark(config.benchmark)
     if bench.config != config.benchmark:
         raise ConfigError("run(): the preloaded benchmark does not match config.benchmark")
@@ -312,14 +318,14 @@ def run(
         method.train_task(task)
         method.end_task(task)
         seen = bench.tasks[: task.index + 1]
-        row, seen_acc = evaluate(method, seen, "test", config.scenario)
-        val_row, val_seen = evaluate(method, seen, "val", config.scenario)
+        row, seen_acc = evaluate(method, seen, "test", config.task_scenario)
+        val_row, val_seen = evaluate(method, seen, "val", config.task_scenario)
         prev = results
         test_m = compute_metrics([list(r.acc_row) for r in prev] + [row], [r.seen_acc for r in prev] + [seen_acc])
         val_m = compute_metrics([list(r.val_acc_row) for r in prev] + [val_row], [r.val_seen_acc for r in prev] + [val_seen])
         now = time.perf_counter()
         result = TaskResult(
-            task=task.index, n_tasks=bench.n_tasks, scenario=config.scenario, acc_row=tuple(row),
+            task=task.index, n_tasks=bench.n_tasks, scenario=config.task_scenario, acc_row=tuple(row),
             val_acc_row=tuple(val_row), seen_acc=seen_acc, val_seen_acc=val_seen, test=test_m, val=val_m,
             memory=method.memory(), wall_s=now - tic, elapsed_s=now - start, method_stats=method.task_stats(),
         )

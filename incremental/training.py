@@ -12,6 +12,7 @@ import torch
 from .augment import Augmenter
 from .configs import spec, validate
 from .errors import ConfigError, DivergedError
+from .ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
 
 __all__ = ["Schedule", "fit", "minibatches", "predict_in_batches", "recompute_bn_stats", "BN_STATS"]
 
@@ -30,11 +31,11 @@ BN_STATS = ("recompute", "running")
 class Schedule:
     """SGD with a step, cosine or constant LR schedule, stepped once per epoch."""
 
-    epochs: int = spec(1, range=(1, 10_000))
-    lr: float = spec(0.1, range=(1e-6, 10.0))
-    momentum: float = spec(0.9, range=(0.0, 0.999))
-    weight_decay: float = spec(5e-4, range=(0.0, 1.0))
-    batch_size: int = spec(128, range=(1, 65_536))
+    epochs: int = spec(1, range=EPOCHS)
+    lr: float = spec(0.1, range=LR)
+    momentum: float = spec(0.9, range=MOMENTUM)
+    weight_decay: float = spec(5e-4, range=WEIGHT_DECAY)
+    batch_size: int = spec(128, range=BATCH_SIZE)
     kind: str = spec("step", choices=("step", "cosine", "constant"))
     milestones: tuple[int, ...] = spec((), range=(1, None))
     lr_decay: float = spec(0.1, range=(0.0, 1.0))

@@ -22,7 +22,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from incsweep.incremental.memory_report import MemoryReport
 from incsweep.incremental.provenance import code_version
+from incsweep.incremental.vocabulary import ACCURACY_METRICS, TEST_METRICS, WALL_TIME
 
 if TYPE_CHECKING:  # the engine (torch) only for annotations: analysis and the CLI's help stay torch-free
     from incsweep.incremental.run import RunResult, TaskResult
@@ -58,21 +60,17 @@ def task_row(result: TaskResult | Mapping[str, Any], *, study: str, trial_id: st
              finished_at: datetime | None = None, version: str | None = None) -> dict[str, Any]:
     """The row of one finished task (``result``: a TaskResult or its ``as_dict()``)."""
     r = dict(result) if isinstance(result, Mapping) else result.as_dict()
-    mem, val, test = r["memory"], r["val"], r["test"]
-    total_bytes = int(mem["model_bytes"]) + int(mem["exemplar_bytes"]) + int(mem["extra_bytes"])
+    memory = MemoryReport(**{k: int(v) for k, v in r["memory"].items() if k not in MemoryReport.DERIVED})
     row: dict[str, Any] = {
         "study": study, "trial_id": trial_id, "method": method, "benchmark": benchmark,
         "scenario": r["scenario"], "task": int(r["task"]), "n_tasks": int(r["n_tasks"]),
         "tasks_done": int(r["task"]) + 1, "is_final": False,
         "complete": int(r["task"]) + 1 == int(r["n_tasks"]), "status": TASK_STATUS, "error": None,
-        "avg_acc": val["avg_acc"], "last_acc": val["last_acc"], "forgetting": val["forgetting"], "bwt": val["bwt"],
-        "test_avg_acc": test["avg_acc"], "test_last_acc": test["last_acc"],
-        "test_forgetting": test["forgetting"], "test_bwt": test["bwt"],
+        **{name: r["val"][name] for name in ACCURACY_METRICS},
+        **{test_name: r["test"][name] for name, test_name in zip(ACCURACY_METRICS, TEST_METRICS)},
         "acc_row": [float(a) for a in r["acc_row"]], "val_acc_row": [float(a) for a in r["val_acc_row"]],
-        "model_bytes": int(mem["model_bytes"]), "exemplar_bytes": int(mem["exemplar_bytes"]),
-        "extra_bytes": int(mem["extra_bytes"]), "total_bytes": total_bytes, "total_mb": total_bytes / 2**20,
-        "train_state_bytes": int(mem.get("train_state_bytes", 0)), "n_exemplars": int(mem["n_exemplars"]),
-        "wall_s": float(r["wall_s"]), "seed": int(seed), "config_json": config_json,
+        **memory.as_dict(),
+        WALL_TIME: float(r[WALL_TIME]), "seed": int(seed), "config_json": config_json,
         "code_version": version if version is not None else code_version(),
         "started_at": started_at, "finished_at": finished_at or utcnow(),
     }
@@ -91,15 +89,14 @@ def final_row(task_rows: Sequence[Mapping[str, Any]], *, status: str, error: str
     if task_rows:
         last = max(task_rows, key=lambda row: row["task"])
         row = dict(last)
-        row["wall_s"] = float(sum(r["wall_s"] for r in task_rows)) if wall_s is None else wall_s
+        row[WALL_TIME] = float(sum(r[WALL_TIME] for r in task_rows)) if wall_s is None else wall_s
     else:
         if template is None:
             raise ValueError("final_row needs task rows or a template")
         row = {name: None for name in RESULTS_SCHEMA.names}
         row.update({k: v for k, v in template.items()})
         row.update(task=-1, tasks_done=0, complete=False, wall_s=wall_s or 0.0)
-        for name in ("avg_acc", "last_acc", "forgetting", "bwt", "test_avg_acc", "test_last_acc",
-                     "test_forgetting", "test_bwt"):
+        for name in ACCURACY_METRICS + TEST_METRICS:
             row[name] = math.nan
     row.update(is_final=True, status=status, error=error, finished_at=finished_at or utcnow())
     row["complete"] = bool(row.get("tasks_done") == row.get("n_tasks")) and status == "complete"

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from incsweep.incremental.errors import ConfigError
 
@@ -71,12 +72,36 @@ def summarize(storage: str, spec: StudySpec) -> StudySummary:
 
         url = layout.optuna_url(spec.optuna_storage)
         if "://" in url or os.path.exists(url):
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            study = optuna.load_study(study_name=spec.name, storage=make_optuna_storage(url))
-            summary.optuna_states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+            with _optuna_quiet(optuna):
+                study = optuna.load_study(study_name=spec.name, storage=make_optuna_storage(url))
+                summary.optuna_states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     except (KeyError, ConfigError):
         pass  # no Optuna study yet
     return summary
+
+
+@contextmanager
+def _optuna_quiet(optuna: Any) -> Iterator[None]:
+    """Optuna's INFO lines off while the driver reads its storage; the caller's verbosity back after."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+@contextmanager
+def _env_default(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name]`` = ``value`` during the block unless the user set it; removed after."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def check_resources(resources: Any, concurrency: int | None) -> None:
@@ -138,8 +163,8 @@ def trial_dirname(trial: Any) -> str:
 def _build_searcher(spec: StudySpec, layout: StudyLayout):
     from .searcher import StudySearcher, make_optuna_storage, make_sampler
 
-    return StudySearcher(space=spec.space(), metrics=[o.metric for o in spec.objectives],
-                         modes=[o.mode for o in spec.objectives], n_tasks=spec.n_tasks,
+    return StudySearcher(space=spec.space(), metrics=[o.column for o in spec.objectives],
+                         modes=[o.sense for o in spec.objectives], n_tasks=spec.n_tasks,
                          constraints=spec.constraints, sampler=make_sampler(spec.sampler, spec.seed),
                          storage=make_optuna_storage(layout.optuna_url(spec.optuna_storage)), study_name=spec.name)
 
@@ -153,11 +178,11 @@ def _build_scheduler(spec: StudySpec):
     # trials dominated at their rung (study/scheduler.py), so front trials are never cut short.
     if len(spec.objectives) == 1:
         first = spec.objectives[0]
-        return ASHAScheduler(time_attr="tasks_done", metric=first.metric, mode=first.mode, max_t=spec.n_tasks,
+        return ASHAScheduler(time_attr="tasks_done", metric=first.column, mode=first.sense, max_t=spec.n_tasks,
                              grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
     from .scheduler import ParetoASHA
 
-    return ParetoASHA(metrics=[o.metric for o in spec.objectives], modes=[o.mode for o in spec.objectives],
+    return ParetoASHA(metrics=[o.column for o in spec.objectives], modes=[o.sense for o in spec.objectives],
                       max_t=spec.n_tasks, grace_period=spec.scheduler.grace_period,
                       reduction_factor=spec.scheduler.reduction_factor, rule=spec.scheduler.rule)
 
@@ -186,8 +211,11 @@ def _trainable(spec: StudySpec):
 
 def _param_space(spec: StudySpec, layout: StudyLayout) -> dict[str, Any]:
     cache = layout.prefix_cache_dir() if spec.prefix_cache else None
-    return {"study": spec.name, "base": spec.base_run(), "prefix_cache": cache, "device": spec.device,
-            "prefix_cache_max_bytes": int(spec.prefix_cache_max_gb * 2**30), "threads": max(1, int(spec.resources.cpu))}
+    from incsweep.trainables.boundary import TrialConfig
+
+    return TrialConfig.shared(study=spec.name, base=spec.base_run(), prefix_cache=cache, device=spec.device,
+                              prefix_cache_max_bytes=int(spec.prefix_cache_max_gb * 2**30),
+                              threads=max(1, int(spec.resources.cpu)))
 
 
 def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = False,
@@ -208,7 +236,12 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
 
     # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
     # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    with _env_default("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"):
+        return _run_study(spec, storage, layout, stored, address, resume, ray_temp_dir)
+
+
+def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict | None, address: str | None,
+               resume: bool, ray_temp_dir: str | None) -> StudySummary:
     owns_ray = _init_ray(address, ray_temp_dir)
     try:
         import ray
@@ -218,7 +251,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         if stored is None:
             layout.write_spec({**spec.to_dict(), "storage": storage})
         sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec))
-        progress = ProgressLog(spec.n_tasks, [o.metric for o in spec.objectives])
+        progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives])
         run_config = tune.RunConfig(
             name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
             callbacks=[sink, progress], verbose=0,
@@ -240,7 +273,9 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
                                   "or start a new study; `incsweep analyze` still reads its results") from None
             # Tune restores its pickled run config, callbacks included: give it this driver's fresh ones
             # (Tuner.restore takes no run_config in 2.60).
-            tuner._local_tuner.get_run_config().callbacks = [sink, progress]  # noqa: SLF001
+            local = tuner._local_tuner  # noqa: SLF001
+            assert local is not None  # a Tuner restored in the driver process is local
+            local.get_run_config().callbacks = [sink, progress]
         else:
             before = summarize(storage, spec)
             remaining = spec.trials - before.finished
@@ -257,8 +292,9 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
                                             trial_dirname_creator=trial_dirname),
                 run_config=run_config)
         grid = tuner.fit()
-        for err in grid.errors:
-            log.warning("a trial failed: %s", str(err).strip().splitlines()[-1] if str(err).strip() else err)
+        for trial_err in grid.errors:
+            text = str(trial_err).strip()
+            log.warning("a trial failed: %s", text.splitlines()[-1] if text else trial_err)
         summary = summarize(storage, spec)
         orphans = [tid for tid in summary.unfinished if tid not in sink.seen]
         if orphans and summary.finished >= spec.trials:

@@ -17,20 +17,23 @@ PRUNED by StudySearcher, so they never reach a front.
 
 from __future__ import annotations
 
+import json
 import math
-import pickle
 from typing import Any, Sequence
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-__all__ = ["ParetoASHA", "RULES", "rungs", "keep_at_rung", "keep_by_dominators", "keep_by_layer",
-           "nondomination_layers"]
+from incsweep.analysis.dominance import dominator_count, nondomination_layers
+from incsweep.incremental.errors import ConfigError
+
+__all__ = ["ParetoASHA", "RULES", "rungs", "keep_at_rung", "keep_by_dominators", "keep_by_layer"]
 
 
 def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
     """Tasks-done milestones below ``max_t``: grace, grace*rf, grace*rf^2, ..."""
-    out, t = [], float(grace_period)
+    out: list[int] = []
+    t = float(grace_period)
     while round(t) < max_t:
         if not out or round(t) > out[-1]:
             out.append(int(round(t)))
@@ -38,30 +41,11 @@ def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
     return out
 
 
-def nondomination_layers(points: np.ndarray) -> np.ndarray:
-    """Non-dominated sorting (minimisation): each row's layer, 0 for rows no other row dominates,
-    1 for those only layer-0 rows dominate, and so on."""
-    pts = np.asarray(points, dtype=np.float64).reshape(len(points), -1)
-    # dominates[i, j]: row i dominates row j
-    dominates = np.all(pts[:, None, :] <= pts[None, :, :], axis=2) & np.any(pts[:, None, :] < pts[None, :, :], axis=2)
-    layers = np.full(len(pts), -1)
-    left = np.ones(len(pts), dtype=bool)
-    layer = 0
-    while left.any():
-        dominated_by_left = np.any(dominates & left[:, None], axis=0)
-        current = left & ~dominated_by_left
-        layers[current] = layer
-        left &= ~current
-        layer += 1
-    return layers
-
-
 def keep_by_dominators(point: np.ndarray, recorded: np.ndarray, reduction_factor: float) -> bool:
     """Goes on unless at least a (1 - 1/rf) share of the trials at the rung (itself included)
     dominates it: stops only clearly dominated trials."""
-    dominating = np.all(recorded <= point, axis=1) & np.any(recorded < point, axis=1)
     needed = math.ceil((1.0 - 1.0 / reduction_factor) * (len(recorded) + 1))
-    return int(dominating.sum()) < max(needed, 1)
+    return dominator_count(point, recorded) < max(needed, 1)
 
 
 def keep_by_layer(point: np.ndarray, recorded: np.ndarray, reduction_factor: float) -> bool:
@@ -131,9 +115,22 @@ class ParetoASHA(FIFOScheduler):
         return "ParetoASHA: " + ", ".join(f"rung {r}: {len(v)} recorded" for r, v in self._recorded.items())
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+        # JSON, not pickle: a state file planted in shared storage must not run code on resume (issue 18).
+        state = {"rungs": self._rungs, "recorded": {str(r): v for r, v in self._recorded.items()},
+                 "seen": {t: sorted(r) for t, r in self._seen.items()}, "stopped": sorted(self.stopped)}
+        with open(checkpoint_path, "w") as f:
+            json.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+        try:
+            with open(checkpoint_path) as f:
+                state = json.load(f)
+            recorded = {int(r): [[float(x) for x in p] for p in v] for r, v in state["recorded"].items()}
+            seen = {str(t): {int(r) for r in v} for t, v in state["seen"].items()}
+            stopped = {str(t) for t in state["stopped"]}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"scheduler state {checkpoint_path} is unreadable ({type(exc).__name__}); it is "
+                              "not a state this version of incsweep wrote") from None
+        if sorted(recorded) != self._rungs:
+            raise ConfigError(f"scheduler state {checkpoint_path} has rungs {sorted(recorded)}, the study {self._rungs}")
+        self._recorded, self._seen, self.stopped = recorded, seen, stopped

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from incsweep.incremental.vocabulary import ACCURACY_METRICS, MEMORY_COLUMNS, TEST_METRICS, WALL_TIME
+
 __all__ = ["RESULTS_SCHEMA", "PARAM_PREFIX", "STAT_PREFIX", "FINAL_STATUSES", "TASK_STATUS", "param_column",
            "stat_column"]
 
@@ -28,6 +30,7 @@ TASK_STATUS = "task_done"
 FINAL_STATUSES = ("complete", "pruned", "error", "diverged")
 
 _TS = pa.timestamp("us", tz="UTC")
+_ARROW = {int: pa.int64(), float: pa.float64()}  # MemoryReport field types
 
 RESULTS_SCHEMA = pa.schema(
     [
@@ -43,26 +46,14 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("complete", pa.bool_(), nullable=False),  # tasks_done == n_tasks
         pa.field("status", pa.string(), nullable=False),  # TASK_STATUS or one of FINAL_STATUSES
         pa.field("error", pa.string()),
-        # validation-split metrics (the study's objectives); NaN when the run has no val split
-        pa.field("avg_acc", pa.float64()),
-        pa.field("last_acc", pa.float64()),
-        pa.field("forgetting", pa.float64()),
-        pa.field("bwt", pa.float64()),
-        # test-split metrics (reported, never optimised)
-        pa.field("test_avg_acc", pa.float64()),
-        pa.field("test_last_acc", pa.float64()),
-        pa.field("test_forgetting", pa.float64()),
-        pa.field("test_bwt", pa.float64()),
+        # validation-split metrics (the study's objectives; NaN when the run has no val split), then the
+        # test-split ones (reported, never optimised): incremental/vocabulary.py
+        *(pa.field(name, pa.float64()) for name in ACCURACY_METRICS + TEST_METRICS),
         pa.field("acc_row", pa.list_(pa.float64())),  # test acc[task][0..task]
         pa.field("val_acc_row", pa.list_(pa.float64())),
-        pa.field("model_bytes", pa.int64()),
-        pa.field("exemplar_bytes", pa.int64()),
-        pa.field("extra_bytes", pa.int64()),
-        pa.field("total_bytes", pa.int64()),
-        pa.field("total_mb", pa.float64()),  # total_bytes / 2**20
-        pa.field("train_state_bytes", pa.int64()),  # training-time only state (BMKP working net)
-        pa.field("n_exemplars", pa.int64()),
-        pa.field("wall_s", pa.float64()),  # wall time of this task (final row: whole run)
+        # MemoryReport's fields and totals (total_mb = total_bytes / 2**20; train_state_bytes: training only)
+        *(pa.field(name, _ARROW[kind]) for name, kind in MEMORY_COLUMNS.items()),
+        pa.field(WALL_TIME, pa.float64()),  # wall time of this task (final row: whole run)
         pa.field("seed", pa.int64()),
         pa.field("config_json", pa.string()),  # the full resolved RunConfig as JSON
         pa.field("code_version", pa.string()),

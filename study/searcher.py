@@ -88,6 +88,7 @@ class StudySearcher(OptunaSearch):
 
     @property
     def study(self) -> optuna.Study:
+        assert self._ot_study is not None  # OptunaSearch builds it in __init__ (a space is given)
         return self._ot_study
 
     def known_tune_ids(self) -> set[str]:
@@ -96,10 +97,10 @@ class StudySearcher(OptunaSearch):
     def reconcile(self) -> list[int]:
         """Align with the Optuna storage (after a restore or a fresh start on existing storage)."""
         for tune_id, ot_trial in self._ot_trials.items():
-            state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
+            state = self.study._storage.get_trial(ot_trial._trial_id).state
             if state in _FINISHED:
                 self._completed_trials.add(tune_id)  # the storage is ahead of Tune's snapshot
-        return reconcile_orphans(self._ot_study, self.known_tune_ids())
+        return reconcile_orphans(self.study, self.known_tune_ids())
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
@@ -123,7 +124,7 @@ class StudySearcher(OptunaSearch):
         done = int(result.get("tasks_done", 0))
         if done < self._n_tasks:
             return TrialState.PRUNED, None, f"stopped after {done}/{self._n_tasks} tasks"
-        values = [result.get(m) for m in self.metric]
+        values: list[Any] = [result.get(m) for m in self.metric]
         if any(v is None or not math.isfinite(float(v)) for v in values):
             return TrialState.FAIL, None, f"non-finite objective {dict(zip(self.metric, values))}"
         return TrialState.COMPLETE, [float(v) for v in values], "complete"
@@ -132,13 +133,14 @@ class StudySearcher(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        if self._ot_study._storage.get_trial(ot_trial._trial_id).state in _FINISHED:
+        if self.study._storage.get_trial(ot_trial._trial_id).state in _FINISHED:
             self._completed_trials.add(trial_id)
             return
         state, values, why = self.outcome(result, error)
         if state == TrialState.COMPLETE:
+            assert result is not None  # outcome() completes only trials that reported
             for c in self._constraints:
                 ot_trial.set_constraint(str(c), c.violation(float(result[c.metric])))
         ot_trial.set_user_attr("outcome", why)
-        self._ot_study.tell(ot_trial, values, state=state)
+        self.study.tell(ot_trial, values, state=state)
         self._completed_trials.add(trial_id)

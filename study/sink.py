@@ -14,6 +14,9 @@ from typing import Any, Mapping
 
 from ray.tune import Callback
 
+from incsweep.incremental.vocabulary import AVG_ACC, MEMORY_METRIC, WALL_TIME
+from incsweep.trainables.boundary import TrialConfig
+
 from .results import final_row, read_trial_file, task_row, utcnow, write_trial_file
 
 __all__ = ["ParquetSink", "ProgressLog", "trial_error_text"]
@@ -61,9 +64,8 @@ class ParquetSink(Callback):
         return self._rows[trial_id]
 
     def _params(self, trial: Any) -> dict[str, Any]:
-        method = trial.config["method"]
-        values = trial.config.get("params") or {}
-        return {k: values[k] for k in self.searched.get(method, []) if k in values}
+        config = TrialConfig.from_tune(trial.config)
+        return {k: config.params[k] for k in self.searched.get(config.method, []) if k in config.params}
 
     def _write(self, trial_id: str) -> None:
         rows = list(self._rows[trial_id].values())
@@ -91,15 +93,15 @@ class ParquetSink(Callback):
         self._write(trial.trial_id)
 
     def _finish(self, trial: Any, status: str, error: str | None) -> None:
-        method = trial.config["method"]
+        config = TrialConfig.from_tune(trial.config)
+        method = config.method
         rows = self._load(trial.trial_id, method)
         template = None
         if not rows:
-            config = trial.config
             template = {"study": self.study, "trial_id": trial.trial_id, "method": method,
-                        "benchmark": config["base"]["benchmark"]["name"], "scenario": str(config["base"].get("scenario")),
-                        "n_tasks": self.n_tasks, "seed": int(config["base"]["seed"]),
-                        "config_json": json.dumps(config, default=str),
+                        "benchmark": config.benchmark, "scenario": str(config.scenario),
+                        "n_tasks": self.n_tasks, "seed": config.seed,
+                        "config_json": json.dumps(config.to_tune(), default=str),
                         "code_version": "", "started_at": utcnow(),
                         **{f"param_{k}": v for k, v in self._params(trial).items()}}
         self._final[trial.trial_id] = final_row(list(rows.values()), status=status, error=error, template=template)
@@ -149,7 +151,7 @@ class ProgressLog(Callback):
             return
         cached = " (cached prefix)" if result.get("from_cache") else ""
         log.info("%s %-6s task %d/%d  val avg_acc %.4f  total %.3f MB  %.1f s%s", trial.trial_id, result["method"],
-                 result["tasks_done"], self.n_tasks, result["avg_acc"], result["total_mb"], result["wall_s"], cached)
+                 result["tasks_done"], self.n_tasks, result[AVG_ACC], result[MEMORY_METRIC], result[WALL_TIME], cached)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1

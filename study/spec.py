@@ -16,7 +16,6 @@ Example (configs/studies/demo.yaml)::
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,46 +23,22 @@ from typing import Any, Mapping
 
 import yaml
 
+from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
 from incsweep.incremental.benchmarks import BenchmarkConfig
-from incsweep.incremental.configs import from_mapping, spec, to_mapping, validate
+from incsweep.incremental.configs import coerce, from_mapping, spec, to_mapping, validate
 from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.methods import get_method
+from incsweep.incremental.ranges import EVAL_BATCH_SIZE, SEED
+from incsweep.incremental.vocabulary import OPTIMISABLE, TEST_PREFIX
 from incsweep.search_spaces import StudySpace, build_space
 
 __all__ = ["StudySpec", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec", "Resources", "load_spec", "METRICS"]
 
 # Metrics a trial reports on every task (trainables.task_metrics); objectives and constraints pick
 # from these. Test metrics are recorded but never optimised (docs/protocols.md: tune on validation).
-METRICS = ("avg_acc", "last_acc", "forgetting", "bwt", "total_mb", "total_bytes", "model_bytes",
-           "exemplar_bytes", "wall_s")
+METRICS = OPTIMISABLE
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a path segment and an Optuna study name
 _OPS = ("<=", ">=")
-
-
-@dataclass(frozen=True)
-class Objective:
-    metric: str
-    mode: str  # "max" | "min"
-
-    @classmethod
-    def parse(cls, text: str) -> "Objective":
-        """``metric:max`` or ``metric:min``. The mode is required: a default would silently maximise
-        memory for ``total_mb`` (issue 18)."""
-        metric, colon, mode = str(text).partition(":")
-        metric, mode = metric.strip(), mode.strip()
-        if not colon or not mode:
-            raise ConfigError(f"objective {str(text)!r} has no mode; write {metric or 'METRIC'}:max or "
-                              f"{metric or 'METRIC'}:min")
-        if metric.startswith("test_"):
-            raise ConfigError(f"objective {metric!r}: test metrics are recorded, never optimised; use {metric[5:]!r}")
-        if metric not in METRICS:
-            raise ConfigError(f"objective {metric!r} is unknown; choose from {list(METRICS)}")
-        if mode not in ("max", "min"):
-            raise ConfigError(f"objective {text!r}: mode must be max or min")
-        return cls(metric, mode)
-
-    def __str__(self) -> str:
-        return f"{self.metric}:{self.mode}"
 
 
 @dataclass(frozen=True)
@@ -153,21 +128,22 @@ class StudySpec:
     benchmark: BenchmarkConfig
     search: Mapping[str, Any]
     scenario: str | None = None
-    objectives: tuple[Objective, ...] = (Objective("avg_acc", "max"), Objective("total_mb", "min"))
+    objectives: tuple[Objective, ...] = parse_objectives(DEFAULT_OBJECTIVES)
     constraints: tuple[Constraint, ...] = ()
     sampler: SamplerSpec = dataclasses.field(default_factory=SamplerSpec)
     scheduler: SchedulerSpec = dataclasses.field(default_factory=SchedulerSpec)
-    trials: int = 12
-    concurrency: int | None = None  # None: as many as the resources allow
+    trials: int = spec(12, range=(1, 100_000))
+    concurrency: int | None = spec(None, range=(1, 10_000))  # None: as many as the resources allow
     resources: Resources = dataclasses.field(default_factory=Resources)
-    seed: int = 0  # the run seed of every trial (comparable trials, shared prefixes) and the sampler's
-    max_failures: int = 2  # Tune retries a failing trial from its last checkpoint this many times
+    # the run seed of every trial (comparable trials, shared prefixes) and the sampler's
+    seed: int = spec(0, range=SEED)
+    max_failures: int = spec(2, range=(0, 100))  # Tune retries a failing trial from its last checkpoint
     storage: str | None = None
     optuna_storage: str | None = None  # None: a journal file in the storage directory
     prefix_cache: bool = True
-    prefix_cache_max_gb: float = 2.0  # incremental.prefix_cache.DEFAULT_MAX_BYTES
-    eval_batch_size: int = 1024  # RunConfig's default
-    device: str = "auto"  # auto: the GPU Ray assigns a trial, else cpu
+    prefix_cache_max_gb: float = spec(2.0, range=(1e-3, None))  # incremental.prefix_cache.DEFAULT_MAX_BYTES
+    eval_batch_size: int = spec(1024, range=EVAL_BATCH_SIZE)  # RunConfig's default
+    device: str = spec("auto", choices=("auto", "cpu"))  # auto: the GPU Ray assigns a trial, else cpu
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -182,22 +158,9 @@ class StudySpec:
             raise ConfigError(f"methods: {list(self.methods)} repeats a method")
         if not self.objectives:
             raise ConfigError("objectives: give at least one, e.g. [avg_acc:max, total_mb:min]")
-        if len({o.metric for o in self.objectives}) != len(self.objectives):
+        if len({o.column for o in self.objectives}) != len(self.objectives):
             raise ConfigError("objectives: a metric appears twice")
-        if not 1 <= self.trials <= 100_000:
-            raise ConfigError(f"trials={self.trials} is out of range; allowed [1, 100000]")
-        if self.concurrency is not None and not 1 <= self.concurrency <= 10_000:
-            raise ConfigError(f"concurrency={self.concurrency} is out of range; allowed [1, 10000] or null")
-        if not 0 <= self.seed <= 2**31 - 1:  # RunConfig.seed's range: every trial runs with this seed
-            raise ConfigError(f"seed={self.seed} is out of range; allowed [0, {2**31 - 1}]")
-        if not 1 <= self.eval_batch_size <= 1_000_000:
-            raise ConfigError(f"eval_batch_size={self.eval_batch_size} is out of range; allowed [1, 1000000]")
-        if not 0 <= self.max_failures <= 100:
-            raise ConfigError(f"max_failures={self.max_failures} is out of range; allowed [0, 100]")
-        if not (math.isfinite(self.prefix_cache_max_gb) and self.prefix_cache_max_gb > 0):
-            raise ConfigError(f"prefix_cache_max_gb={self.prefix_cache_max_gb} must be > 0")
-        if self.device not in ("auto", "cpu"):
-            raise ConfigError(f"device={self.device!r}: allowed auto (GPU when Ray assigns one) or cpu")
+        validate(self)  # the declared ranges and choices above (RunConfig shares SEED, EVAL_BATCH_SIZE)
         if self.benchmark.val_fraction <= 0 and self.benchmark.val_per_class is None:
             raise ConfigError("benchmark.val_fraction must be > 0 (or benchmark.val_per_class set): study objectives "
                               "are measured on the validation split")
@@ -268,42 +231,36 @@ class StudySpec:
                                         where="sampler")
         if "resources" in d:
             d["resources"] = from_mapping(Resources, d["resources"] or {}, where="resources")
-        # Strict types, no coercion (issue 18: trials 2.7 ran 2 trials, seed true ran seed 1).
-        for key in ("trials", "max_failures", "seed", "eval_batch_size", "concurrency"):
-            value = d.get(key)
-            if value is None and key == "concurrency":
-                continue
-            if key in d and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{key}={value!r} must be a whole number")
-        if "prefix_cache" in d and not isinstance(d["prefix_cache"], bool):
-            raise ConfigError(f"prefix_cache={d['prefix_cache']!r} must be true or false")
-        if "prefix_cache_max_gb" in d:
-            value = d["prefix_cache_max_gb"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"prefix_cache_max_gb={value!r} must be a number of GB")
-            d["prefix_cache_max_gb"] = float(value)
+        # Scalars through the config machinery RunConfig uses: strict types, no coercion (issue 18:
+        # trials 2.7 ran 2 trials, seed true ran seed 1).
+        for key in _SCALARS:
+            if key in d:
+                d[key] = coerce(cls, key, d[key])
         return cls(**d)
 
     def with_storage(self, storage: str | None) -> "StudySpec":
         return self if storage is None else dataclasses.replace(self, storage=storage)
 
 
+# StudySpec fields that are plain scalars (the rest are parsed by their own types above)
+_SCALARS = ("trials", "concurrency", "seed", "max_failures", "storage", "optuna_storage", "prefix_cache",
+            "prefix_cache_max_gb", "eval_batch_size", "device", "scenario", "name")
+
+
 def _parse_objectives(objs: Any) -> tuple[Objective, ...]:
-    """A list of ``metric:mode`` strings, a comma-separated string, or a mapping ``{metric: max|min}``."""
-    if isinstance(objs, str):
-        items = [o for o in objs.split(",") if o.strip()]
-    elif isinstance(objs, Mapping):
-        items = []
-        for metric, mode in objs.items():
-            if mode not in ("max", "min"):
-                raise ConfigError(f"objectives: {metric}: {mode!r} is not a mode; allowed: max or min")
-            items.append(f"{metric}:{mode}")
-    elif isinstance(objs, (list, tuple)) and all(isinstance(o, str) for o in objs):
-        items = list(objs)
-    else:
+    """A list of ``metric:mode`` strings, a comma-separated string, or a mapping ``{metric: max|min}``;
+    each a validation metric a trial reports (METRICS)."""
+    if not isinstance(objs, (str, list, tuple, Mapping)):
         raise ConfigError(f"objectives: {objs!r} is not allowed; give a list like [avg_acc:max, total_mb:min] "
                           "or a mapping like {avg_acc: max, total_mb: min}")
-    return tuple(Objective.parse(o) for o in items)
+    out = parse_objectives(objs)
+    for o in out:
+        if o.column.startswith(TEST_PREFIX):
+            raise ConfigError(f"objective {o.column!r}: test metrics are recorded, never optimised; "
+                              f"use {o.column[len(TEST_PREFIX):]!r}")
+        if o.column not in METRICS:
+            raise ConfigError(f"objective {o.column!r} is unknown; choose from {list(METRICS)}")
+    return out
 
 
 def _plain(value: Any) -> Any:

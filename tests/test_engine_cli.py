@@ -74,7 +74,7 @@ def test_budget_text_and_json(capsys):
 def test_budget_aligned_and_exemplar_free(capsys):
     assert main(["budget", "--method", "replay", "--benchmark", "seq-cifar100", "--set", "budget=aligned", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["details"]["exemplar_total"] == 2000 + 9 * 463_504 * 4 // 3072
+    assert r["exemplar_total"] == 2000 + 9 * 463_504 * 4 // 3072
     assert main(["budget", "--method", "finetune", "--benchmark", "seq-cifar10", "--memory-mb", "5"]) == 0
     assert "keeps no exemplars" in capsys.readouterr().out
     if "memo" in METHODS:  # MEMO's plan details (shared/specialised params) are printed when it is there

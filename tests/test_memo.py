@@ -235,7 +235,7 @@ def test_exemplars_per_class_is_budget_over_classes_seen(bench):
 def test_parameter_counts_of_g_and_s_on_resnet32(k, g, s):
     plan = METHODS["memo"].plan(MEMOConfig(shared_blocks=k), BenchmarkConfig(**CIFAR100))
     d = plan.details
-    assert (d["shared_params_g"], d["specialized_params_s"], d["backbone_params_P"]) == (g, s, P32)
+    assert (d["shared_params_g"], d["specialized_params_s"], plan.backbone_params) == (g, s, P32)
     assert d["n_tasks"] == 10
     # bytes: parameters + BN running mean/var, float32; classifier over 10 * 64 features -> 100 classes
     assert d["classifier_bytes"] == (640 + 1) * 100 * 4
@@ -283,10 +283,10 @@ def test_aligned_budgets_follow_the_paper_formula(init, inc, memo_m):
     assert memo_m == 2000 + (t * P32 - (g + t * s)) * 4 // 3072  # the numbers MEMO's README/paper use (-ms 3312)
     memo = METHODS["memo"].plan(MEMOConfig(budget="aligned"), b)
     der = METHODS["der"].plan(DERConfig(budget="aligned"), b)
-    assert memo.details["exemplar_total"] == memo_m and der.details["exemplar_total"] == 2000
+    assert memo.exemplar_total == memo_m and der.exemplar_total == 2000
     assert memo.n_exemplars == 100 * (memo_m // 100) and der.n_exemplars == 2000
     # k = 0 keeps the stem once instead of T times: 5 images' worth more than DER on B0 Inc10
-    k0 = METHODS["memo"].plan(MEMOConfig(budget="aligned", shared_blocks=0), b).details["exemplar_total"]
+    k0 = METHODS["memo"].plan(MEMOConfig(budget="aligned", shared_blocks=0), b).exemplar_total
     assert k0 == 2000 + (t - 1) * STEM * 4 // 3072
 
 
@@ -298,11 +298,11 @@ def test_total_mb_is_equal_memory_for_every_split(k):
     memo = METHODS["memo"].plan(MEMOConfig(backbone="resnet20", shared_blocks=k, budget="total_mb", memory_mb=mb), b)
     der = METHODS["der"].plan(DERConfig(backbone="resnet20", budget="total_mb", memory_mb=mb), b)
     for plan in (memo, der):
-        m = plan.details["exemplar_total"]
+        m = plan.exemplar_total
         assert plan.model_bytes + m * 3072 <= mb * MB < plan.model_bytes + (m + 1) * 3072
         assert plan.total_bytes <= mb * MB
     assert memo.model_bytes < der.model_bytes
-    assert memo.details["exemplar_total"] > der.details["exemplar_total"] and memo.n_exemplars >= der.n_exemplars
+    assert memo.exemplar_total > der.exemplar_total and memo.n_exemplars >= der.n_exemplars
 
 
 def test_memory_after_the_last_task_equals_plan_for_a_deeper_split(bench):

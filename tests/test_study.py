@@ -38,7 +38,7 @@ def spec_dict(**over) -> dict:
     ({"colour": 1}, "unknown key(s) ['colour']"),
     ({"objectives": ["test_avg_acc:max"]}, "test metrics are recorded, never optimised"),
     ({"objectives": ["accuracy:max"]}, "objective 'accuracy' is unknown"),
-    ({"objectives": ["avg_acc:up"]}, "mode must be max or min"),
+    ({"objectives": ["avg_acc:up"]}, "direction 'up' is not allowed; use max or min"),
     # issue 18: no silent coercion, every range checked before anything starts
     ({"trials": 2.7}, "trials=2.7 must be a whole number"),
     ({"concurrency": 1.5}, "concurrency=1.5 must be a whole number"),
@@ -376,7 +376,7 @@ def test_pareto_asha_rungs_and_decisions():
 def test_nondomination_layers_match_brute_force():
     import numpy as np
 
-    from incsweep.study.scheduler import nondomination_layers
+    from incsweep.analysis.dominance import nondomination_layers
 
     rng = np.random.default_rng(1)
     for _ in range(100):
@@ -392,7 +392,8 @@ def test_nondomination_layers_match_brute_force():
 def test_layer_rule_keeps_the_front_and_the_top_share_only():
     import numpy as np
 
-    from incsweep.study.scheduler import RULES, keep_at_rung, nondomination_layers
+    from incsweep.analysis.dominance import nondomination_layers
+    from incsweep.study.scheduler import RULES, keep_at_rung
     from incsweep.study.spec import SchedulerSpec
 
     assert set(RULES) == set(SchedulerSpec.__dataclass_fields__["rule"].metadata["choices"])

@@ -26,8 +26,11 @@ import torch
 from incsweep.incremental.errors import DivergedError
 from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint, run
+from incsweep.incremental.vocabulary import OPTIMISABLE
 
 __all__ = ["TrialSpec", "run_trial", "task_metrics", "OBJECTIVE_SENTINEL"]
+
+from .boundary import TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +50,18 @@ class TrialSpec:
 
     @classmethod
     def from_tune_config(cls, config: Mapping[str, Any], device: str) -> "TrialSpec":
-        base = dict(config["base"])
-        method = config["method"]
-        params = dict(config.get("params") or {})
-        threads = int(config.get("threads") or 1)
-        run_dict = {**base, "method": method, "device": device, "threads": threads,
-                    "method_config": {**dict(base.get("method_config") or {}), **params}}
-        return cls(study=config["study"], run_config=RunConfig.from_dict(run_dict), params=params,
-                   prefix_cache=config.get("prefix_cache"), prefix_cache_max_bytes=config.get("prefix_cache_max_bytes"),
-                   threads=threads)
+        trial = TrialConfig.from_tune(config)
+        run_dict = {**trial.base, "method": trial.method, "device": device, "threads": trial.threads,
+                    "method_config": {**dict(trial.base.get("method_config") or {}), **trial.params}}
+        return cls(study=trial.study, run_config=RunConfig.from_dict(run_dict), params=dict(trial.params),
+                   prefix_cache=trial.prefix_cache, prefix_cache_max_bytes=trial.prefix_cache_max_bytes,
+                   threads=trial.threads)
 
 
 def task_metrics(result: TaskResult, config: RunConfig, started_at: str) -> dict[str, Any]:
     """The metrics of one task as reported to Tune (flat scalars plus the JSON the sink needs)."""
     flat = result.flat()
-    return {**flat, "tasks_done": result.task + 1, "total_mb": result.memory.total_mb,
-            "total_bytes": result.memory.total_bytes, OBJECTIVE_SENTINEL: result.task + 1 == result.n_tasks,
+    return {**flat, "tasks_done": result.task + 1, OBJECTIVE_SENTINEL: result.task + 1 == result.n_tasks,
             "diverged": False, "method": config.method, "task_result_json": json.dumps(result.as_dict()),
             "config_json": config.to_json(), "started_at": started_at}
 
@@ -82,7 +81,7 @@ def run_trial(config: Mapping[str, Any]) -> None:
     """Tune function trainable (the method is ``config["method"]``)."""
     from ray import tune
 
-    spec = TrialSpec.from_tune_config(config, "cpu" if config.get("device") == "cpu" else _device())
+    spec = TrialSpec.from_tune_config(config, "cpu" if TrialConfig.from_tune(config).device == "cpu" else _device())
     run_cfg = spec.run_config
     started_at = datetime.now(timezone.utc).isoformat()
     cache = (PrefixCache(spec.prefix_cache, max_bytes=spec.prefix_cache_max_bytes)
@@ -123,7 +122,7 @@ def run_trial(config: Mapping[str, Any]) -> None:
             # as diverged (Optuna: FAIL, since NaN is not an acceptable objective: trap 6).
             done = len(load_checkpoint(ckpt_dir / CHECKPOINT_FILE)["results"]) if (ckpt_dir / CHECKPOINT_FILE).exists() else 0
             tune.report({"tasks_done": done, "diverged": True, "error": f"{type(exc).__name__}: {exc}",
-                         OBJECTIVE_SENTINEL: True, "avg_acc": math.nan, "total_mb": math.nan,
+                         OBJECTIVE_SENTINEL: True, **{name: math.nan for name in OPTIMISABLE},
                          "method": run_cfg.method, "config_json": run_cfg.to_json(), "started_at": started_at})
 
 

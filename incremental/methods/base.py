@@ -6,9 +6,10 @@ method only learns, predicts, accounts for its memory and (de)serialises its sta
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import torch
 
@@ -18,6 +19,7 @@ from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec, validate
 from ..exemplars import BudgetConfig
 from ..memory import MemoryReport
+from ..ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
 from ..training import BN_STATS, Schedule
 
 __all__ = ["MethodConfig", "ExemplarConfig", "RunContext", "Method", "BudgetPlan"]
@@ -31,17 +33,17 @@ class MethodConfig:
 
     backbone: str = spec("resnet32", choices=tuple(BACKBONES))
     width: int | None = spec(None, range=(1, 1024))  # backbone width (resnet: first stage; nf for reduced_resnet18)
-    epochs: int = spec(1, range=(1, 10_000))
-    lr: float = spec(0.1, range=(1e-6, 10.0))
-    momentum: float = spec(0.9, range=(0.0, 0.999))
-    weight_decay: float = spec(5e-4, range=(0.0, 1.0))
-    batch_size: int = spec(128, range=(2, 65_536))
+    epochs: int = spec(1, range=EPOCHS)
+    lr: float = spec(0.1, range=LR)
+    momentum: float = spec(0.9, range=MOMENTUM)
+    weight_decay: float = spec(5e-4, range=WEIGHT_DECAY)
+    batch_size: int = spec(128, range=BATCH_SIZE)
     schedule: str = spec("step", choices=("step", "cosine", "constant"))
     milestones: tuple[int, ...] = spec((), range=(1, None))
     lr_decay: float = spec(0.1, range=(0.0, 1.0))
-    init_epochs: int | None = spec(None, range=(1, 10_000))
-    init_lr: float | None = spec(None, range=(1e-6, 10.0))
-    init_weight_decay: float | None = spec(None, range=(0.0, 1.0))
+    init_epochs: int | None = spec(None, range=EPOCHS)
+    init_lr: float | None = spec(None, range=LR)
+    init_weight_decay: float | None = spec(None, range=WEIGHT_DECAY)
     init_milestones: tuple[int, ...] | None = spec(None, range=(1, None))
     # After each training phase, BatchNorm statistics are recomputed for the final weights on the
     # phase's un-augmented training data ("recompute"), or torch's running averages are kept
@@ -134,11 +136,23 @@ class BudgetPlan:
     extra_bytes: int
     image_bytes: int
     n_exemplars: int  # total exemplars after the last task (0 for exemplar-free methods)
-    details: dict[str, Any]
+    # The exemplar budget M the run fixes at its start (memory_size, or what total_mb/aligned buys);
+    # n_exemplars can be below it when M does not divide evenly over the classes. 0: no exemplars.
+    exemplar_total: int = 0
+    backbone_params: int | None = None  # P of one backbone (what the aligned budget counts)
+    train_state_bytes: int = 0  # training-time only state (BMKP's working network), not in the total
+    # For people (``incsweep budget`` prints it): code reads only the typed fields above.
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def total_bytes(self) -> int:
         return self.model_bytes + self.extra_bytes + self.n_exemplars * self.image_bytes
+
+    def report(self) -> MemoryReport:
+        """The MemoryReport the run will end with (an upper bound where ``plan_is_exact`` is False)."""
+        return MemoryReport(model_bytes=self.model_bytes, exemplar_bytes=self.n_exemplars * self.image_bytes,
+                            extra_bytes=self.extra_bytes, n_exemplars=self.n_exemplars,
+                            train_state_bytes=self.train_state_bytes)
 
 
 class Method(ABC):

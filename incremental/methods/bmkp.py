@@ -22,6 +22,7 @@ from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..errors import ConfigError
 from ..memory import MemoryReport, module_bytes, tensor_bytes
+from ..ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
 from ..training import Schedule, fit, predict_in_batches, recompute_bn_stats
 from ._bmkp_net import BNSet, Layout, init_conv_weights, init_head
 from ._prefix import first_task_fields
@@ -50,11 +51,11 @@ class BMKPConfig(MethodConfig):
 
     backbone: str = spec("reduced_resnet18", choices=("reduced_resnet18",))  # BMKP's only network
     width: int = spec(20, range=(1, 1024))  # nf = 20: paper Sec. 6.1 (after GPM), main.py args.nf
-    epochs: int = spec(50, range=(1, 10_000))  # working memory: paper Sec. 6.1 (CIFAR-10)
-    lr: float = spec(0.05, range=(1e-6, 10.0))  # paper Sec. 6.1 (0.03 on Tiny-ImageNet)
-    momentum: float = spec(0.0, range=(0.0, 0.999))  # public code: torch.optim.SGD(params, lr) only
-    weight_decay: float = spec(0.0, range=(0.0, 1.0))  # public code: none
-    batch_size: int = spec(128, range=(2, 65_536))  # paper Sec. 6.1 (64 on Tiny-ImageNet, main.py)
+    epochs: int = spec(50, range=EPOCHS)  # working memory: paper Sec. 6.1 (CIFAR-10)
+    lr: float = spec(0.05, range=LR)  # paper Sec. 6.1 (0.03 on Tiny-ImageNet)
+    momentum: float = spec(0.0, range=MOMENTUM)  # public code: torch.optim.SGD(params, lr) only
+    weight_decay: float = spec(0.0, range=WEIGHT_DECAY)  # public code: none
+    batch_size: int = spec(128, range=BATCH_SIZE)  # paper Sec. 6.1 (64 on Tiny-ImageNet, main.py)
     milestones: tuple[int, ...] = spec((45,), range=(1, None))  # public code: StepLR(step_size=45, gamma=0.1)
     # Consolidation epochs; None: as many as the task trains (init_epochs on task 0 when set), as the
     # public code's main.py passes the same epoch count to both phases. 0 skips consolidation.
@@ -269,9 +270,10 @@ class BMKP(Method):
                     "min(C_out, max_rank) directions from task 0 on, so the real figure is at most this",
             "rank_cap_per_layer": ranks,
             "bases_bytes": bases, "coeff_bytes": n_tasks * coeffs_per_task, "bn_bytes": n_tasks * bn_per_task,
-            "head_bytes": head, "train_state_bytes": working, "n_projected_layers": len(layout.layers),
+            "head_bytes": head, "n_projected_layers": len(layout.layers),
         }
-        return BudgetPlan(bases + head, n_tasks * (coeffs_per_task + bn_per_task), c * h * w, 0, details)
+        return BudgetPlan(bases + head, n_tasks * (coeffs_per_task + bn_per_task), c * h * w, 0,
+                          train_state_bytes=working, details=details)
 
     @classmethod
     def fields_for_tasks(cls, config: MethodConfig, n_done: int) -> frozenset[str] | None:

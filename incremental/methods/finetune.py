@@ -27,7 +27,7 @@ class Finetune(SingleNetMethod):
         c, h, w = benchmark.spec.image_shape
         bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
         model = module_bytes(bb) + head_bytes(bb.out_dim, benchmark.spec.n_classes)
-        return BudgetPlan(model, 0, c * h * w, 0, {"backbone_params": backbone_params(config, c)})
+        return BudgetPlan(model, 0, c * h * w, 0, backbone_params=backbone_params(config, c))
 
     @classmethod
     def fields_for_tasks(cls, config: MethodConfig, n_done: int) -> frozenset[str] | None:

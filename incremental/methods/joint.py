@@ -61,7 +61,8 @@ class Joint(SingleNetMethod):
     def plan(cls, config: JointConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
         net = Finetune.plan(config, benchmark)
         n = benchmark.spec.n_classes * train_images_per_class(benchmark)
-        return BudgetPlan(net.model_bytes, 0, net.image_bytes, n, {**net.details, "stored_training_images": n})
+        return BudgetPlan(net.model_bytes, 0, net.image_bytes, n, exemplar_total=n, backbone_params=net.backbone_params,
+                          details={"stored_training_images": n})
 
     @classmethod
     def fields_for_tasks(cls, config: JointConfig, n_done: int) -> frozenset[str] | None:

@@ -19,6 +19,7 @@ from ..backbones import build_backbone
 from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..memory import MemoryReport, module_bytes
+from ..ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
 from ..training import fit, predict_in_batches, recompute_bn_stats
 from ._exemplar import ExemplarMemory, exemplar_total, planned_exemplars, rehearsal_ce, with_exemplars
 from ._memo_net import SplitNet, meta_backbone, resolve_shared, split_points, split_sizes
@@ -37,17 +38,17 @@ class ExpansionConfig(ExemplarConfig):
     appendix), identical in PyCIL's exps/memo.json and models/der.py. The backbone default, ResNet-32,
     is MethodConfig's already."""
 
-    epochs: int = spec(170, range=(1, 10_000))  # later tasks: 170 epochs (exps/memo.json "epochs")
-    lr: float = spec(0.1, range=(1e-6, 10.0))  # exps/memo.json "lrate"
-    momentum: float = spec(0.9, range=(0.0, 0.999))  # PyCIL: SGD(momentum=0.9) for every task
-    weight_decay: float = spec(2e-4, range=(0.0, 1.0))  # exps/memo.json "weight_decay"
-    batch_size: int = spec(128, range=(2, 65_536))  # exps/memo.json "batch_size"
+    epochs: int = spec(170, range=EPOCHS)  # later tasks: 170 epochs (exps/memo.json "epochs")
+    lr: float = spec(0.1, range=LR)  # exps/memo.json "lrate"
+    momentum: float = spec(0.9, range=MOMENTUM)  # PyCIL: SGD(momentum=0.9) for every task
+    weight_decay: float = spec(2e-4, range=WEIGHT_DECAY)  # exps/memo.json "weight_decay"
+    batch_size: int = spec(128, range=BATCH_SIZE)  # exps/memo.json "batch_size"
     schedule: str = spec("step", choices=("step", "cosine", "constant"))  # "steplr" (cosine also in the code)
     milestones: tuple[int, ...] = spec((80, 120, 150), range=(1, None))  # exps/memo.json "milestones"
     lr_decay: float = spec(0.1, range=(0.0, 1.0))  # "lrate_decay" and "init_lr_decay"
-    init_epochs: int | None = spec(200, range=(1, 10_000))  # task 0: "init_epoch" 200
-    init_lr: float | None = spec(0.1, range=(1e-6, 10.0))  # "init_lr" 0.1
-    init_weight_decay: float | None = spec(5e-4, range=(0.0, 1.0))  # "init_weight_decay" 5e-4
+    init_epochs: int | None = spec(200, range=EPOCHS)  # task 0: "init_epoch" 200
+    init_lr: float | None = spec(0.1, range=LR)  # "init_lr" 0.1
+    init_weight_decay: float | None = spec(5e-4, range=WEIGHT_DECAY)  # "init_weight_decay" 5e-4
     init_milestones: tuple[int, ...] | None = spec((60, 120, 170), range=(1, None))  # "init_milestones"
     alpha_aux: float = spec(1.0, range=(0.0, 10.0))  # exps/memo.json "alpha_aux"; DER adds the aux loss with weight 1
     weight_align: bool = True  # PyCIL MEMO/DER align after every task > 0
@@ -86,7 +87,7 @@ class MEMO(Method):
         self.net = SplitNet(backbone, type(self).n_shared(config, backbone)).to(ctx.device)
         self.n_seen = 0
         # M is fixed once for the run from the final memory (docs/protocols.md), as replay does.
-        self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).details["exemplar_total"],
+        self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).exemplar_total,
                                         config.memory_per_class)
         self._aux_bytes = 0
 
@@ -172,15 +173,15 @@ class MEMO(Method):
             "shared_blocks": "none (DER: a whole backbone per task)" if k is None else k,
             "split": "none" if k is None else names.get(k, f"after block {k}"),
             "n_blocks": len(backbone.blocks), "n_tasks": t,
-            "shared_params_g": g, "specialized_params_s": s, "backbone_params_P": p,
+            "shared_params_g": g, "specialized_params_s": s,
             "shared_bytes": sz["shared_bytes"], "specialized_bytes_per_task": sz["specialized_bytes"],
             "specialized_bytes": t * sz["specialized_bytes"], "classifier_bytes": classifier,
-            "budget": config.budget, "exemplar_total": total, "per_class_final": n // n_classes,
+            "per_class_final": n // n_classes,
         }
         if config.budget == "aligned":
             details["aligned_formula"] = (f"{config.aligned_base} + floor(({t}*{p} - ({g} + {t}*{s})) * 4 / {c * h * w})"
                                           f" = {total}")
-        return BudgetPlan(model, 0, c * h * w, n, details)
+        return BudgetPlan(model, 0, c * h * w, n, exemplar_total=total, backbone_params=p, details=details)
 
     @classmethod
     def fields_for_tasks(cls, config: ExpansionConfig, n_done: int) -> frozenset[str] | None:

@@ -23,7 +23,7 @@ class Replay(SingleNetMethod):
     def __init__(self, config: ExemplarConfig, ctx: RunContext):
         super().__init__(config, ctx)
         # M is fixed once for the run, from the plan's final memory (docs/protocols.md).
-        self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).details["exemplar_total"],
+        self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).exemplar_total,
                                         config.memory_per_class)
 
     def train_task(self, task: Task) -> None:
@@ -62,10 +62,10 @@ def exemplar_plan(config: ExemplarConfig, benchmark: BenchmarkConfig, extra_byte
     one backbone of DER's T, so it gets 2000 + floor((T-1) * P * 4 / img_bytes) exemplars.
     """
     net = Finetune.plan(config, benchmark)
-    p = net.details["backbone_params"]
+    p = net.backbone_params
+    assert p is not None, "Finetune.plan states the backbone's parameters"
     total = exemplar_total(config, benchmark, final_model_bytes=net.model_bytes + extra_bytes,
                            backbone_params=p, kept_params=p)
     n = planned_exemplars(total, config.memory_per_class, benchmark)
-    details = {"backbone_params": p, "exemplar_total": total, "budget": config.budget,
-               "per_class_final": n // benchmark.spec.n_classes}
-    return BudgetPlan(net.model_bytes, extra_bytes, net.image_bytes, n, details)
+    return BudgetPlan(net.model_bytes, extra_bytes, net.image_bytes, n, exemplar_total=total, backbone_params=p,
+                      details={"per_class_final": n // benchmark.spec.n_classes})

@@ -75,7 +75,7 @@ class Separate(Method):
         bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
         sizes = benchmark.task_sizes
         nets = len(sizes) * module_bytes(bb) + sum(head_bytes(bb.out_dim, n) for n in sizes)
-        return BudgetPlan(nets, 0, c * h * w, 0, {"n_networks": len(sizes), "backbone_bytes": module_bytes(bb)})
+        return BudgetPlan(nets, 0, c * h * w, 0, details={"n_networks": len(sizes), "backbone_bytes": module_bytes(bb)})
 
     def state_dict(self) -> dict[str, Any]:
         return {"nets": [net.state_dict() for net in self.nets],

@@ -1,0 +1,47 @@
+"""What a method stores, by part: the memory half of the result vocabulary (torch-free, so that the
+analysis and the CLI can name its fields without importing torch)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .units import MB
+
+__all__ = ["MemoryReport"]
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """What a method stores, by part. ``train_state_bytes`` is training-time only (not in total)."""
+
+    model_bytes: int
+    exemplar_bytes: int = 0
+    extra_bytes: int = 0  # per-task extras (e.g. BMKP coefficients, per-task BN sets)
+    n_exemplars: int = 0
+    train_state_bytes: int = 0  # e.g. BMKP's working network: needed to train, not to predict
+
+    # Properties that are results in their own right (reported, stored and optimisable like fields).
+    DERIVED: ClassVar[tuple[str, ...]] = ("total_bytes", "total_mb")
+
+    @property
+    def total_bytes(self) -> int:
+        return self.model_bytes + self.exemplar_bytes + self.extra_bytes
+
+    @property
+    def total_mb(self) -> float:
+        return self.total_bytes / MB
+
+    @classmethod
+    def columns(cls) -> dict[str, type]:
+        """Every reported memory value -> its Python type (int or float): fields, then DERIVED."""
+        hints = typing.get_type_hints(cls)
+        out: dict[str, type] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+        for name in cls.DERIVED:
+            out[name] = typing.get_type_hints(getattr(cls, name).fget)["return"]
+        return out
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.columns()}
