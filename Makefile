@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test install data clean-demo
+.PHONY: demo test typecheck install data clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,10 +38,20 @@ demo: $(VENV)/.installed data
 	$(BIN)/incsweep analyze $(DEMO_DIR) --out $(DEMO_DIR)/analysis
 	$(BIN)/incsweep export $(DEMO_DIR) --select front --out $(DEMO_DIR)/best
 
-# Lint first (ruff: pyflakes, pycodestyle, import order; configured in pyproject.toml), then the suite.
-test: $(VENV)/.installed
+# Lint and type-check first (ruff: pyflakes, pycodestyle, import order; mypy: the library packages;
+# both configured in pyproject.toml), then the suite.
+test: $(VENV)/.installed typecheck
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# mypy resolves `incsweep.study` by folders, but the folders sit at the root (setuptools package-dir
+# maps them): check a tree of links that has the installed layout.
+TYPECHECK_DIR := build/typecheck
+typecheck: $(VENV)/.installed
+	rm -rf $(TYPECHECK_DIR)/incsweep && mkdir -p $(TYPECHECK_DIR)/incsweep
+	for f in incsweep/*.py incremental study trainables search_spaces analysis; do \
+	  ln -s $(CURDIR)/$$f $(TYPECHECK_DIR)/incsweep/$$(basename $$f); done
+	cd $(TYPECHECK_DIR) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p incsweep
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
