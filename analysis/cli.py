@@ -61,10 +61,25 @@ def _by(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
+def _check_out(out: str | None) -> None:
+    """``--out`` must be a directory or creatable as one: checked before any result is read."""
+    if out is None:
+        return
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"--out {out!r} is a file; give a directory (it is created if missing)")
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {out!r}: {parent} is a file, so the directory cannot be created")
+
+
 def _summary(args: argparse.Namespace, under_mb=()):
     from .load import load_results
     from .summary import summarize
 
+    _check_out(getattr(args, "out", None))
     for x in under_mb:
         if not x > 0:
             raise ConfigError(f"--under-mb {x}: a memory size must be > 0 MB")

@@ -141,11 +141,38 @@ def load_results(paths: str | Sequence[str]) -> pa.Table:
     pairs = [(t, p) for t, (_, p) in zip(read, files) if t is not None]
     if not pairs:
         raise ConfigError(f"none of the {len(files)} result file(s) could be used (see the warnings above)")
+    pairs = _first_copies(pairs)
     tables, used = [t for t, _ in pairs], [p for _, p in pairs]
     schema = _unify(tables, used)
     tables = [t.cast(pa.schema([schema.field(n) for n in t.column_names])) if t.schema != schema else t
               for t in tables]
     return pa.concat_tables(tables, promote_options="permissive").select(schema.names)
+
+
+def _first_copies(pairs: list[tuple[pa.Table, str]]) -> list[tuple[pa.Table, str]]:
+    """Each (study, trial_id) from the first file that holds it: a study directory given twice, or a
+    copy of one next to it, would count every trial twice on a front and in every mean."""
+    seen: dict[tuple[str, str], str] = {}
+    kept, dropped = [], []
+    for table, path in pairs:
+        pairs_of = table.select(["study", "trial_id"]).group_by(["study", "trial_id"]).aggregate([])
+        keys = set(zip(pairs_of["study"].to_pylist(), pairs_of["trial_id"].to_pylist()))  # one per file, usually
+        again = [k for k in keys if k in seen]
+        if again and len(again) == len(keys):
+            dropped.append((path, seen[again[0]], again[0]))
+            continue
+        if again:  # part of the file repeats trials: keep its other rows
+            mask = [k not in seen for k in zip(table["study"].to_pylist(), table["trial_id"].to_pylist())]
+            dropped.append((path, seen[again[0]], again[0]))
+            table = table.filter(pa.array(mask))
+        for k in keys:
+            seen.setdefault(k, path)
+        kept.append((table, path))
+    if dropped:
+        path, first, (study, trial) = dropped[0]
+        log.warning("%d result file(s) repeat trials already read (e.g. study %s trial %s in %s, first read from %s); "
+                    "each trial is counted once, from the first file", len(dropped), study, trial, path, first)
+    return kept
 
 
 def _as_list(paths: str | Sequence[str]) -> list[str]:

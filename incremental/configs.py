@@ -10,13 +10,30 @@ import dataclasses
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from .errors import ConfigError
 
-__all__ = ["spec", "validate", "coerce", "from_mapping", "to_mapping", "parse_override", "apply_overrides"]
+__all__ = ["spec", "validate", "coerce", "read_yaml_file", "from_mapping", "to_mapping", "parse_override", "apply_overrides"]
+
+
+def read_yaml_file(path: str | Path, what: str) -> Any:
+    """The YAML in ``path``; a missing, binary or malformed file is a one-line ConfigError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {path} does not exist" if not p.exists() else f"{what} {path} is not a file")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+                          "it must be YAML") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
 
 
 def spec(default: Any, *, range: tuple | None = None, choices: tuple | None = None, help: str = "") -> Any:

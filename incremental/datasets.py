@@ -44,12 +44,20 @@ class RawData:
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped) as LeCun's MNIST format defines it."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile, a truncated archive
+        raise DataFormatError(f"{path}: not a readable IDX file ({type(exc).__name__})") from None
+    if len(data) < 4:
+        raise DataFormatError(f"{path}: not an unsigned-byte IDX file ({len(data)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:  # 0x08 = unsigned byte, the only type image/label files use
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    if zero != 0 or dtype_code != 0x08 or len(data) < 4 + 4 * ndim:  # 0x08: unsigned byte, all MNIST files use
+        raise DataFormatError(f"{path}: not an unsigned-byte IDX file")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    if len(data) - 4 - 4 * ndim != int(np.prod(shape)):
+        raise DataFormatError(f"{path}: the IDX header says shape {list(shape)}, the file holds "
+                              f"{len(data) - 4 - 4 * ndim} bytes of data")
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 

@@ -21,7 +21,7 @@ import torch
 
 from .augment import AUGMENTATIONS, Augmenter
 from .benchmarks import Benchmark, BenchmarkConfig, Task, load_benchmark
-from .configs import apply_overrides, from_mapping, parse_override, spec, to_mapping, validate
+from .configs import apply_overrides, from_mapping, parse_override, read_yaml_file, spec, to_mapping, validate
 from .errors import ConfigError
 from .memory import MemoryReport
 from .methods import METHODS, Method, RunContext, get_method
@@ -122,14 +122,10 @@ def with_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
 
 def load_run_config(path: str | None, overrides: Sequence[str] = (), **top: Any) -> RunConfig:
     """Config file (YAML/JSON) + explicit top-level values + ``--set`` overrides -> RunConfig."""
-    import yaml
 
     data: dict[str, Any] = {}
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(p.read_text())
+        loaded = read_yaml_file(path, "config file")
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
         data = loaded

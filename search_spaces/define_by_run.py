@@ -60,7 +60,10 @@ def build_space(methods: list[str], overrides: Mapping[str, Mapping[str, Any]] |
         config_cls = get_method(method).config_cls
         fields = {f.name for f in dataclasses.fields(config_cls)}
         space = default_space(method)
-        for name, raw in dict(overrides.get(method) or {}).items():
+        section = overrides.get(method) or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"search.{method}: {section!r} is not allowed; give a mapping of field -> value or range")
+        for name, raw in dict(section).items():
             if name not in fields:
                 raise ConfigError(f"search.{method}: unknown parameter {name!r}; allowed: {sorted(fields)}")
             if raw is None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from .layout import StudyLayout
 
@@ -76,12 +76,43 @@ def _finish(summary, elapsed: float) -> int:
     if not summary.done:
         print(f"the study is not finished; continue it with: incsweep study resume {summary.storage}")
         return 130
+    if summary.finished and not summary.statuses.get("complete"):
+        # every trial failed: the study answered nothing, which a script must see (issue 18)
+        print(f"no trial completed; `incsweep study status {summary.storage}` and the results' error column say why",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _drive(storage: str, start: Callable[[], Any], again: str) -> int:
+    """Run ``start`` (run_study); an interrupt exits 130 (Ctrl-C) or 143 (SIGTERM) with the command
+    that continues: ``study resume`` once the study is stored, else ``again`` (the same start)."""
+    import time
+
+    from .runner import StudyTerminated
+
+    def next_step() -> str:
+        try:
+            stored = StudyLayout(storage).read_spec() is not None
+        except Exception:  # noqa: BLE001 - only choosing which hint to print
+            stored = False
+        return (f"continue with: incsweep study resume {storage}" if stored else
+                f"nothing was stored yet; start it again with: {again}")
+
+    tic = time.perf_counter()
+    try:
+        summary = start()
+    except KeyboardInterrupt:
+        print(f"interrupted; {next_step()}")
+        return 130
+    except StudyTerminated:
+        print(f"terminated (SIGTERM); results so far are kept; {next_step()}")
+        return 143
+    return _finish(summary, time.perf_counter() - tic)
 
 
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
-    import time
 
     from .runner import run_study
     from .spec import StudySpec, load_spec
@@ -90,29 +121,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.trials is not None:
         spec = StudySpec.from_dict({**spec.to_dict(), "trials": args.trials})
     _console_logging()
-    tic = time.perf_counter()
-    try:
-        summary = run_study(dataclasses.replace(spec), address=args.address)
-    except KeyboardInterrupt:
-        print("interrupted; continue with: incsweep study resume " + (spec.storage or f"runs/{spec.name}"))
-        return 130
-    return _finish(summary, time.perf_counter() - tic)
+    storage = spec.storage or f"runs/{spec.name}"
+    again = f"incsweep study run {args.spec} --storage {storage}"
+    return _drive(storage, lambda: run_study(dataclasses.replace(spec), address=args.address), again)
 
 
 def _resume(args: argparse.Namespace) -> int:
-    import time
-
     from .runner import run_study
 
     spec = _stored_spec(args.storage)
     _console_logging()
-    tic = time.perf_counter()
-    try:
-        summary = run_study(spec, address=args.address, resume=True)
-    except KeyboardInterrupt:
-        print(f"interrupted; continue with: incsweep study resume {args.storage}")
-        return 130
-    return _finish(summary, time.perf_counter() - tic)
+    return _drive(args.storage, lambda: run_study(spec, address=args.address, resume=True),
+                  f"incsweep study resume {args.storage}")
 
 
 def _status(args: argparse.Namespace) -> int:

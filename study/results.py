@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from incsweep.incremental.errors import ConfigError, DataFormatError
 from incsweep.incremental.memory_report import MemoryReport
 from incsweep.incremental.provenance import code_version
 from incsweep.incremental.vocabulary import ACCURACY_METRICS, TEST_METRICS, WALL_TIME
@@ -44,7 +45,12 @@ def utcnow() -> datetime:
 def resolve_storage(storage: str) -> tuple[pafs.FileSystem, str]:
     """A pyarrow filesystem and the path inside it for a local directory or a URI (s3://, gs://, ...)."""
     if "://" in storage and not storage.startswith("file://"):
-        fs, path = pafs.FileSystem.from_uri(storage)
+        try:
+            fs, path = pafs.FileSystem.from_uri(storage)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+            scheme = storage.split("://", 1)[0]
+            raise ConfigError(f"storage {storage!r}: scheme {scheme!r} is not usable here ({str(exc).splitlines()[0]}); "
+                              "use a local directory, file://, s3://, gs:// or hdfs://") from None
         return fs, path.rstrip("/")
     local = storage[len("file://"):] if storage.startswith("file://") else storage
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(local))
@@ -176,7 +182,13 @@ def read_trial_file(storage: str, study: str, method: str, trial_id: str) -> lis
         except (OSError, pa.ArrowInvalid):
             log.debug("torn read of %s (attempt %d), retrying", path, attempt + 1)
             time.sleep(_READ_BACKOFF_S * 2**attempt)
-    return _read_rows(fs, path)
+    try:
+        return _read_rows(fs, path)
+    except (pa.ArrowInvalid, KeyError, TypeError) as exc:
+        # a damaged file must not crash status or resume; nothing is rewritten until it is moved away
+        raise DataFormatError(f"results file {path} is not readable Parquet of incsweep's schema "
+                              f"({type(exc).__name__}); move it out of the study directory to go on "
+                              "(that trial's rows are lost, the rest stay)") from None
 
 
 def list_trial_files(storage: str, study: str) -> Iterable[tuple[str, str]]:

@@ -21,8 +21,9 @@ from .layout import StudyLayout
 from .results import list_trial_files, read_trial_file
 from .sink import ParquetSink, ProgressLog
 from .spec import StudySpec
+from .tune_state import check_tune_state
 
-__all__ = ["run_study", "StudySummary", "summarize", "check_resources", "default_storage"]
+__all__ = ["run_study", "StudySummary", "summarize", "check_resources", "check_storage", "check_data", "default_storage"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,76 @@ def summarize(storage: str, spec: StudySpec) -> StudySummary:
     except (KeyError, ConfigError):
         pass  # no Optuna study yet
     return summary
+
+
+def check_storage(storage: str) -> None:
+    """A one-line ConfigError unless ``storage`` can hold a study: a URI pyarrow can open, or a local
+    path that is a directory (or does not exist yet) under a writable existing directory."""
+    from .results import resolve_storage
+
+    fs, path = resolve_storage(storage)  # unusable schemes fail here
+    if "://" in storage and not storage.startswith("file://"):
+        return  # object stores: permissions show on the first write, which Tune reports
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--storage {storage!r} is a file; give a directory (new or holding a study)")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"--storage {storage!r}: {parent} is a file, so the directory cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK) and not os.path.isdir(path):
+        raise ConfigError(f"--storage {storage!r}: {parent} is not writable")
+
+
+def _launch_left_nothing(storage: str, stored: dict) -> bool:
+    """Whether a stored study has no trial at all: no result file and no Optuna trial."""
+    import optuna
+
+    from .searcher import make_optuna_storage
+
+    name = str(stored.get("name"))
+    if list_trial_files(storage, name):
+        return False
+    layout = StudyLayout(storage)
+    url = layout.optuna_url(stored.get("optuna_storage"))
+    if "://" not in url and not os.path.exists(url):
+        return True
+    with _optuna_quiet(optuna):
+        try:
+            return not optuna.load_study(study_name=name, storage=make_optuna_storage(url)).get_trials(deepcopy=False)
+        except KeyError:
+            return True
+
+
+def _reconcile_journal(spec: StudySpec, layout: StudyLayout, storage: str) -> None:
+    """Optuna trials left RUNNING although their Parquet file holds the final row (a torn last
+    journal line) get that outcome before Tune resumes (issue 18)."""
+    import optuna
+
+    from .searcher import make_optuna_storage, reconcile_with_results
+
+    url = layout.optuna_url(spec.optuna_storage)
+    if "://" not in url and not os.path.exists(url):
+        return
+    finals = {}
+    for method, trial_id in list_trial_files(storage, spec.name):
+        for row in read_trial_file(storage, spec.name, method, trial_id):
+            if row["is_final"]:
+                finals[trial_id] = row
+    with _optuna_quiet(optuna):
+        try:
+            study = optuna.load_study(study_name=spec.name, storage=make_optuna_storage(url))
+        except KeyError:
+            return  # no Optuna study yet
+        reconcile_with_results(study, finals, spec.objectives, spec.constraints)
+
+
+def check_data(spec: StudySpec) -> None:
+    """Load the study's benchmark once in the driver, so missing or damaged data is one line before
+    Ray starts, not an error in every trial (issue 18)."""
+    from incsweep.incremental.benchmarks import load_benchmark
+
+    load_benchmark(spec.benchmark)  # DataNotFoundError / DataFormatError carry the fix in their message
 
 
 @contextmanager
@@ -222,10 +293,17 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
               ray_temp_dir: str | None = None) -> StudySummary:
     """Run (or resume) ``spec`` to completion; returns the Parquet-derived summary."""
     storage = default_storage(spec)
+    check_storage(storage)  # before Ray starts or anything is written (issue 18)
     layout = StudyLayout(storage)
     stored = layout.read_spec()
+    if stored is not None and not resume and _launch_left_nothing(storage, stored):
+        # A launch that failed after writing study.yaml (Ray did not start, Ctrl-C during start-up)
+        # must not lock the directory: it holds no trial, so this run starts it over (issue 18).
+        log.info("%s holds only the spec of a launch that recorded no trial; starting over", storage)
+        stored = None
     if stored is not None and not resume:
-        raise ConfigError(f"{storage} already holds study {stored.get('name')!r}; continue it with "
+        other = "" if stored.get("name") == spec.name else f" (this spec is study {spec.name!r})"
+        raise ConfigError(f"{storage} already holds study {stored.get('name')!r}{other}; continue it with "
                           f"`incsweep study resume {storage}` or choose another --storage")
 
     if resume and stored is not None:
@@ -234,76 +312,121 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
             log.info("study %s is finished (%d trials); nothing to resume", spec.name, finished.finished)
             return finished
 
+    check_data(spec)
+    if resume:
+        check_tune_state(layout.tune_experiment, layout.tune_filesystem)  # before Ray starts and Tune unpickles it
+        _reconcile_journal(spec, layout, storage)
     # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
     # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
     with _env_default("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"):
         return _run_study(spec, storage, layout, stored, address, resume, ray_temp_dir)
 
 
+class StudyTerminated(Exception):
+    """The driver got SIGTERM: Tune stopped as on Ctrl-C (state saved, results kept) and the study
+    can be resumed."""
+
+
+class _SigtermSeen:
+    received = False
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[_SigtermSeen]:
+    """SIGTERM raises KeyboardInterrupt, so Tune stops gracefully as on Ctrl-C. Installed after
+    ray.init, whose core worker's handler aborts the driver on SIGTERM (exit 134, no message);
+    the previous handler is back after. Main thread only (Python's signal rule)."""
+    import signal
+    import threading
+
+    seen = _SigtermSeen()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        seen.received = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict | None, address: str | None,
                resume: bool, ray_temp_dir: str | None) -> StudySummary:
     owns_ray = _init_ray(address, ray_temp_dir)
-    try:
-        import ray
-        from ray import tune
+    with _sigterm_as_interrupt() as sigterm:
+        try:
+            return _drive_tune(spec, storage, layout, stored, resume)
+        except KeyboardInterrupt:
+            if sigterm.received:
+                raise StudyTerminated(f"SIGTERM; continue with: incsweep study resume {storage}") from None
+            raise
+        finally:
+            if owns_ray:
+                import ray
 
-        check_resources(spec.resources, spec.concurrency)  # before anything is written
-        if stored is None:
-            layout.write_spec({**spec.to_dict(), "storage": storage})
-        sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec))
-        progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives])
-        run_config = tune.RunConfig(
-            name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
-            callbacks=[sink, progress], verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 1 warns on snapshots (docs/ray-optuna.md)
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures))
-        if resume and tune.Tuner.can_restore(layout.tune_experiment, storage_filesystem=layout.tune_filesystem):
-            log.info("resuming the Tune experiment in %s", layout.tune_experiment)
-            try:
-                tuner = tune.Tuner.restore(layout.tune_experiment, trainable=_trainable(spec), resume_unfinished=True,
-                                           resume_errored=False, restart_errored=False,
-                                           param_space=_param_space(spec, layout),
-                                           storage_filesystem=layout.tune_filesystem)
-            except Exception as err:  # noqa: BLE001 - Tune wraps unpickling errors in its own types
-                old = _old_layout_module(err)
-                if old is None:
-                    raise
-                raise ConfigError(f"{storage} was written by an older incsweep layout (its Tune state names module "
-                                  f"{old!r}, now incsweep.{old}); resume it with the incsweep version that wrote it, "
-                                  "or start a new study; `incsweep analyze` still reads its results") from None
-            # Tune restores its pickled run config, callbacks included: give it this driver's fresh ones
-            # (Tuner.restore takes no run_config in 2.60).
-            local = tuner._local_tuner  # noqa: SLF001
-            assert local is not None  # a Tuner restored in the driver process is local
-            local.get_run_config().callbacks = [sink, progress]
-        else:
-            before = summarize(storage, spec)
-            remaining = spec.trials - before.finished
-            if remaining <= 0 and not before.unfinished:
-                log.info("study %s already has %d finished trial(s)", spec.name, before.finished)
-                return before
-            searcher = _build_searcher(spec, layout)
-            searcher.reconcile()  # a driver that died before Tune's first snapshot left RUNNING trials
-            tuner = tune.Tuner(
-                _trainable(spec), param_space=_param_space(spec, layout),
-                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_build_scheduler(spec),
-                                            num_samples=max(remaining, 0),
-                                            max_concurrent_trials=spec.concurrency, reuse_actors=True,
-                                            trial_dirname_creator=trial_dirname),
-                run_config=run_config)
-        grid = tuner.fit()
-        for trial_err in grid.errors:
-            text = str(trial_err).strip()
-            log.warning("a trial failed: %s", text.splitlines()[-1] if text else trial_err)
+                ray.shutdown()
+
+
+def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict | None,
+                resume: bool) -> StudySummary:
+    from ray import tune
+
+    check_resources(spec.resources, spec.concurrency)  # before anything is written
+    if stored is None:
+        layout.write_spec({**spec.to_dict(), "storage": storage})
+    sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec))
+    progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives])
+    run_config = tune.RunConfig(
+        name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
+        callbacks=[sink, progress], verbose=0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 1 warns on snapshots (docs/ray-optuna.md)
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures))
+    if resume and tune.Tuner.can_restore(layout.tune_experiment, storage_filesystem=layout.tune_filesystem):
+        log.info("resuming the Tune experiment in %s", layout.tune_experiment)
+        try:
+            tuner = tune.Tuner.restore(layout.tune_experiment, trainable=_trainable(spec), resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False,
+                                       param_space=_param_space(spec, layout),
+                                       storage_filesystem=layout.tune_filesystem)
+        except Exception as err:  # noqa: BLE001 - Tune wraps unpickling errors in its own types
+            old = _old_layout_module(err)
+            if old is None:
+                raise
+            raise ConfigError(f"{storage} was written by an older incsweep layout (its Tune state names module "
+                              f"{old!r}, now incsweep.{old}); resume it with the incsweep version that wrote it, "
+                              "or start a new study; `incsweep analyze` still reads its results") from None
+        # Tune restores its pickled run config, callbacks included: give it this driver's fresh ones
+        # (Tuner.restore takes no run_config in 2.60).
+        local = tuner._local_tuner  # noqa: SLF001
+        assert local is not None  # a Tuner restored in the driver process is local
+        local.get_run_config().callbacks = [sink, progress]
+    else:
+        before = summarize(storage, spec)
+        remaining = spec.trials - before.finished
+        if remaining <= 0 and not before.unfinished:
+            log.info("study %s already has %d finished trial(s)", spec.name, before.finished)
+            return before
+        searcher = _build_searcher(spec, layout)
+        searcher.reconcile()  # a driver that died before Tune's first snapshot left RUNNING trials
+        tuner = tune.Tuner(
+            _trainable(spec), param_space=_param_space(spec, layout),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_build_scheduler(spec),
+                                        num_samples=max(remaining, 0),
+                                        max_concurrent_trials=spec.concurrency, reuse_actors=True,
+                                        trial_dirname_creator=trial_dirname),
+            run_config=run_config)
+    grid = tuner.fit()
+    for trial_err in grid.errors:
+        text = str(trial_err).strip()
+        log.warning("a trial failed: %s", text.splitlines()[-1] if text else trial_err)
+    summary = summarize(storage, spec)
+    orphans = [tid for tid in summary.unfinished if tid not in sink.seen]
+    if orphans and summary.finished >= spec.trials:
+        sink.finalize_orphans([(m, t) for m, t in list_trial_files(storage, spec.name) if t in orphans])
         summary = summarize(storage, spec)
-        orphans = [tid for tid in summary.unfinished if tid not in sink.seen]
-        if orphans and summary.finished >= spec.trials:
-            sink.finalize_orphans([(m, t) for m, t in list_trial_files(storage, spec.name) if t in orphans])
-            summary = summarize(storage, spec)
-        del ray
-        return summary
-    finally:
-        if owns_ray:
-            import ray
-
-            ray.shutdown()
+    return summary

@@ -94,7 +94,7 @@ class ParetoASHA(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         t = result.get(self._time_attr)
-        if t is None or result.get("diverged") or int(t) not in self._recorded:
+        if t is None or result.get("diverged") or result.get("failed") or int(t) not in self._recorded:
             return TrialScheduler.CONTINUE
         rung = int(t)
         seen = self._seen.setdefault(trial.trial_id, set())

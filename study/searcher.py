@@ -23,7 +23,8 @@ from ray.tune.search.optuna import OptunaSearch
 if TYPE_CHECKING:  # the spec is imported where it is used, below
     from .spec import SamplerSpec
 
-__all__ = ["StudySearcher", "make_sampler", "make_optuna_storage", "TUNE_ID_ATTR", "reconcile_orphans"]
+__all__ = ["StudySearcher", "make_sampler", "make_optuna_storage", "TUNE_ID_ATTR", "reconcile_orphans",
+           "reconcile_with_results"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,31 @@ def make_optuna_storage(url_or_path: str) -> optuna.storages.BaseStorage:
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(url_or_path))
+
+
+def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str, Any]], objectives: Sequence[Any],
+                           constraints: Sequence[Any] = ()) -> list[int]:
+    """Tell Optuna the outcome of every unfinished trial whose Parquet file already has its final row
+    (``finals``: Tune trial id -> final row). A driver killed while appending the trial's last
+    journal line leaves it RUNNING although the trial ended; Parquet is the source of truth."""
+    told = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        row = finals.get(t.user_attrs.get(TUNE_ID_ATTR, ""))
+        if row is None:
+            continue
+        values: list[Any] = [row.get(o.column) for o in objectives]
+        if row["status"] == "complete" and all(v is not None and math.isfinite(float(v)) for v in values):
+            trial = optuna.trial.Trial(study, t._trial_id)
+            for c in constraints:
+                trial.set_constraint(str(c), c.violation(float(row[c.metric])))
+            study.tell(t.number, [float(v) for v in values], state=TrialState.COMPLETE)
+        else:
+            study.tell(t.number, state=TrialState.PRUNED if row["status"] == "pruned" else TrialState.FAIL)
+        told.append(t.number)
+    if told:
+        log.warning("told Optuna the outcome of %d trial(s) its journal had left RUNNING (from their Parquet rows): %s",
+                    len(told), told)
+    return told
 
 
 def reconcile_orphans(study: optuna.Study, known_tune_ids: set[str]) -> list[int]:
@@ -121,6 +147,8 @@ class StudySearcher(OptunaSearch):
             return TrialState.PRUNED, None, "stopped before reporting"
         if result.get("diverged"):
             return TrialState.FAIL, None, "diverged"
+        if result.get("failed"):
+            return TrialState.FAIL, None, "error"
         done = int(result.get("tasks_done", 0))
         if done < self._n_tasks:
             return TrialState.PRUNED, None, f"stopped after {done}/{self._n_tasks} tasks"

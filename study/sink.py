@@ -112,6 +112,8 @@ class ParquetSink(Callback):
         last = trial.last_result or {}
         if last.get("diverged"):
             self._finish(trial, "diverged", last.get("error"))
+        elif last.get("failed"):
+            self._finish(trial, "error", last.get("error"))
         elif int(last.get("tasks_done", 0)) >= self.n_tasks:
             self._finish(trial, "complete", None)
         else:
@@ -156,7 +158,7 @@ class ProgressLog(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
         last = trial.last_result or {}
-        status = ("diverged" if last.get("diverged") else
+        status = ("diverged" if last.get("diverged") else "error" if last.get("failed") else
                   "complete" if int(last.get("tasks_done", 0)) >= self.n_tasks else "pruned")
         values = "  ".join(f"{m} {last.get(m, float('nan')):.4f}" for m in self.objectives)
         log.info("trial %s %s %s  %s  (%d finished)", trial.trial_id, last.get("method", ""), status, values, self.done)

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
 from incsweep.incremental.benchmarks import BenchmarkConfig
-from incsweep.incremental.configs import coerce, from_mapping, spec, to_mapping, validate
+from incsweep.incremental.configs import coerce, from_mapping, read_yaml_file, spec, to_mapping, validate
 from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.methods import get_method
 from incsweep.incremental.ranges import EVAL_BATCH_SIZE, SEED
@@ -210,11 +208,21 @@ class StudySpec:
             raise ConfigError("study spec: 'name' and 'methods' are required")
         methods = d["methods"]
         d["methods"] = tuple([methods] if isinstance(methods, str) else methods)
-        bench = dict(d.get("benchmark") or {})
+        bench = d.get("benchmark") or {}
+        if isinstance(bench, str):
+            bench = {"name": bench}  # `benchmark: seq-cifar10`, like `scheduler: asha`
+        if not isinstance(bench, Mapping):
+            raise ConfigError(f"benchmark: {bench!r} is not allowed; give a benchmark name or a mapping like "
+                              "{name: seq-fashionmnist, train_per_class: 60}")
+        bench = dict(bench)
         if "val_per_class" not in bench:
             bench = {"val_fraction": 0.1, **bench}  # 10% validation unless set (objectives need it)
         d["benchmark"] = from_mapping(BenchmarkConfig, bench, where="benchmark")
-        d["search"] = dict(d.get("search") or {})
+        search = d.get("search") or {}
+        if not isinstance(search, Mapping):
+            raise ConfigError(f"search: {search!r} is not allowed; give a mapping of method -> fields, e.g. "
+                              "{replay: {lr: {low: 0.01, high: 0.1}}} (an empty mapping searches the defaults)")
+        d["search"] = dict(search)
         if "objectives" in d:
             objs = d["objectives"]
             d["objectives"] = _parse_objectives(objs)
@@ -273,11 +281,6 @@ def _plain(value: Any) -> Any:
 
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study spec file."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"study spec {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return StudySpec.from_dict(data or {})
+    if not Path(path).exists():
+        raise FileNotFoundError(f"study spec {str(path)!r} does not exist")
+    return StudySpec.from_dict(read_yaml_file(path, "study spec") or {})

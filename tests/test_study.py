@@ -232,7 +232,7 @@ def test_diverged_and_failing_trials_are_recorded_and_the_study_goes_on(local_ra
     assert all("loss became nan" in f["error"] and f["tasks_done"] == 1 for f in finals)
     assert _optuna_states(spec.storage, "t") == Counter(FAIL=2)
 
-    corrupt = tmp_path / "corrupt"  # IDX files that are not IDX: every trial raises while loading
+    corrupt = tmp_path / "corrupt"  # IDX files that are not IDX: every trial would raise while loading
     corrupt.mkdir()
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (corrupt / stem).write_bytes(b"not an idx file")
@@ -240,11 +240,30 @@ def test_diverged_and_failing_trials_are_recorded_and_the_study_goes_on(local_ra
     missing.pop("n_classes"), missing.pop("image_size")
     spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "e"), methods=["finetune"], trials=2,
                                          benchmark=missing, search={"finetune": NET}, max_failures=1))
+    # issue 18: the driver reads the data before Ray starts; it used to launch, and every trial erred
+    with pytest.raises(ConfigError, match="not an unsigned-byte IDX file"):
+        run_study(spec)
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_trial_without_its_data_is_an_error_once_and_the_study_goes_on(local_ray, tmp_path, monkeypatch):
+    """The driver's data check passes (a driver machine that has the data), the trials' machines
+    lack it: each trial fails with DataNotFoundError, recorded once as error; a deterministic error
+    is not retried (max_failures 2 would have run each three times)."""
+    from incsweep.study import runner
+    from incsweep.study.runner import run_study
+
+    monkeypatch.setattr(runner, "check_data", lambda spec: None)
+    bench = {"name": "seq-cifar10", "data_root": str(tmp_path / "not-on-the-workers"), "train_per_class": 24,
+             "test_per_class": 8, "val_fraction": 0.25}
+    spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "v"), methods=["finetune"], trials=2,
+                                         benchmark=bench, search={"finetune": NET}, max_failures=2))
     summary = run_study(spec)
     assert summary.statuses == Counter(error=2)
     finals = [r for r in _rows(spec.storage, "t") if r["is_final"]]
-    assert all(f["error"] and f["tasks_done"] == 0 and f["status"] == "error" for f in finals), finals
+    assert all(f["error"].startswith("DataNotFoundError") and f["tasks_done"] == 0 for f in finals), finals
     assert _optuna_states(spec.storage, "t") == Counter(FAIL=2)
+    assert not list(Path(spec.storage, "tune").rglob("error.txt"))  # Tune saw no raise, so it retried nothing
 
 
 def test_gpu_request_on_a_gpu_less_cluster_fails_clearly_and_writes_nothing(local_ray, tmp_path):
@@ -437,3 +456,34 @@ def test_asha_rule_from_the_spec_decides_at_the_rung(rule, newcomer_goes_on):
     verdict = decide("d", 0.7, 2.0)
     assert verdict == (TrialScheduler.CONTINUE if newcomer_goes_on else TrialScheduler.STOP)
     assert ("d" in sched.stopped) is not newcomer_goes_on
+
+
+def test_a_deterministic_trial_error_is_failed_once_not_retried(tmp_path):
+    """run_trial reports ConfigError/FileNotFoundError as failed (no raise, so no Tune retry)."""
+    s = _searcher(tmp_path)
+    s.suggest("x")
+    assert s.outcome({"tasks_done": 0, "failed": True, "error": "ConfigError: ..."}, False)[::2] == (
+        TrialState.FAIL, "error")
+    from incsweep.trainables.trial import _failed_report
+
+    report = _failed_report(ConfigError("bad"), "finetune", "{}", 1, "2026-01-01T00:00:00+00:00")
+    assert report["failed"] and report["error"] == "ConfigError: bad" and math.isnan(report["avg_acc"])
+
+
+def test_a_torn_journal_line_is_reconciled_from_the_parquet_rows(tmp_path):
+    """The driver died while appending a trial's last journal line: Optuna says RUNNING, Parquet
+    has the trial's final row. The Parquet outcome is told, values and constraint included."""
+    from incsweep.study.searcher import reconcile_with_results
+
+    s = _searcher(tmp_path)
+    for tid in ("done", "pruned", "live"):
+        s.suggest(tid)
+    finals = {"done": {"status": "complete", "avg_acc": 0.6, "total_mb": 0.4},
+              "pruned": {"status": "pruned", "avg_acc": 0.9, "total_mb": 0.1}}
+    told = reconcile_with_results(s.study, finals, StudySpec.from_dict(spec_dict()).objectives,
+                                  (Constraint.parse("total_mb <= 0.5"),))
+    assert told == [0, 1]
+    trials = {t.user_attrs[TUNE_ID_ATTR]: t for t in s.study.get_trials()}
+    assert trials["done"].state == TrialState.COMPLETE and trials["done"].values == [0.6, 0.4]
+    assert trials["done"].constraints == {"total_mb <= 0.5": -0.09999999999999998}
+    assert trials["pruned"].state == TrialState.PRUNED and trials["live"].state == TrialState.RUNNING

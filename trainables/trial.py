@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from incsweep.incremental.errors import DivergedError
+from incsweep.incremental.errors import ConfigError, DivergedError
 from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint, run
 from incsweep.incremental.vocabulary import OPTIMISABLE
@@ -81,7 +81,13 @@ def run_trial(config: Mapping[str, Any]) -> None:
     """Tune function trainable (the method is ``config["method"]``)."""
     from ray import tune
 
-    spec = TrialSpec.from_tune_config(config, "cpu" if TrialConfig.from_tune(config).device == "cpu" else _device())
+    try:
+        spec = TrialSpec.from_tune_config(config, "cpu" if TrialConfig.from_tune(config).device == "cpu" else _device())
+    except (ConfigError, FileNotFoundError) as exc:
+        # Deterministic (this sampled combination is invalid): a Tune retry would fail the same way.
+        tune.report(_failed_report(exc, str(config.get("method", "")), json.dumps(dict(config), default=str), 0,
+                                   datetime.now(timezone.utc).isoformat()))
+        return
     run_cfg = spec.run_config
     started_at = datetime.now(timezone.utc).isoformat()
     cache = (PrefixCache(spec.prefix_cache, max_bytes=spec.prefix_cache_max_bytes)
@@ -117,6 +123,9 @@ def run_trial(config: Mapping[str, Any]) -> None:
 
         try:
             run(run_cfg, on_task_end, checkpoint_dir=ckpt_dir, initial_state=state)
+        except (ConfigError, FileNotFoundError) as exc:  # deterministic: no Tune retry (issue 18)
+            done = len(load_checkpoint(ckpt_dir / CHECKPOINT_FILE)["results"]) if (ckpt_dir / CHECKPOINT_FILE).exists() else 0
+            tune.report(_failed_report(exc, run_cfg.method, run_cfg.to_json(), done, started_at))
         except DivergedError as exc:
             # Deterministic: retrying cannot help, so end the trial with a report the study records
             # as diverged (Optuna: FAIL, since NaN is not an acceptable objective: trap 6).
@@ -124,6 +133,14 @@ def run_trial(config: Mapping[str, Any]) -> None:
             tune.report({"tasks_done": done, "diverged": True, "error": f"{type(exc).__name__}: {exc}",
                          OBJECTIVE_SENTINEL: True, **{name: math.nan for name in OPTIMISABLE},
                          "method": run_cfg.method, "config_json": run_cfg.to_json(), "started_at": started_at})
+
+
+def _failed_report(exc: BaseException, method: str, config_json: str, done: int, started_at: str) -> dict[str, Any]:
+    """The report that ends a trial whose error would repeat on every retry: recorded as ``error``
+    (Optuna: FAIL), with the one-line message."""
+    return {"tasks_done": done, "failed": True, "error": f"{type(exc).__name__}: {exc}", OBJECTIVE_SENTINEL: True,
+            **{name: math.nan for name in OPTIMISABLE}, "method": method, "config_json": config_json,
+            "started_at": started_at}
 
 
 def _report_cached(config: RunConfig, state: Mapping[str, Any], ckpt_dir: Path, started_at: str) -> None:
