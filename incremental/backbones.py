@@ -9,8 +9,18 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["BACKBONES", "build_backbone", "CifarResNet", "ReducedResNet18", "ResNet18", "TinyConvNet", "GrowingHead",
+__all__ = ["Backbone", "BACKBONES", "build_backbone", "CifarResNet", "ReducedResNet18", "ResNet18", "TinyConvNet", "GrowingHead",
            "count_params"]
+
+
+class Backbone(nn.Module):
+    """A feature extractor: uint8-normalised images -> ``out_dim`` features per image."""
+
+    out_dim: int
+    # Residual backbones only (CIFAR ResNets, ResNet-18): what MEMO splits into shared and per-task
+    # parts. Others lack them; MEMO's split check turns the AttributeError into a ConfigError.
+    stem: nn.Module
+    blocks: nn.ModuleList
 
 
 def count_params(module: nn.Module) -> int:
@@ -55,7 +65,7 @@ class CifarStem(nn.Module):
         return torch.relu(self.bn(self.conv(x)))
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(Backbone):
     """ResNet-(6n+2) for 32x32 inputs as in MEMO/PyCIL: widths 16/32/64, option-A shortcuts.
 
     ResNet-32 (n=5) has 463,504 parameters without a classifier (docs/protocols.md anchor).
@@ -103,7 +113,7 @@ class _RBasicBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
-class ReducedResNet18(nn.Module):
+class ReducedResNet18(Backbone):
     """Reduced ResNet-18 (Lopez-Paz & Ranzato; GPM; BMKP): 3x3 stride-1 stem, widths nf..8nf."""
 
     def __init__(self, nf: int = 20, in_channels: int = 3):
@@ -141,7 +151,7 @@ class ResNet18(ReducedResNet18):
             _init_weights(self.stem)
 
 
-class TinyConvNet(nn.Module):
+class TinyConvNet(Backbone):
     """Two conv layers and a pool: for tests and smoke runs, learns synthetic data in seconds."""
 
     def __init__(self, in_channels: int = 3, width: int = 16):
@@ -197,12 +207,12 @@ class GrowingHead(nn.Module):
         return self.fc(x)
 
 
-def _cifar(depth: int) -> Callable[..., nn.Module]:
+def _cifar(depth: int) -> Callable[..., Backbone]:
     return lambda in_channels, **kw: CifarResNet(depth, in_channels, **kw)
 
 
 # One explicit registry; names are what configs and search spaces use.
-BACKBONES: dict[str, Callable[..., nn.Module]] = {
+BACKBONES: dict[str, Callable[..., Backbone]] = {
     "tiny": lambda in_channels, **kw: TinyConvNet(in_channels, **kw),
     "resnet14": _cifar(14),
     "resnet20": _cifar(20),
@@ -214,7 +224,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_backbone(name: str, in_channels: int, **kwargs) -> nn.Module:
+def build_backbone(name: str, in_channels: int, **kwargs) -> Backbone:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     return BACKBONES[name](in_channels, **kwargs)

@@ -71,7 +71,7 @@ def fit(
     augmenter: Augmenter,
     gen: torch.Generator,
     *,
-    train_mode: Callable[[], None] | None = None,
+    train_mode: Callable[[], object] | None = None,
     label: str = "",
 ) -> list[float]:
     """Train with SGD: ``loss_fn(augmented_float_batch, labels)`` per minibatch; returns epoch mean losses.

@@ -11,29 +11,29 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from ..backbones import build_backbone, count_params
+from ..backbones import Backbone, build_backbone, count_params
 from ..errors import ConfigError
 from ..memory import module_bytes
 
 __all__ = ["stage_ends", "split_points", "resolve_shared", "Specialized", "SplitNet", "meta_backbone", "split_sizes"]
 
 
-def stage_ends(backbone: nn.Module) -> tuple[int, ...]:
+def stage_ends(backbone: Backbone) -> tuple[int, ...]:
     """Block index at which each stage ends (a stage: consecutive blocks of one output width)."""
     try:
-        widths = [block.conv1.out_channels for block in backbone.blocks]
+        widths = [cast(nn.Conv2d, block.conv1).out_channels for block in backbone.blocks]
     except AttributeError:
         raise ConfigError(f"backbone {type(backbone).__name__} exposes no residual blocks with conv1; "
                           "MEMO/DER need a backbone with .stem and .blocks") from None
     return tuple(i for i in range(1, len(widths)) if widths[i] != widths[i - 1]) + (len(widths),)
 
 
-def split_points(backbone: nn.Module) -> dict[str, int]:
+def split_points(backbone: Backbone) -> dict[str, int]:
     """Named split points -> shared block count: "stem" (0) and "layerI" = after the I-th stage.
 
     ResNet-32: layer1 -> 5, layer2 -> 10; ResNet-18: layer1/2/3 -> 2/4/6 (the last stage is never
@@ -43,13 +43,13 @@ def split_points(backbone: nn.Module) -> dict[str, int]:
     return {"stem": 0, **{f"layer{i + 1}": end for i, end in enumerate(ends[:-1])}}
 
 
-def meta_backbone(name: str, in_channels: int, kwargs: dict[str, Any]) -> nn.Module:
+def meta_backbone(name: str, in_channels: int, kwargs: dict[str, Any]) -> Backbone:
     """The backbone's structure without allocating or initialising weights (for plans and validation)."""
     with torch.device("meta"):
         return build_backbone(name, in_channels, **kwargs)
 
 
-def resolve_shared(backbone: nn.Module, backbone_name: str, shared_blocks: int | None, split_after: str | None) -> int:
+def resolve_shared(backbone: Backbone, backbone_name: str, shared_blocks: int | None, split_after: str | None) -> int:
     """The number k of residual blocks in G, validated against the backbone.
 
     Neither given: the paper's default, everything but the last stage shared (k = 10 on ResNet-32,
@@ -98,7 +98,7 @@ def _linear(in_features: int, out_features: int, device: torch.device) -> nn.Lin
 class SplitNet(nn.Module):
     """G + [S_0, ..., S_b] + classifier; ``n_shared=None`` shares nothing, not even the stem (DER)."""
 
-    def __init__(self, backbone: nn.Module, n_shared: int | None):
+    def __init__(self, backbone: Backbone, n_shared: int | None):
         super().__init__()
         blocks = list(backbone.blocks)
         if n_shared is None:
@@ -172,6 +172,7 @@ class SplitNet(nn.Module):
     @torch.no_grad()
     def align_weights(self, n_old: int) -> float:
         """Weight aligning (Zhao et al. 2020; PyCIL): scale new-class rows to the old rows' mean norm."""
+        assert self.classifier is not None, "align_weights after grow()"
         w = self.classifier.weight
         if n_old == 0 or n_old >= w.shape[0]:
             return 1.0
@@ -186,7 +187,7 @@ class SplitNet(nn.Module):
         return module_bytes(self.shared) + sum(module_bytes(s) for s in self.specialized) + head
 
 
-def split_sizes(backbone: nn.Module, n_shared: int | None) -> dict[str, int]:
+def split_sizes(backbone: Backbone, n_shared: int | None) -> dict[str, int]:
     """Parameters and bytes of G, of one S and of the whole backbone P (docs/protocols.md's g, s, P)."""
     net = SplitNet(backbone, n_shared)
     s = net.specialized[0]

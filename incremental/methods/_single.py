@@ -12,7 +12,7 @@ from ..backbones import GrowingHead, build_backbone, count_params
 from ..benchmarks import Task
 from ..memory import module_bytes
 from ..training import fit, predict_in_batches, recompute_bn_stats
-from .base import Method, MethodConfig, RunContext
+from .base import C, Method, MethodConfig, RunContext
 
 __all__ = ["IncrementalNet", "SingleNetMethod"]
 
@@ -39,10 +39,10 @@ def head_bytes(in_features: int, n_classes: int) -> int:
     return (in_features + 1) * n_classes * 4  # float32 weight and bias
 
 
-class SingleNetMethod(Method):
+class SingleNetMethod(Method[C]):
     """Shared machinery: grow the head per task, train with CE over the scenario's classes."""
 
-    def __init__(self, config: MethodConfig, ctx: RunContext):
+    def __init__(self, config: C, ctx: RunContext):
         super().__init__(config, ctx)
         self.net = IncrementalNet(config, ctx.image_shape[0]).to(ctx.device)
         self.n_seen = 0

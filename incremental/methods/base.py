@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Generic, Mapping, TypeVar
 
 import torch
 
@@ -128,6 +128,9 @@ def derive_seed(seed: int, task_index: int, stream: int = 0) -> int:
     return (seed * 1_000_003 + task_index * 7919 + stream * 104_729 + 12_345) % (2**31 - 1)
 
 
+C = TypeVar("C", bound=MethodConfig)  # a method's config type (Method[C]: self.config, plan, fields_for_tasks)
+
+
 @dataclass(frozen=True)
 class BudgetPlan:
     """``incsweep budget``: the memory a configuration will use after the last task."""
@@ -138,7 +141,7 @@ class BudgetPlan:
     n_exemplars: int  # total exemplars after the last task (0 for exemplar-free methods)
     # The exemplar budget M the run fixes at its start (memory_size, or what total_mb/aligned buys);
     # n_exemplars can be below it when M does not divide evenly over the classes. 0: no exemplars.
-    exemplar_total: int = 0
+    exemplar_total: int | None = None  # None: a fixed number per class (memory_per_class)
     backbone_params: int | None = None  # P of one backbone (what the aligned budget counts)
     train_state_bytes: int = 0  # training-time only state (BMKP's working network), not in the total
     # For people (``incsweep budget`` prints it): code reads only the typed fields above.
@@ -155,15 +158,17 @@ class BudgetPlan:
                             train_state_bytes=self.train_state_bytes)
 
 
-class Method(ABC):
+class Method(ABC, Generic[C]):
     """Lifecycle per task: begin_task -> train_task -> end_task; predict any time after."""
 
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS  # the first is the default
+    # The names task_stats() returns (each a stat_<name> results column of every file of a study).
+    task_stat_names: ClassVar[tuple[str, ...]] = ()
     plan_is_exact: ClassVar[bool] = True  # False: plan() is an upper bound (memory() <= plan), e.g. BMKP's data-dependent ranks
 
-    def __init__(self, config: MethodConfig, ctx: RunContext):
-        self.config = config
+    def __init__(self, config: C, ctx: RunContext):
+        self.config: C = config
         self.ctx = ctx
 
     def begin_task(self, task: Task) -> None:  # noqa: B027 - optional hook
@@ -178,7 +183,8 @@ class Method(ABC):
 
     def task_stats(self) -> dict[str, float]:
         """Diagnostics of the task just ended (after ``end_task``), reported per task and stored in
-        the results' ``method_stats``; e.g. BMKP's working vs knowledge network accuracy."""
+        the results' ``method_stats``; e.g. BMKP's working vs knowledge network accuracy. The keys
+        are ``task_stat_names``."""
         return {}
 
     @abstractmethod
@@ -198,10 +204,10 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def plan(cls, config: MethodConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+    def plan(cls, config: C, benchmark: BenchmarkConfig) -> BudgetPlan:
         """The final memory of this configuration on this benchmark, without training."""
 
     @classmethod
-    def fields_for_tasks(cls, config: MethodConfig, n_done: int) -> frozenset[str] | None:
+    def fields_for_tasks(cls, config: C, n_done: int) -> frozenset[str] | None:
         """Config fields that can influence the state after the first ``n_done`` tasks (None: all)."""
         return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -84,12 +84,13 @@ class BMKPConfig(MethodConfig):
         return dataclasses.replace(schedule, epochs=self.retrain_epochs) if self.retrain_epochs else None
 
 
-def basis_regulariser(weights: list[torch.Tensor], bases: list[torch.Tensor]) -> torch.Tensor:
+def basis_regulariser(weights: Sequence[torch.Tensor], bases: Sequence[torch.Tensor]) -> torch.Tensor:
     """L_reg = sum over layers of ||W - B B^T W||_F^2 / ||W||_F^2 (see docs/bmkp.md for why not Eq. 4)."""
     return torch.stack([residual_share(w, b) for w, b in zip(weights, bases)]).sum()
 
 
-class BMKP(Method):
+class BMKP(Method[BMKPConfig]):
+    task_stat_names = ("working_acc", "knowledge_acc")
     config_cls = BMKPConfig
     scenarios = ("task_il",)
     plan_is_exact = False  # basis ranks depend on the data: plan() is an upper bound
@@ -219,7 +220,8 @@ class BMKP(Method):
         fit([*params, *bn.parameters(), *head.parameters()], loss_fn, task.train.x.to(self.ctx.device),
             task.train.y, schedule, self.ctx.augmenter,
             self.ctx.generator(t, _STREAM_RETRAIN), train_mode=bn.train, label=f"bmkp task {t} consolidation")
-        return params
+        trained: list[torch.Tensor] = list(params)
+        return trained
 
     # ---- inference -------------------------------------------------------------------------
     def task_weights(self, task_id: int) -> list[torch.Tensor]:
@@ -276,7 +278,7 @@ class BMKP(Method):
                           train_state_bytes=working, details=details)
 
     @classmethod
-    def fields_for_tasks(cls, config: MethodConfig, n_done: int) -> frozenset[str] | None:
+    def fields_for_tasks(cls, config: BMKPConfig, n_done: int) -> frozenset[str] | None:
         """After task 0 only, gamma and lam have played no part (both act from task 1 on), nor have
         the later-task schedule fields whose init_* counterpart is set (prefix cache)."""
         if n_done <= 1:

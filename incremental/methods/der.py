@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from torch import nn
-
+from ..backbones import Backbone
 from .memo import MEMO, ExpansionConfig
 
 __all__ = ["DERConfig", "DER"]
@@ -23,12 +22,12 @@ class DERConfig(ExpansionConfig):
     the same numbers as MEMO's (init 200 epochs, lr 0.1, wd 5e-4, 60/120/170; later 170, wd 2e-4, 80/120/150)."""
 
 
-class DER(MEMO):
+class DER(MEMO[DERConfig]):
     config_cls = DERConfig
     split_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def n_shared(cls, config: ExpansionConfig, backbone: nn.Module) -> int | None:
+    def n_shared(cls, config: ExpansionConfig, backbone: Backbone) -> int | None:
         return None  # every task owns a whole backbone
 
     def trains_shared(self, task_index: int) -> bool:

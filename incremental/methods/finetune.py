@@ -9,7 +9,7 @@ from ._single import SingleNetMethod, backbone_params, head_bytes
 from .base import BudgetPlan, MethodConfig
 
 
-class Finetune(SingleNetMethod):
+class Finetune(SingleNetMethod[MethodConfig]):
     config_cls = MethodConfig
     scenarios = ("class_il", "task_il")
 

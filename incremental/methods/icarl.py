@@ -42,7 +42,7 @@ def kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) 
     return -(q * log_p).sum() / logits.shape[0]
 
 
-class ICaRL(Replay):
+class ICaRL(Replay[ICaRLConfig]):
     config_cls = ICaRLConfig
     scenarios = ("class_il",)  # NME over all seen classes is a class-incremental classifier
 

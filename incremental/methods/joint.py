@@ -31,7 +31,7 @@ class JointConfig(MethodConfig):
     retrain: bool = False
 
 
-class Joint(SingleNetMethod):
+class Joint(SingleNetMethod[JointConfig]):
     config_cls = JointConfig
     scenarios = ("class_il", "task_il")
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..backbones import build_backbone
+from ..backbones import Backbone, build_backbone
 from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..memory import MemoryReport, module_bytes
@@ -75,13 +74,16 @@ def aux_targets(y: torch.Tensor, n_old: int) -> torch.Tensor:
     return torch.where(y >= n_old, y - n_old + 1, torch.zeros_like(y))
 
 
-class MEMO(Method):
+XC = TypeVar("XC", bound=ExpansionConfig)  # MEMO and DER (a whole backbone per task)
+
+
+class MEMO(Method[XC]):
     config_cls: ClassVar[type[ExpansionConfig]] = MEMOConfig
     scenarios = ("class_il", "task_il")
     # Config fields (besides the network, schedule and budget) that task 0 reads: see fields_for_tasks.
     split_fields: ClassVar[tuple[str, ...]] = ("shared_blocks", "split_after")
 
-    def __init__(self, config: ExpansionConfig, ctx: RunContext):
+    def __init__(self, config: XC, ctx: RunContext):
         super().__init__(config, ctx)
         backbone = build_backbone(config.backbone, ctx.image_shape[0], **config.backbone_kwargs())
         self.net = SplitNet(backbone, type(self).n_shared(config, backbone)).to(ctx.device)
@@ -93,13 +95,15 @@ class MEMO(Method):
 
     # ---- what differs between MEMO and DER ----------------------------------------------------------
     @classmethod
-    def n_shared(cls, config: ExpansionConfig, backbone: nn.Module) -> int | None:
+    def n_shared(cls, config: ExpansionConfig, backbone: Backbone) -> int | None:
         """Residual blocks in G (None: nothing shared, not even the stem)."""
+        if not isinstance(config, MEMOConfig):
+            raise TypeError(f"MEMO needs a MEMOConfig, got {type(config).__name__}")
         return resolve_shared(backbone, config.backbone, config.shared_blocks, config.split_after)
 
     def trains_shared(self, task_index: int) -> bool:
         """G learns in task 0, and later only with ``train_base`` (memo.md)."""
-        return task_index == 0 or self.config.train_base
+        return task_index == 0 or bool(getattr(self.config, "train_base", True))  # DER overrides this
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def begin_task(self, task: Task) -> None:
@@ -112,11 +116,15 @@ class MEMO(Method):
         cfg, net, n_old, d = self.config, self.net, task.offset, self.net.out_dim
         sizes, train_shared = self.ctx.benchmark.task_sizes, self.trains_shared(task.index)
 
+        classifier = net.classifier
+        assert classifier is not None, "begin_task grows the classifier"
+
         def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             feats = net.features(xb)
-            loss = rehearsal_ce(net.classifier(feats), yb, self.n_seen, self.ctx.scenario, sizes)
-            if net.aux is not None and cfg.alpha_aux > 0:
-                loss = loss + cfg.alpha_aux * F.cross_entropy(net.aux(feats[:, -d:]), aux_targets(yb, n_old))
+            loss = rehearsal_ce(classifier(feats), yb, self.n_seen, self.ctx.scenario, sizes)
+            aux = net.aux
+            if aux is not None and cfg.alpha_aux > 0:
+                loss = loss + cfg.alpha_aux * F.cross_entropy(aux(feats[:, -d:]), aux_targets(yb, n_old))
             return loss
 
         fit(net.parameters(), loss_fn, x.to(self.ctx.device), y, cfg.task_schedule(task.index), self.ctx.augmenter,
@@ -152,7 +160,7 @@ class MEMO(Method):
 
     # ---- planning -----------------------------------------------------------------------------------
     @classmethod
-    def plan(cls, config: ExpansionConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+    def plan(cls, config: XC, benchmark: BenchmarkConfig) -> BudgetPlan:
         """G + T copies of S + a classifier over T*d features, and the exemplars the budget leaves.
 
         ``aligned`` keeps g + T*s of DER's T backbones, so M = base + floor((T*P - (g + T*s)) * 4 / img).
@@ -184,7 +192,7 @@ class MEMO(Method):
         return BudgetPlan(model, 0, c * h * w, n, exemplar_total=total, backbone_params=p, details=details)
 
     @classmethod
-    def fields_for_tasks(cls, config: ExpansionConfig, n_done: int) -> frozenset[str] | None:
+    def fields_for_tasks(cls, config: XC, n_done: int) -> frozenset[str] | None:
         """Task 0 reads the network, its split, its schedule and the budget; alpha_aux, weight_align and
         train_base act from task 1 on."""
         return first_task_fields(config, *cls.split_fields) | budget_fields() if n_done <= 1 else None

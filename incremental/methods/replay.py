@@ -3,7 +3,7 @@ on the new task's data plus the exemplar memory. Prediction is the network's cla
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from ..benchmarks import BenchmarkConfig, Task
 from ..memory import MemoryReport
@@ -15,12 +15,14 @@ from .finetune import Finetune
 
 __all__ = ["Replay"]
 
+EC = TypeVar("EC", bound=ExemplarConfig)  # Replay and its subclasses (iCaRL) keep exemplars
 
-class Replay(SingleNetMethod):
+
+class Replay(SingleNetMethod[EC]):
     config_cls = ExemplarConfig
-    scenarios = ("class_il", "task_il")
+    scenarios: ClassVar[tuple[str, ...]] = ("class_il", "task_il")
 
-    def __init__(self, config: ExemplarConfig, ctx: RunContext):
+    def __init__(self, config: EC, ctx: RunContext):
         super().__init__(config, ctx)
         # M is fixed once for the run, from the plan's final memory (docs/protocols.md).
         self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).exemplar_total,
@@ -39,11 +41,11 @@ class Replay(SingleNetMethod):
                             n_exemplars=len(self.exemplars))
 
     @classmethod
-    def plan(cls, config: ExemplarConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+    def plan(cls, config: EC, benchmark: BenchmarkConfig) -> BudgetPlan:
         return exemplar_plan(config, benchmark)
 
     @classmethod
-    def fields_for_tasks(cls, config: ExemplarConfig, n_done: int) -> frozenset[str] | None:
+    def fields_for_tasks(cls, config: EC, n_done: int) -> frozenset[str] | None:
         """Task 0 reads the network, its schedule and the budget (its exemplars are chosen at its end)."""
         return first_task_fields(config) | budget_fields() if n_done <= 1 else None
 

@@ -28,7 +28,7 @@ class SeparateConfig(MethodConfig):
     width: int | None = spec(20, range=(1, 1024))
 
 
-class Separate(Method):
+class Separate(Method[SeparateConfig]):
     config_cls = SeparateConfig
     scenarios = ("task_il",)
 
