@@ -82,6 +82,17 @@ def find_result_files(paths: str | Sequence[str]) -> list[tuple[pafs.FileSystem,
     return list(found.values())
 
 
+def _with_partition_keys(table: pa.Table, path: str) -> pa.Table:
+    """``study`` and ``method`` from the file's hive path (``study=X/method=Y/``) when the file does
+    not hold them (study/schema.py: files since issue 20 keep them in the path only)."""
+    keys = dict(part.split("=", 1) for part in path.replace("\\", "/").split("/") if "=" in part)
+    for position, name in ((0, "study"), (2, "method")):
+        if name not in table.column_names and name in keys:
+            column = pa.DictionaryArray.from_arrays(pa.array([0] * table.num_rows, pa.int32()), pa.array([keys[name]]))
+            table = table.add_column(min(position, table.num_columns), name, column)
+    return table
+
+
 def _read_one(fs: pafs.FileSystem, path: str) -> pa.Table | None:
     try:
         with fs.open_input_file(path) as f:
@@ -92,6 +103,7 @@ def _read_one(fs: pafs.FileSystem, path: str) -> pa.Table | None:
     except (OSError, pa.ArrowException) as err:
         log.warning("skipping %s: not a readable Parquet file (%s)", path, str(err).splitlines()[0])
         return None
+    table = _with_partition_keys(table, path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         log.warning("skipping %s: missing column(s) %s, which every results file has (study/schema.py)", path, missing)

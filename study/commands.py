@@ -155,4 +155,7 @@ def _status(args: argparse.Namespace) -> int:
         print("  optuna: " + ", ".join(f"{k} {v}" for k, v in sorted(s.optuna_states.items())))
     if not s.done:
         print(f"  continue with: incsweep study resume {s.storage}")
+    elif s.finished and not s.statuses.get("complete"):
+        print("  no trial completed (see the results' error column)")
+        return 1
     return 0

@@ -30,7 +30,7 @@ from incsweep.incremental.vocabulary import ACCURACY_METRICS, TEST_METRICS, WALL
 if TYPE_CHECKING:  # the engine (torch) only for annotations: analysis and the CLI's help stay torch-free
     from incsweep.incremental.run import RunResult, TaskResult
 
-from .schema import FINAL_STATUSES, RESULTS_SCHEMA, TASK_STATUS, param_column, stat_column
+from .schema import FINAL_STATUSES, PARTITION_KEYS, RESULTS_SCHEMA, TASK_STATUS, file_schema, param_column, stat_column
 
 __all__ = ["task_row", "final_row", "rows_from_run", "trial_path", "write_trial_file", "read_trial_file",
            "resolve_storage", "list_trial_files", "utcnow"]
@@ -133,16 +133,20 @@ def _schema_for(rows: Sequence[Mapping[str, Any]]) -> pa.Schema:
     return schema
 
 
-def write_trial_file(storage: str, rows: Sequence[Mapping[str, Any]]) -> str:
-    """Atomically (re)write one trial's file with ``rows`` (sorted: tasks, then the final row)."""
+def write_trial_file(storage: str, rows: Sequence[Mapping[str, Any]], schema: pa.Schema | None = None) -> str:
+    """Atomically (re)write one trial's file with ``rows`` (sorted: tasks, then the final row).
+
+    ``schema``: the study's file schema (``study_file_schema``); columns the rows hold beyond it
+    (an undeclared diagnostic) are appended. None: inferred from the rows."""
     if not rows:
         raise ValueError("write_trial_file: no rows")
     first = rows[0]
     fs, root = resolve_storage(storage)
     path = trial_path(root, first["study"], first["method"], first["trial_id"])
     ordered = sorted(rows, key=lambda r: (bool(r["is_final"]), r["task"]))
-    schema = _schema_for(ordered)
-    table = pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in ordered], schema=schema)
+    schema = _with_extras(schema, ordered) if schema is not None else file_schema(_schema_for(ordered))
+    table = pa.Table.from_pylist([{f.name: _as_column(row.get(f.name), f.type) for f in schema} for row in ordered],
+                                 schema=schema)
     parent = path.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.{first['trial_id']}.{uuid.uuid4().hex}.tmp"
@@ -163,11 +167,28 @@ _READ_ATTEMPTS = 8
 _READ_BACKOFF_S = 0.02
 
 
-def _read_rows(fs: pafs.FileSystem, path: str) -> list[dict[str, Any]]:
+def _as_column(value: Any, kind: pa.DataType) -> Any:
+    """A parameter of mixed-type choices is a string column: other values are stored as JSON."""
+    if value is not None and pa.types.is_string(kind) and not isinstance(value, str):
+        return json.dumps(value)
+    return value
+
+
+def _with_extras(schema: pa.Schema, rows: Sequence[Mapping[str, Any]]) -> pa.Schema:
+    known = set(schema.names) | set(PARTITION_KEYS)
+    extra = [f for f in _schema_for(rows) if f.name not in known]
+    if extra:
+        log.warning("results columns %s are not in the study's schema (a method diagnostic not in its "
+                    "task_stat_names?); appended to this trial's file only", [f.name for f in extra])
+    return pa.schema([*schema, *extra])
+
+
+def _read_rows(fs: pafs.FileSystem, path: str, keys: Mapping[str, str]) -> list[dict[str, Any]]:
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return []
     with fs.open_input_file(path) as f:
-        return pq.read_table(f, partitioning=None).to_pylist()
+        rows = pq.read_table(f, partitioning=None).to_pylist()
+    return [{**keys, **row} for row in rows]  # partition keys from the path (older files hold them too)
 
 
 def read_trial_file(storage: str, study: str, method: str, trial_id: str) -> list[dict[str, Any]]:
@@ -178,12 +199,12 @@ def read_trial_file(storage: str, study: str, method: str, trial_id: str) -> lis
     retries = 0 if isinstance(fs, pafs.LocalFileSystem) else _READ_ATTEMPTS - 1
     for attempt in range(retries):
         try:
-            return _read_rows(fs, path)
+            return _read_rows(fs, path, {"study": study, "method": method})
         except (OSError, pa.ArrowInvalid):
             log.debug("torn read of %s (attempt %d), retrying", path, attempt + 1)
             time.sleep(_READ_BACKOFF_S * 2**attempt)
     try:
-        return _read_rows(fs, path)
+        return _read_rows(fs, path, {"study": study, "method": method})
     except (pa.ArrowInvalid, KeyError, TypeError) as exc:
         # a damaged file must not crash status or resume; nothing is rewritten until it is moved away
         raise DataFormatError(f"results file {path} is not readable Parquet of incsweep's schema "

@@ -226,6 +226,42 @@ def _searched(spec: StudySpec) -> dict[str, list[str]]:
     return {m: space.searched(m) for m in spec.methods}
 
 
+def study_schema(spec: StudySpec):
+    """The one file schema of the study's results (study/schema.py): every searched parameter of
+    every method, typed from its range or choices, and every method's declared diagnostics."""
+    import pyarrow as pa
+
+    from incsweep.incremental.methods import get_method
+    from incsweep.search_spaces.params import Choice, Float, Int
+
+    from .schema import study_file_schema
+
+    space = spec.space()
+    types: dict[str, pa.DataType] = {}
+    for method in spec.methods:
+        params = space.params(method)
+        for name in space.searched(method):
+            p = params[name]
+            kind = (pa.float64() if isinstance(p, Float) else pa.int64() if isinstance(p, Int) else
+                    _choice_type(p.values) if isinstance(p, Choice) else pa.string())
+            if name in types and types[name] != kind:  # e.g. Int for one method, Float for another
+                kind = pa.float64() if all(pa.types.is_integer(t) or pa.types.is_floating(t)
+                                           for t in (kind, types[name])) else pa.string()
+            types[name] = kind
+    stats = [s for m in spec.methods for s in get_method(m).task_stat_names]
+    return study_file_schema(types, stats)
+
+
+def _choice_type(choices: Any):
+    import pyarrow as pa
+
+    try:
+        kind = pa.array(list(choices)).type
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.string()
+    return pa.int64() if pa.types.is_integer(kind) else pa.string() if pa.types.is_null(kind) else kind
+
+
 def trial_dirname(trial: Any) -> str:
     """Short trial directories (Tune's default embeds every config value in the name)."""
     return f"trial_{trial.trial_id}"
@@ -379,7 +415,7 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     check_resources(spec.resources, spec.concurrency)  # before anything is written
     if stored is None:
         layout.write_spec({**spec.to_dict(), "storage": storage})
-    sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec))
+    sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec))
     progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives])
     run_config = tune.RunConfig(
         name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,

@@ -1,10 +1,13 @@
 """The Parquet results schema: the one contract between studies (writers) and analysis (readers).
 
 A study writes one Parquet file per trial under
-``<storage>/results/study=<study>/method=<method>/<trial_id>.parquet`` (hive partitioning).
-The partition columns ``study`` and ``method`` are ALSO written inside every file, with the same
-values, so that a single file read on its own is self-describing; readers must open the dataset
-with ``partitioning=None`` (or drop the path-derived copies) to avoid a duplicate-column clash.
+``<storage>/results/study=<study>/method=<method>/<trial_id>.parquet`` (hive partitioning). The
+partition keys ``study`` and ``method`` live in the path only (PARTITION_KEYS), so pandas, pyarrow,
+DuckDB and polars read the directory with their defaults; ``analysis.load_results`` and the sink
+add them back from the path (files of studies before this layout also carry them inside).
+Every file of a study has the same schema (``study_file_schema``): every searched parameter of
+every method of the study and every method's declared diagnostics, typed nulls where a method
+lacks one, so readers that take the first file's schema lose nothing.
 
 Rows: one per finished task (``is_final`` False) plus one final row per trial (``is_final`` True)
 that repeats the last task's metrics and carries the trial's terminal ``status``.
@@ -19,8 +22,8 @@ import pyarrow as pa
 
 from incsweep.incremental.vocabulary import ACCURACY_METRICS, MEMORY_COLUMNS, TEST_METRICS, WALL_TIME
 
-__all__ = ["RESULTS_SCHEMA", "PARAM_PREFIX", "STAT_PREFIX", "FINAL_STATUSES", "TASK_STATUS", "param_column",
-           "stat_column"]
+__all__ = ["RESULTS_SCHEMA", "PARTITION_KEYS", "study_file_schema", "file_schema", "PARAM_PREFIX", "STAT_PREFIX",
+           "FINAL_STATUSES", "TASK_STATUS", "param_column", "stat_column"]
 
 PARAM_PREFIX = "param_"
 STAT_PREFIX = "stat_"
@@ -61,6 +64,23 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("finished_at", _TS),
     ]
 )
+
+
+PARTITION_KEYS = ("study", "method")  # hive path segments, not columns inside the files
+
+
+def file_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` as stored in a file: without the partition keys."""
+    return pa.schema([f for f in schema if f.name not in PARTITION_KEYS])
+
+
+def study_file_schema(params: dict[str, pa.DataType], stats: tuple[str, ...] | list[str]) -> pa.Schema:
+    """The one file schema of a study: RESULTS_SCHEMA's columns (less the partition keys), then
+    ``param_<name>`` per searched parameter (``params``: name -> type) and ``stat_<name>`` per
+    declared method diagnostic, both sorted."""
+    extra = [pa.field(param_column(n), t) for n, t in sorted(params.items())]
+    extra += [pa.field(stat_column(n), pa.float64()) for n in sorted(set(stats))]
+    return pa.schema([*file_schema(RESULTS_SCHEMA), *extra])
 
 
 def param_column(name: str) -> str:

@@ -111,6 +111,10 @@ class StudySearcher(OptunaSearch):
                          study_name=study_name)
         self._n_tasks = n_tasks
         self._constraints = tuple(constraints)
+        if self.study.metric_names is None:  # Optuna's tools (dashboard, trials_dataframe) label the objectives
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use; chosen knowingly
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names(list(metrics))
 
     @property
     def study(self) -> optuna.Study:

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 from typing import Any, Mapping
 
+import pyarrow as pa
 from ray.tune import Callback
 
 from incsweep.incremental.vocabulary import AVG_ACC, MEMORY_METRIC, WALL_TIME
@@ -46,8 +47,12 @@ def trial_error_text(trial: Any) -> str:
 class ParquetSink(Callback):
     """Writes one row per reported task and a final row per finished trial."""
 
-    def __init__(self, storage: str, study: str, n_tasks: int, searched: Mapping[str, list[str]]):
+    def __init__(self, storage: str, study: str, n_tasks: int, searched: Mapping[str, list[str]],
+                 schema: pa.Schema | None = None):
         self.storage, self.study, self.n_tasks = storage, study, n_tasks
+        # Kept as Arrow IPC bytes: Tune pickles its callbacks into tuner.pkl, and resume lets that
+        # file name only Tune's own modules (study/tune_state.py), not pyarrow's type factories.
+        self._schema = schema.serialize().to_pybytes() if schema is not None else None
         self.searched = {m: list(p) for m, p in searched.items()}
         self._rows: dict[str, dict[int, dict[str, Any]]] = {}
         self._final: dict[str, dict[str, Any]] = {}
@@ -72,7 +77,11 @@ class ParquetSink(Callback):
         if trial_id in self._final:
             rows.append(self._final[trial_id])
         if rows:
-            write_trial_file(self.storage, rows)
+            write_trial_file(self.storage, rows, self.schema)
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        return None if self._schema is None else pa.ipc.read_schema(pa.py_buffer(self._schema))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.seen.add(trial.trial_id)
@@ -136,7 +145,7 @@ class ParquetSink(Callback):
             tasks = [r for r in rows if not r["is_final"]]
             write_trial_file(self.storage, tasks + [final_row(
                 tasks, status="error", error="orphaned: the driver stopped before Tune recorded this trial; "
-                                             "the study ran a replacement trial")])
+                                             "the study ran a replacement trial")], self.schema)
             closed.append(trial_id)
         return closed
 

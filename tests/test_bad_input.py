@@ -227,3 +227,18 @@ def test_a_failed_launch_does_not_lock_its_storage(finished, tmp_path):
     (empty / "study.yaml").write_text(yaml.safe_dump(stored))
     assert _launch_left_nothing(str(empty), stored)
     assert not _launch_left_nothing(str(finished), yaml.safe_load((finished / "study.yaml").read_text()))
+
+
+def test_status_of_a_study_whose_every_trial_failed_exits_1(finished, tmp_path, capsys):
+    import shutil
+
+    from incsweep.study.results import read_trial_file, write_trial_file
+
+    storage = tmp_path / "failed"
+    shutil.copytree(finished, storage)
+    rows = read_trial_file(str(storage), "bad", "finetune", "t0")
+    rows = [{**r, "status": "error", "complete": False, "error": "RuntimeError: x"} if r["is_final"] else r for r in rows]
+    write_trial_file(str(storage), rows)
+    assert main(["study", "status", str(storage)]) == 1
+    assert "no trial completed" in capsys.readouterr().out
+    assert main(["study", "status", str(finished)]) == 0

@@ -187,10 +187,12 @@ def test_multi_objective_study_end_to_end(local_ray, tmp_path):
         assert 0 <= r["avg_acc"] <= 1 and 0 <= r["test_avg_acc"] <= 1
         if r["method"] == "replay":
             assert r["param_memory_size"] == cfg["method_config"]["memory_size"]
-    # hive layout: study=/method= directories, the columns also inside each file
+    # hive layout: study=/method= directories; the keys live in the path only (issue 20), and every
+    # file has the study's one schema
     files = sorted(Path(spec.storage, "results").rglob("*.parquet"))
     assert {f.parent.name for f in files} <= {"method=finetune", "method=replay"}
-    assert pq.read_table(files[0], partitioning=None).column("study").to_pylist()[0] == "t"
+    assert "study" not in pq.read_schema(files[0]).names and len({pq.read_schema(f) for f in files}) == 1
+    assert pq.read_table(Path(spec.storage, "results")).column("study").to_pylist()[0] == "t"
     # a second run on the same storage must refuse, not overwrite
     with pytest.raises(ConfigError, match="already holds study 't'"):
         run_study(spec)
@@ -487,3 +489,11 @@ def test_a_torn_journal_line_is_reconciled_from_the_parquet_rows(tmp_path):
     assert trials["done"].state == TrialState.COMPLETE and trials["done"].values == [0.6, 0.4]
     assert trials["done"].constraints == {"total_mb <= 0.5": -0.09999999999999998}
     assert trials["pruned"].state == TrialState.PRUNED and trials["live"].state == TrialState.RUNNING
+
+
+def test_the_optuna_study_names_its_objectives(tmp_path):
+    """optuna-dashboard and trials_dataframe() showed "Objective 0 / Objective 1" (issue 20)."""
+    s = _searcher(tmp_path)
+    assert s.study.metric_names == ["avg_acc", "total_mb"]
+    again = optuna.load_study(study_name="t", storage=make_optuna_storage(str(tmp_path / "j.journal")))
+    assert again.metric_names == ["avg_acc", "total_mb"]
