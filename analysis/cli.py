@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 from incsweep.incremental.errors import ConfigError
@@ -28,6 +29,8 @@ def _common(parser: argparse.ArgumentParser, *, by_default: str) -> None:
     parser.add_argument("--ref", default=None, metavar="COL=V,...",
                         help="hypervolume reference point, one value per objective "
                              "(default: the worst observed value of each objective)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (the same results, for scripts) instead of the tables")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,12 +102,14 @@ def _analyze(args: argparse.Namespace) -> int:
     from .tables import front_table, groups_table, headline, render_text
 
     summary = _summary(args, args.under_mb)
-    print("\n".join(headline(summary)))
-    print()
-    print(render_text(*groups_table(summary)))
-    print()
-    print(f"Pareto front over all complete runs ({len(summary.overall.front)} configurations):")
-    print(render_text(*front_table(summary)))
+    if not args.json:
+        print("\n".join(headline(summary)))
+        print()
+        print(render_text(*groups_table(summary)))
+        print()
+        print(f"Pareto front over all complete runs ({len(summary.overall.front)} configurations):")
+        print(render_text(*front_table(summary)))
+    written: list[str] = []
     if args.out:
         from .plots import plot_accuracy_vs_memory, plot_task_curves
         from .report import write_report
@@ -115,8 +120,14 @@ def _analyze(args: argparse.Namespace) -> int:
                   plot_task_curves(summary, out / "task_curves.png")]
         _write_csv(out / "front.csv", *front_table(summary))
         report = write_report(summary, out / "report.html", images=images, inputs=args.paths)
-        print()
-        print(f"wrote {report}, {', '.join(p.name for p in images)} and front.csv in {out}")
+        written = [str(report), *map(str, images), str(out / "front.csv")]
+        if not args.json:
+            print()
+            print(f"wrote {report}, {', '.join(p.name for p in images)} and front.csv in {out}")
+    if args.json:
+        from .json_report import summary_data
+
+        print(json.dumps({**summary_data(summary), "written": written}, indent=2))
     return 0
 
 
@@ -130,6 +141,13 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--select {args.select}: no complete run qualifies (smallest total memory: "
                           f"{min(summary.runs[summary.memory].to_pylist()):.4g} MB)")
     paths = export_configs(summary, picked, args.out, selected_by=args.select)
+    if args.json:
+        from .json_report import run_data
+
+        print(json.dumps({"selected_by": args.select, "out": str(args.out),
+                          "exported": [{"path": str(p), **run_data(summary, i)} for p, i in zip(paths, picked)]},
+                         indent=2))
+        return 0
     for p in paths:
         print(p)
     print(f"exported {len(paths)} configuration(s) to {args.out}; re-run one with: incsweep run --config FILE")

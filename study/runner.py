@@ -416,7 +416,9 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     if stored is None:
         layout.write_spec({**spec.to_dict(), "storage": storage})
     sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec))
-    progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives])
+    progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives], trials=spec.trials,
+                           senses=[o.sense for o in spec.objectives],
+                           finished={k: v for k, v in summarize(storage, spec).statuses.items() if k != "orphaned"})
     run_config = tune.RunConfig(
         name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
         callbacks=[sink, progress], verbose=0,

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
+from collections import Counter
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import numpy as np
 import pyarrow as pa
 from ray.tune import Callback
 
@@ -151,27 +155,93 @@ class ParquetSink(Callback):
 
 
 class ProgressLog(Callback):
-    """One log line per finished task and per finished trial (the CLI prints the study.progress logger)."""
+    """One log line per finished task and per finished trial (the CLI prints the study.progress
+    logger), each ending in the study's progress: trials finished of those requested by status,
+    running, the size of the current Pareto front of completed trials, elapsed time and an ETA."""
 
-    def __init__(self, n_tasks: int, objectives: list[str]):
-        self.n_tasks, self.objectives = n_tasks, objectives
-        self.done = 0
+    def __init__(self, n_tasks: int, objectives: list[str], *, trials: int = 0, senses: list[str] | None = None,
+                 finished: Mapping[str, int] | None = None, clock: Callable[[], float] | None = None):
+        self.n_tasks, self.objectives, self.trials = n_tasks, objectives, trials
+        self.senses = senses or ["max"] * len(objectives)
+        self.statuses: Counter[str] = Counter(finished or {})  # earlier drivers' trials (resume) included
+        self.done = 0  # trials finished under this driver
+        # None: time.monotonic, looked up when used (Tune pickles callbacks into tuner.pkl, and resume
+        # lets that file name only Tune's own modules: study/tune_state.py)
+        self._clock_fn = clock
+        self._started = self._clock()
+        self._tasks: dict[str, int] = {}  # running trial -> tasks done
+        self._trained = 0  # tasks reported under this driver (the ETA's rate)
+        self._first: float | None = None  # when the first of them was reported
+        self._front: list[list[float]] = []  # objective values of completed trials
 
+    def _clock(self) -> float:
+        return self._clock_fn() if self._clock_fn is not None else time.monotonic()
+
+    # -- the progress suffix --------------------------------------------------------------------
+    def progress(self) -> str:
+        finished = sum(self.statuses.values())
+        by_status = ", ".join(f"{n} {k}" for k, n in sorted(self.statuses.items())) or "none yet"
+        elapsed = self._clock() - self._started
+        parts = [f"trials {finished}/{self.trials} ({by_status})" if self.trials else f"trials {finished}",
+                 f"{len(self._tasks)} running", f"front {self._front_size()}", f"{_duration(elapsed)} elapsed"]
+        remaining = (max(self.trials - finished - len(self._tasks), 0) * self.n_tasks
+                     + sum(self.n_tasks - t for t in self._tasks.values()))
+        if self._trained > 1 and self.trials and self._first is not None:
+            # rate from the first report on (Ray's start-up is not a task); an upper bound, since
+            # trials the scheduler stops early need fewer tasks than this counts
+            rate = (self._clock() - self._first) / (self._trained - 1)
+            parts.append(f"ETA {_duration(rate * remaining)}")
+        return "[" + "; ".join(parts) + "]"
+
+    def _front_size(self) -> int:
+        if not self._front:
+            return 0
+        from incsweep.analysis.dominance import nondominated_mask
+
+        signs = np.array([-1.0 if s == "max" else 1.0 for s in self.senses])
+        return int(nondominated_mask(np.asarray(self._front) * signs).sum())
+
+    # -- Tune callbacks -------------------------------------------------------------------------
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "task_result_json" not in result:
             return
+        self._tasks[trial.trial_id] = int(result["tasks_done"])
+        self._trained += 1
+        if self._first is None:
+            self._first = self._clock()
         cached = " (cached prefix)" if result.get("from_cache") else ""
-        log.info("%s %-6s task %d/%d  val avg_acc %.4f  total %.3f MB  %.1f s%s", trial.trial_id, result["method"],
-                 result["tasks_done"], self.n_tasks, result[AVG_ACC], result[MEMORY_METRIC], result[WALL_TIME], cached)
+        log.info("%s %-6s task %d/%d  val avg_acc %.4f  total %.3f MB  %.1f s%s  %s", trial.trial_id, result["method"],
+                 result["tasks_done"], self.n_tasks, result[AVG_ACC], result[MEMORY_METRIC], result[WALL_TIME], cached,
+                 self.progress())
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
         last = trial.last_result or {}
         status = ("diverged" if last.get("diverged") else "error" if last.get("failed") else
                   "complete" if int(last.get("tasks_done", 0)) >= self.n_tasks else "pruned")
+        self._finished(trial.trial_id, status)
+        if status == "complete":
+            point = [float(last.get(m, math.nan)) for m in self.objectives]
+            if all(math.isfinite(v) for v in point):
+                self._front.append(point)
         values = "  ".join(f"{m} {last.get(m, float('nan')):.4f}" for m in self.objectives)
-        log.info("trial %s %s %s  %s  (%d finished)", trial.trial_id, last.get("method", ""), status, values, self.done)
+        log.info("trial %s %s %s  %s  %s", trial.trial_id, last.get("method", ""), status, values, self.progress())
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
-        log.info("trial %s error: %s", trial.trial_id, trial_error_text(trial))
+        self._finished(trial.trial_id, "error")
+        log.info("trial %s error: %s  %s", trial.trial_id, trial_error_text(trial), self.progress())
+
+    def _finished(self, trial_id: str, status: str) -> None:
+        self._tasks.pop(trial_id, None)
+        self.statuses[status] += 1
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

@@ -190,3 +190,21 @@ def test_accuracy_memory_legend_hides_no_point(study_dir):
     (ax,) = fig.axes
     legend = ax.get_legend().get_window_extent()
     assert not legend.overlaps(ax.get_window_extent())
+
+
+def test_analyze_and_export_json_match_the_tables(study_dir, tmp_path, capsys):
+    """--json prints one object with what the tables show (issue 20)."""
+    import json as _json
+
+    assert main(["analyze", str(study_dir), "--json"]) == 0
+    data = _json.loads(capsys.readouterr().out)
+    s = summarize(load_results(str(study_dir)))
+    assert data["objectives"] == ["avg_acc:max", "total_mb:min"] and data["overall"]["key"] is None
+    assert [r["trial_id"] for r in data["overall"]["front"]] == [s.row(int(i))["trial_id"] for i in s.overall.front]
+    assert {g["label"] for g in data["groups"]} == {"a", "b"}
+    assert data["overall"]["hypervolume"] == pytest.approx(s.overall.hypervolume)
+    out = tmp_path / "ex"
+    assert main(["export", str(study_dir), "--out", str(out), "--json"]) == 0
+    exported = _json.loads(capsys.readouterr().out)["exported"]
+    assert sorted(e["path"] for e in exported) == sorted(str(p) for p in out.glob("*.yaml"))
+    assert all("avg_acc" in e["metrics"] for e in exported)

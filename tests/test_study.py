@@ -497,3 +497,28 @@ def test_the_optuna_study_names_its_objectives(tmp_path):
     assert s.study.metric_names == ["avg_acc", "total_mb"]
     again = optuna.load_study(study_name="t", storage=make_optuna_storage(str(tmp_path / "j.journal")))
     assert again.metric_names == ["avg_acc", "total_mb"]
+
+
+def test_progress_lines_count_trials_front_and_eta():
+    """Every per-task and per-trial line ends in the study's progress (issue 20)."""
+    from types import SimpleNamespace
+
+    from incsweep.study.sink import ProgressLog
+
+    now = [100.0]
+    p = ProgressLog(2, ["avg_acc", "total_mb"], trials=4, senses=["max", "min"], finished={"complete": 1},
+                    clock=lambda: now[0])
+
+    def report(tid, done, acc=0.5, mb=1.0):
+        p.on_trial_result(0, [], SimpleNamespace(trial_id=tid), {"task_result_json": "{}", "method": "finetune",
+                          "tasks_done": done, "avg_acc": acc, "total_mb": mb, "wall_s": 1.0})
+
+    report("a", 1)
+    now[0] += 10
+    report("a", 2)  # one task per 10 s since the first report
+    # 2 trials not started x 2 tasks + trial a's 0 left, at 10 s a task
+    assert "trials 1/4 (1 complete); 1 running; front 0; 10s elapsed; ETA 40s" in p.progress()
+    p.on_trial_complete(0, [], SimpleNamespace(trial_id="a", last_result={"tasks_done": 2, "avg_acc": 0.5,
+                                                                           "total_mb": 1.0, "method": "finetune"}))
+    p.on_trial_complete(0, [], SimpleNamespace(trial_id="b", last_result={"tasks_done": 1, "method": "finetune"}))
+    assert p.progress().startswith("[trials 3/4 (2 complete, 1 pruned); 0 running; front 1;")
