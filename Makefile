@@ -20,19 +20,25 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 # Real Fashion-MNIST for the demo: Debian's package when this machine can install it (root + apt-get),
-# else one line saying what to run. INCSWEEP_DATA pointing at the IDX files skips the step.
+# else torchvision's download into FASHION_CACHE (its own progress bar), else one line saying what to
+# run. INCSWEEP_DATA pointing at the IDX files skips the step. APT=false skips the apt-get attempt.
 FASHION_DIR := /usr/share/datasets/fashion-mnist
-data:
-	@if [ -d $(FASHION_DIR) ] || [ -n "$$INCSWEEP_DATA" ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+FASHION_CACHE ?= $(HOME)/.cache/incsweep/data
+APT ?= apt-get
+data: $(VENV)/.installed
+	@if [ -d $(FASHION_DIR) ] || [ -n "$$INCSWEEP_DATA" ] || [ -d $(FASHION_CACHE)/FashionMNIST/raw ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v $(APT) >/dev/null && [ "$(APT)" != false ]; then \
 	  echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist) into $(FASHION_DIR)"; \
-	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
-	else echo "Fashion-MNIST is not installed: run 'sudo apt-get install dataset-fashion-mnist' (Debian) or set INCSWEEP_DATA to a folder holding its IDX files (docs/datasets.md)"; exit 1; fi
+	  $(APT) update -qq && $(APT) install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "downloading Fashion-MNIST (about 30 MB) with torchvision into $(FASHION_CACHE)"; \
+	  $(BIN)/python -c "import sys; from torchvision.datasets import FashionMNIST as F; [F(sys.argv[1], train=t, download=True) for t in (True, False)]" $(FASHION_CACHE) >/dev/null 2>&1 \
+	  || { echo "Fashion-MNIST is not installed and could not be downloaded: run 'sudo apt-get install dataset-fashion-mnist' (Debian) or set INCSWEEP_DATA to a folder holding its IDX files (docs/datasets.md)"; exit 1; }; fi
 
 # The main job: a small real study on an embedded local Ray, then the Pareto table, plots, report
 # and exported best configs.
 # Idempotent: a second `make demo` resumes (a no-op once finished) instead of refusing the storage.
 demo: $(VENV)/.installed data
+	export INCSWEEP_DATA="$${INCSWEEP_DATA:-$(FASHION_CACHE)}"; \
 	if [ -f $(DEMO_DIR)/study.yaml ]; then $(BIN)/incsweep study resume $(DEMO_DIR); \
 	else $(BIN)/incsweep study run configs/studies/demo.yaml --storage $(DEMO_DIR); fi
 	$(BIN)/incsweep analyze $(DEMO_DIR) --out $(DEMO_DIR)/analysis
