@@ -16,7 +16,7 @@ Two parts, both through ``incremental.run`` exactly as a trial or ``incsweep run
 
 Usage:  python benchmarks/gpu_schedule.py --device cuda [--parts paper,fmnist] [--data-root DIR]
         [--fmnist-epochs 5] [--out results.json]
-Recorded in benchmarks/results/gpu_schedule.txt (run on an H100, docs/gpu.md).
+Recorded in benchmarks/results/gpu_schedule_h100.txt and .json (run on an H100, docs/gpu.md).
 """
 
 from __future__ import annotations
