@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="also report the best accuracy with total memory <= X MB (repeatable)")
     an.add_argument("--out", default=None, metavar="DIR",
                     help="write accuracy_vs_memory.png, task_curves.png, front.csv and report.html here")
+    an.add_argument("--format", default="png", metavar="png|pdf|svg[,...]",
+                    help="figure formats to write with --out, comma-separated (the HTML report embeds the PNGs, "
+                         "which are always written); default png")
+    an.add_argument("--dpi", type=float, default=None, metavar="N",
+                    help="resolution of the PNG figures (default 110; e.g. 300 for print)")
     an.set_defaults(func=_analyze)
 
     ex = subparsers.add_parser(
@@ -62,6 +67,18 @@ def _by(text: str) -> tuple[str, ...]:
     if text.strip().lower() in ("none", ""):
         return ()
     return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+FORMATS = ("png", "pdf", "svg")
+
+
+def _formats(text: str) -> list[str]:
+    """``--format png,pdf`` -> ["png", "pdf"]; an unknown format is a one-line error."""
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"--format {text!r}: allowed {', '.join(FORMATS)} (comma-separated)")
+    return formats
 
 
 def _check_out(out: str | None) -> None:
@@ -101,6 +118,9 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 def _analyze(args: argparse.Namespace) -> int:
     from .tables import front_table, groups_table, headline, render_text
 
+    _formats(args.format)  # a bad --format fails before any file is read
+    if args.dpi is not None and not 10 <= args.dpi <= 2400:
+        raise ConfigError(f"--dpi {args.dpi:g}: allowed [10, 2400]")
     summary = _summary(args, args.under_mb)
     if not args.json:
         print("\n".join(headline(summary)))
@@ -116,14 +136,16 @@ def _analyze(args: argparse.Namespace) -> int:
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        images = [plot_accuracy_vs_memory(summary, out / "accuracy_vs_memory.png"),
-                  plot_task_curves(summary, out / "task_curves.png")]
+        images = [plot_accuracy_vs_memory(summary, out / "accuracy_vs_memory.png", dpi=args.dpi),
+                  plot_task_curves(summary, out / "task_curves.png", dpi=args.dpi)]
+        extra = [plot(summary, out / f"{stem}.{fmt}", dpi=args.dpi) for fmt in _formats(args.format) if fmt != "png"
+                 for plot, stem in ((plot_accuracy_vs_memory, "accuracy_vs_memory"), (plot_task_curves, "task_curves"))]
         _write_csv(out / "front.csv", *front_table(summary))
         report = write_report(summary, out / "report.html", images=images, inputs=args.paths)
-        written = [str(report), *map(str, images), str(out / "front.csv")]
+        written = [str(report), *map(str, images + extra), str(out / "front.csv")]
         if not args.json:
             print()
-            print(f"wrote {report}, {', '.join(p.name for p in images)} and front.csv in {out}")
+            print(f"wrote {report}, {', '.join(p.name for p in images + extra)} and front.csv in {out}")
     if args.json:
         from .json_report import summary_data
 

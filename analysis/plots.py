@@ -49,12 +49,13 @@ def _percent(ax, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0))
 
 
-def plot_accuracy_vs_memory(summary: Summary, path: str | Path) -> Path:
+def plot_accuracy_vs_memory(summary: Summary, path: str | Path, *, dpi: float | None = None) -> Path:
     """Accuracy against total memory: every complete run as a faint point, each group's best-accuracy-
-    for-memory front as a step line (a front point's accuracy holds until the next one), knees starred."""
+    for-memory front as a step line (a front point's accuracy holds until the next one), knees starred.
+    The format follows the suffix of ``path`` (png, pdf, svg); ``dpi``: raster resolution (default 110)."""
     fig = accuracy_vs_memory_figure(summary)
     out = Path(path)
-    fig.savefig(out, bbox_inches="tight")
+    fig.savefig(out, bbox_inches="tight", dpi=dpi or "figure")
     return out
 
 
@@ -113,9 +114,10 @@ def _task_rows(table: pa.Table, study: str, trial_id: str) -> pa.Table:
     return rows.take(pc.sort_indices(rows, [("task", "ascending")]))
 
 
-def plot_task_curves(summary: Summary, path: str | Path) -> Path:
+def plot_task_curves(summary: Summary, path: str | Path, *, dpi: float | None = None) -> Path:
     """Per-task curves of the front configurations: left, accuracy on all classes seen so far after
-    each task; right, accuracy on each task's own test data after the last task (forgetting)."""
+    each task; right, accuracy on each task's own test data after the last task (forgetting). The
+    format follows the suffix of ``path``; ``dpi``: raster resolution (default 110)."""
     seen_col = split_column(LAST_ACC, summary.split)  # acc_i: accuracy on all seen classes after task i
     row_col = "acc_row" if summary.split == "test" else "val_acc_row"
     chosen = front_trials(summary)
@@ -161,5 +163,5 @@ def plot_task_curves(summary: Summary, path: str | Path) -> Path:
     else:
         fig.tight_layout()
     out = Path(path)
-    fig.savefig(out)
+    fig.savefig(out, dpi=dpi or "figure")
     return out

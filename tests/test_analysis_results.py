@@ -208,3 +208,21 @@ def test_analyze_and_export_json_match_the_tables(study_dir, tmp_path, capsys):
     exported = _json.loads(capsys.readouterr().out)["exported"]
     assert sorted(e["path"] for e in exported) == sorted(str(p) for p in out.glob("*.yaml"))
     assert all("avg_acc" in e["metrics"] for e in exported)
+
+
+def test_figures_in_pdf_svg_and_at_a_chosen_dpi(study_dir, tmp_path, capsys):
+    """--format and --dpi (issue 20): vector files for papers, PNGs at print resolution."""
+    from matplotlib.image import imread
+
+    low, high = tmp_path / "low", tmp_path / "high"
+    assert main(["analyze", str(study_dir), "--out", str(low)]) == 0
+    assert main(["analyze", str(study_dir), "--out", str(high), "--format", "png,pdf,svg", "--dpi", "220"]) == 0
+    capsys.readouterr()
+    for stem in ("accuracy_vs_memory", "task_curves"):
+        assert (high / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+        assert b"<svg" in (high / f"{stem}.svg").read_bytes()[:2000]
+        assert imread(high / f"{stem}.png").shape[1] > 1.8 * imread(low / f"{stem}.png").shape[1]  # 220 vs 110 dpi
+        assert not (low / f"{stem}.pdf").exists()
+    assert main(["analyze", str(study_dir), "--out", str(tmp_path / "x"), "--format", "jpg"]) == 2
+    assert "--format 'jpg': allowed png, pdf, svg" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
