@@ -416,9 +416,10 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     if stored is None:
         layout.write_spec({**spec.to_dict(), "storage": storage})
     sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec))
+    before = summarize(storage, spec)  # read once: the progress counts and the fresh-Tuner path use it
     progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives], trials=spec.trials,
                            senses=[o.sense for o in spec.objectives],
-                           finished={k: v for k, v in summarize(storage, spec).statuses.items() if k != "orphaned"})
+                           finished={k: v for k, v in before.statuses.items() if k != "orphaned"})
     run_config = tune.RunConfig(
         name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
         callbacks=[sink, progress], verbose=0,
@@ -444,7 +445,6 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
         assert local is not None  # a Tuner restored in the driver process is local
         local.get_run_config().callbacks = [sink, progress]
     else:
-        before = summarize(storage, spec)
         remaining = spec.trials - before.finished
         if remaining <= 0 and not before.unfinished:
             log.info("study %s already has %d finished trial(s)", spec.name, before.finished)

@@ -56,7 +56,8 @@ class ParquetSink(Callback):
         self.storage, self.study, self.n_tasks = storage, study, n_tasks
         # Kept as Arrow IPC bytes: Tune pickles its callbacks into tuner.pkl, and resume lets that
         # file name only Tune's own modules (study/tune_state.py), not pyarrow's type factories.
-        self._schema = schema.serialize().to_pybytes() if schema is not None else None
+        self._schema_ipc = schema.serialize().to_pybytes() if schema is not None else None
+        self._schema: pa.Schema | None = schema  # not pickled (__getstate__), rebuilt once from the bytes
         self.searched = {m: list(p) for m, p in searched.items()}
         self._rows: dict[str, dict[int, dict[str, Any]]] = {}
         self._final: dict[str, dict[str, Any]] = {}
@@ -85,7 +86,12 @@ class ParquetSink(Callback):
 
     @property
     def schema(self) -> pa.Schema | None:
-        return None if self._schema is None else pa.ipc.read_schema(pa.py_buffer(self._schema))
+        if self._schema is None and self._schema_ipc is not None:
+            self._schema = pa.ipc.read_schema(pa.py_buffer(self._schema_ipc))
+        return self._schema
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_schema": None}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.seen.add(trial.trial_id)

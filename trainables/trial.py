@@ -49,8 +49,7 @@ class TrialSpec:
     threads: int
 
     @classmethod
-    def from_tune_config(cls, config: Mapping[str, Any], device: str) -> "TrialSpec":
-        trial = TrialConfig.from_tune(config)
+    def from_trial_config(cls, trial: TrialConfig, device: str) -> "TrialSpec":
         run_dict = {**trial.base, "method": trial.method, "device": device, "threads": trial.threads,
                     "method_config": {**dict(trial.base.get("method_config") or {}), **trial.params}}
         return cls(study=trial.study, run_config=RunConfig.from_dict(run_dict), params=dict(trial.params),
@@ -82,7 +81,8 @@ def run_trial(config: Mapping[str, Any]) -> None:
     from ray import tune
 
     try:
-        spec = TrialSpec.from_tune_config(config, "cpu" if TrialConfig.from_tune(config).device == "cpu" else _device())
+        trial = TrialConfig.from_tune(config)
+        spec = TrialSpec.from_trial_config(trial, "cpu" if trial.device == "cpu" else _device())
     except (ConfigError, FileNotFoundError) as exc:
         # Deterministic (this sampled combination is invalid): a Tune retry would fail the same way.
         tune.report(_failed_report(exc, str(config.get("method", "")), json.dumps(dict(config), default=str), 0,
