@@ -7,7 +7,9 @@ range [offset_t, offset_t + size_t) in both scenarios; ``Benchmark.class_order``
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -17,7 +19,8 @@ from . import datasets
 from .configs import spec, validate
 from .errors import ConfigError
 
-__all__ = ["BenchmarkConfig", "BenchmarkSpec", "Split", "Task", "Benchmark", "BENCHMARKS", "load_benchmark"]
+__all__ = ["BenchmarkConfig", "BenchmarkSpec", "Split", "Task", "Benchmark", "BENCHMARKS", "load_benchmark",
+           "benchmark_names", "get_benchmark_spec"]
 
 # The seed PyCIL and MEMO use for their class order (docs/protocols.md).
 CLASS_ORDER_SEED = 1993
@@ -35,6 +38,12 @@ class BenchmarkSpec:
     std: tuple[float, ...]
     augmentation: str  # key of augment.AUGMENTATIONS
     loader: Callable[["BenchmarkConfig"], datasets.RawData]
+    # What the data is, where its name does not fix it (file benchmarks: a sha256 of the bytes). The
+    # prefix cache keys on it, so two data sets behind one name or path never share a stored state.
+    fingerprint: str = ""
+    # Training images per class in the full training split, by label (None: the built-in data sets,
+    # whose counts incremental/methods/_exemplar.py knows); exemplar plans need them.
+    class_counts: tuple[int, ...] | None = None
 
 
 def _load_synthetic(cfg: "BenchmarkConfig") -> datasets.RawData:
@@ -81,11 +90,59 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 }
 
 
+def benchmark_names() -> tuple[str, ...]:
+    """Every benchmark a config may name without a ``module:attr`` reference: built-in, file kinds
+    (``npz``, ``image_folder``: the data is ``data_root``), installed entry points."""
+    from .file_benchmarks import FILE_KINDS
+    from .plugins import BENCHMARK_GROUP, entry_point_names
+
+    named = (*BENCHMARKS, *FILE_KINDS)
+    return named + tuple(n for n in entry_point_names(BENCHMARK_GROUP) if n not in named)
+
+
+@functools.lru_cache(maxsize=64)
+def _plugin_spec(name: str) -> BenchmarkSpec:
+    """An installed or referenced benchmark: a BenchmarkSpec, or a callable returning one."""
+    from .plugins import BENCHMARK_GROUP, is_reference, load_entry_point, load_reference
+
+    found = load_reference(name, "benchmark") if is_reference(name) else load_entry_point(BENCHMARK_GROUP, name, "benchmark")
+    if found is None:
+        raise ConfigError(f"benchmark.name={name!r} is unknown; registered: {list(benchmark_names())}, or give "
+                          "a module:attr reference to a BenchmarkSpec")
+    if callable(found) and not isinstance(found, BenchmarkSpec):
+        found = found()
+    if not isinstance(found, BenchmarkSpec):
+        raise ConfigError(f"benchmark {name!r} is {type(found).__name__}, not a BenchmarkSpec (or a function "
+                          "returning one); see incsweep.incremental.api.npz_benchmark")
+    return found
+
+
+def get_benchmark_spec(cfg: "BenchmarkConfig") -> BenchmarkSpec:
+    """What is fixed about ``cfg.name``'s data (its shape, classes and statistics for file benchmarks)."""
+    from .file_benchmarks import FILE_KINDS, file_spec
+
+    if cfg.name in BENCHMARKS:
+        base = BENCHMARKS[cfg.name]
+        if cfg.name == "synthetic":
+            c, s = cfg.channels, cfg.image_size
+            return dataclasses.replace(base, n_classes=cfg.n_classes, image_shape=(c, s, s),
+                                       mean=base.mean * c, std=base.std * c)
+        return base
+    if cfg.name in FILE_KINDS:
+        if not cfg.data_root:
+            what = "the .npz file" if cfg.name == "npz" else "the folder holding train/ and test/"
+            raise ConfigError(f"benchmark {cfg.name!r} needs benchmark.data_root: {what}")
+        return file_spec(cfg.name, cfg.data_root)
+    return _plugin_spec(cfg.name)
+
+
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """Which benchmark, how it is split and subsampled. ``None`` means the benchmark's default."""
 
-    name: str = spec("seq-fashionmnist", choices=tuple(BENCHMARKS))
+    # A built-in name, npz / image_folder (data_root is the file or folder), an installed package's
+    # entry point (incsweep.benchmarks) or a module:attr reference to a BenchmarkSpec.
+    name: str = spec("seq-fashionmnist")
     data_root: str | None = None
     download: bool = False  # never touch the network unless the user allows it
     init_classes: int | None = spec(None, range=(1, None))  # classes in task 0 (MEMO's B)
@@ -107,6 +164,13 @@ class BenchmarkConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"benchmark.name={self.name!r}; allowed: {list(benchmark_names())} or module:attr")
+        from .file_benchmarks import FILE_KINDS
+
+        if self.name in FILE_KINDS and self.data_root:
+            # Absolute, so that a Ray worker (whose working directory is its trial's) reads the same file.
+            object.__setattr__(self, "data_root", str(Path(self.data_root).expanduser().resolve()))
         if self.val_per_class is not None and self.val_fraction > 0:
             raise ConfigError(
                 f"BenchmarkConfig: val_fraction={self.val_fraction} and val_per_class={self.val_per_class} both "
@@ -123,12 +187,7 @@ class BenchmarkConfig:
 
     @property
     def spec(self) -> BenchmarkSpec:
-        base = BENCHMARKS[self.name]
-        if self.name == "synthetic":
-            c, s = self.channels, self.image_size
-            return dataclasses.replace(base, n_classes=self.n_classes, image_shape=(c, s, s),
-                                       mean=base.mean * c, std=base.std * c)
-        return base
+        return get_benchmark_spec(self)
 
     @property
     def resolved_split(self) -> tuple[int, int]:

@@ -38,7 +38,7 @@ __all__ = ["PrefixCache", "CacheEntry", "prefix_key", "prefix_fields", "prefix_s
 
 log = logging.getLogger(__name__)
 
-KEY_FORMAT = 1  # bump when the key's payload changes meaning
+KEY_FORMAT = 2  # bump when the key's payload changes meaning
 DEFAULT_MAX_BYTES = 2 * 2**30  # 2 GiB: ~400 MEMO ResNet-32 prefixes with 2,000 CIFAR exemplars (~5 MB each)
 
 
@@ -79,6 +79,7 @@ def prefix_key(config: RunConfig, n_done: int, version: str) -> str:
         "all_fields": fields is None,
         "method_config": method_values,
         "benchmark": to_mapping(bench),
+        "data": bench.spec.fingerprint,  # file benchmarks: the bytes, not just the path
         "seed": config.seed,
         "scenario": config.scenario,
         "augment_policy": config.augment_policy or (bench.spec.augmentation if bench.augment else "none"),

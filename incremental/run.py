@@ -24,7 +24,7 @@ from .benchmarks import Benchmark, BenchmarkConfig, Task, load_benchmark
 from .configs import apply_overrides, from_mapping, parse_override, read_yaml_file, spec, to_mapping, validate
 from .errors import ConfigError
 from .memory import MemoryReport
-from .methods import METHODS, Method, RunContext, get_method
+from .methods import Method, RunContext, get_method
 from .methods.base import MethodConfig, derive_seed
 from .metrics import Metrics, compute_metrics
 from .process_state import run_process_state, scoped_global_rng
@@ -261,7 +261,7 @@ def build_method(config: RunConfig, device: torch.device) -> Method:
                      eval_batch_size=config.eval_batch_size, seed=config.seed)
     with scoped_global_rng(device):  # the caller's global RNGs are left as they were
         _seed_all(derive_seed(config.seed, -1))  # model construction
-        return METHODS[config.method](config.method_config, ctx)
+        return get_method(config.method)(config.method_config, ctx)
 
 
 def run(

@@ -12,7 +12,6 @@ from typing import Any, Mapping
 
 from incsweep.incremental.configs import from_mapping
 from incsweep.incremental.errors import ConfigError
-from incsweep.incremental.methods import get_method
 
 from .params import Fixed, Param, parse_param
 from .spaces import default_space
@@ -55,6 +54,8 @@ def build_space(methods: list[str], overrides: Mapping[str, Mapping[str, Any]] |
     stray = set(overrides) - set(methods)
     if stray:
         raise ConfigError(f"search: section(s) {sorted(stray)} name no method of this study; methods: {methods}")
+    from incsweep.incremental.methods import get_method  # not at import: method modules import this package
+
     spaces = []
     for method in methods:
         config_cls = get_method(method).config_cls

@@ -52,6 +52,12 @@ def one_line_error(capsys, *words: str) -> str:
     (spec(search={"finetune": ["lr"]}), ["search.finetune: ['lr'] is not allowed"]),
     (spec(benchmark=3), ["benchmark: 3 is not allowed"]),
     (spec(benchmark="seq-nope"), ["name='seq-nope'"]),
+    # issue 19: a method or benchmark that no process could resolve fails at launch, not in every trial
+    (spec(methods=["mypkg_absent.methods:Mine"], search={}),
+     ["method 'mypkg_absent.methods:Mine'", "module 'mypkg_absent' is not installed"]),
+    (spec(methods=["nosuchmethod"], search={}), ["unknown method 'nosuchmethod'; registered: ['finetune'"]),
+    (spec(benchmark={"name": "npz", "data_root": "/nonexistent/data.npz", "val_fraction": 0.2}),
+     ["/nonexistent/data.npz: no such .npz file"]),
     (spec(concurrency="two"), ["concurrency='two' must be a whole number"]),
     (spec(objectives=["avg_acc", "total_mb"]), ["objective 'avg_acc' has no mode"]),
     (spec(benchmark={"name": "seq-cifar100", "data_root": "/nonexistent/cifar"}),

@@ -340,6 +340,11 @@ def test_issue17_reproduction_learns_task_one_with_any_thread_count(threads):
                                              "train_per_class": 150, "test_per_class": 100, "val_fraction": 0.2},
                                "method_config": mc})
     first = run(cfg, stop_after=1).tasks[0]
-    assert first.seen_acc > 0.88  # 0.905 (1 thread) and 0.97 (2 threads) measured; 0.41 before the fix
+    # 0.41 before the fix. After it, seeds 0-2 x 1/2 threads scored 0.88-0.955 on an AVX512 Xeon
+    # (0.905 and 0.97 for seed 0 on the earlier AVX2 machine): CPU kernels round differently, so the
+    # bound sits below that spread, far above the bug.
+    assert first.seen_acc > 0.85
     stats = first.method_stats
-    assert stats["working_acc"] - stats["knowledge_acc"] <= 0.05 + 1e-9
+    # The knowledge network keeps the working network's task: measured gaps 0.017-0.067 on the 60
+    # validation images (one image is 0.017); the bug lost half of it.
+    assert stats["working_acc"] - stats["knowledge_acc"] <= 0.1

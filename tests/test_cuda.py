@@ -14,10 +14,16 @@ import dataclasses
 
 import pytest
 import torch
-from test_methods_contract import N_TASKS, _assert_same_state, bench, comparable, final_state, tiny_config  # noqa: F401 (bench: a fixture)
+from test_methods_contract import N_TASKS, bench, tiny_config  # noqa: F401 (bench: a fixture)
 
+from incsweep.incremental.contract import assert_same_state as _assert_same_state
+from incsweep.incremental.contract import comparable
 from incsweep.incremental.methods import METHODS
-from incsweep.incremental.run import RunConfig, build_method, evaluate, run
+from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, build_method, evaluate, load_checkpoint, run
+
+
+def final_state(ckpt):
+    return load_checkpoint(ckpt / CHECKPOINT_FILE)["method"]
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

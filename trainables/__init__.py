@@ -1,4 +1,8 @@
-"""Ray Tune trainables: each wraps one full incremental run of a method (``incremental.run``)."""
+"""Ray Tune trainables: each wraps one full incremental run of a method (``incremental.run``).
+
+A method's trainable is part of its registry entry (``Method.trainable``, a ``module:function``
+reference; None: the shared :func:`run_trial`, which runs any method through the engine's contract).
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,26 @@ from incsweep.incremental.errors import ConfigError
 
 from .trial import TrialSpec, run_trial, task_metrics
 
-__all__ = ["TRAINABLES", "get_trainable", "run_trial", "TrialSpec", "task_metrics"]
+__all__ = ["get_trainable", "run_trial", "TrialSpec", "task_metrics"]
 
-# One explicit registry. Every method here runs through the engine's single Method contract, so they
-# share the one trainable; a method that needs different Tune handling registers its own function.
-TRAINABLES: Mapping[str, Callable[[Mapping], None]] = {
-    "finetune": run_trial,
-    "replay": run_trial,
-    "icarl": run_trial,
-    "joint": run_trial,
-    "der": run_trial,
-    "memo": run_trial,
-    "bmkp": run_trial,
-    "separate": run_trial,
-}
+
+def trainable_of(method: str) -> Callable[[Mapping], None]:
+    """The trainable ``method``'s registry entry names."""
+    from incsweep.incremental.methods import get_method
+    from incsweep.incremental.plugins import load_reference
+
+    ref = get_method(method).trainable
+    if ref is None:
+        return run_trial
+    found = load_reference(ref, f"trainable of method {method!r}")
+    if not callable(found):
+        raise ConfigError(f"trainable of method {method!r}: {ref!r} is {type(found).__name__}, not a function")
+    return found
 
 
 def get_trainable(methods: Sequence[str]) -> Callable[[Mapping], None]:
     """The trainable of a study over ``methods`` (they must share one; the config names the method)."""
-    unknown = [m for m in methods if m not in TRAINABLES]
-    if unknown:
-        raise ConfigError(f"no trainable for method(s) {unknown}; registered: {sorted(TRAINABLES)}")
-    found = {TRAINABLES[m] for m in methods}
+    found = {trainable_of(m) for m in methods}
     if len(found) != 1:
         raise ConfigError(f"methods {list(methods)} need different trainables; run them as separate studies")
     return found.pop()

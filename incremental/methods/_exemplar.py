@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from ..benchmarks import BenchmarkConfig, Task
+from ..errors import ConfigError
 from ..exemplars import ExemplarStore, herding_order, resolve_budget
 from .base import ExemplarConfig
 
 __all__ = [
-    "train_images_per_class", "exemplar_total", "quota", "planned_exemplars", "ExemplarMemory",
+    "train_images_per_class", "train_images_by_class", "exemplar_total", "quota", "planned_exemplars", "ExemplarMemory",
     "with_exemplars", "l2_normalize", "class_means", "nme_logits", "rehearsal_ce",
 ]
 
@@ -42,15 +43,28 @@ _SYNTHETIC_DEFAULT_PER_CLASS = 60  # benchmarks._load_synthetic
 _EPS = 1e-8
 
 
-def train_images_per_class(benchmark: BenchmarkConfig) -> int:
-    """Images of one class in a task's ``train`` split: after subsampling and the validation hold-out."""
+def train_images_by_class(benchmark: BenchmarkConfig) -> list[int]:
+    """Images of each class in its task's ``train`` split: after subsampling and the validation hold-out."""
+    spec = benchmark.spec
     if benchmark.name == "synthetic":
-        n = benchmark.train_per_class or _SYNTHETIC_DEFAULT_PER_CLASS  # the loader adds val_per_class on top
+        full = [benchmark.train_per_class or _SYNTHETIC_DEFAULT_PER_CLASS] * spec.n_classes  # val_per_class comes on top
     else:
-        n = _FULL_TRAIN_PER_CLASS[benchmark.name] - (benchmark.val_per_class or 0)
+        if spec.class_counts is not None:  # file and plugin benchmarks: counted in the data
+            counts = list(spec.class_counts)
+        elif benchmark.name in _FULL_TRAIN_PER_CLASS:
+            counts = [_FULL_TRAIN_PER_CLASS[benchmark.name]] * spec.n_classes
+        else:
+            raise ConfigError(f"benchmark {benchmark.name!r}: its BenchmarkSpec gives no class_counts (training images "
+                              "per class), which the exemplar plan needs; npz_benchmark/image_folder_benchmark set them")
+        full = [n - (benchmark.val_per_class or 0) for n in counts]
         if benchmark.train_per_class is not None:
-            n = min(n, benchmark.train_per_class)
-    return n - int(round(n * benchmark.val_fraction))  # the same rounding as benchmarks.load_benchmark
+            full = [min(n, benchmark.train_per_class) for n in full]
+    return [n - int(round(n * benchmark.val_fraction)) for n in full]  # the same rounding as benchmarks.load_benchmark
+
+
+def train_images_per_class(benchmark: BenchmarkConfig) -> int:
+    """Images of the smallest class in its task's ``train`` split (all classes, on the built-in benchmarks)."""
+    return min(train_images_by_class(benchmark))
 
 
 def exemplar_total(config: ExemplarConfig, benchmark: BenchmarkConfig, *, final_model_bytes: int,
@@ -74,8 +88,8 @@ def quota(total: int | None, per_class: int, classes_seen: int) -> int:
 
 def planned_exemplars(total: int | None, per_class: int, benchmark: BenchmarkConfig) -> int:
     """Exemplars held after the last task: every class keeps min(quota, its training images)."""
-    n_classes = benchmark.spec.n_classes
-    return n_classes * min(quota(total, per_class, n_classes), train_images_per_class(benchmark))
+    q = quota(total, per_class, benchmark.spec.n_classes)
+    return sum(min(q, n) for n in train_images_by_class(benchmark))
 
 
 def l2_normalize(features: torch.Tensor) -> torch.Tensor:

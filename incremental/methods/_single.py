@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -83,6 +84,11 @@ class SingleNetMethod(Method[C]):
 
     def model_bytes(self) -> int:
         return module_bytes(self.net)
+
+    def frozen_copy(self) -> IncrementalNet:
+        """The network as it is now, in eval mode and without gradients: the "old model" that
+        distillation methods (iCaRL, LwF) score against while the live one learns the next task."""
+        return copy.deepcopy(self.net).eval().requires_grad_(False)
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "n_seen": self.n_seen, "head_shape": self.net.head.out_features}

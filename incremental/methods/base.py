@@ -166,6 +166,14 @@ class Method(ABC, Generic[C]):
     # The names task_stats() returns (each a stat_<name> results column of every file of a study).
     task_stat_names: ClassVar[tuple[str, ...]] = ()
     plan_is_exact: ClassVar[bool] = True  # False: plan() is an upper bound (memory() <= plan), e.g. BMKP's data-dependent ranks
+    # The default search space: config field -> incsweep.search_spaces Float/Int/Choice, or None for
+    # "no default space" (a study then runs the defaults unless its spec searches fields). Declared,
+    # not inherited from here, so that a method without one is a choice its author made: the
+    # registry (methods.check_method_class) refuses a class that leaves it out.
+    search_space: ClassVar[Mapping[str, Any] | None]
+    # The Ray Tune trainable, as module:function; None: the shared one (trainables.run_trial), which
+    # runs any method through incremental.run.
+    trainable: ClassVar[str | None] = None
 
     def __init__(self, config: C, ctx: RunContext):
         self.config: C = config

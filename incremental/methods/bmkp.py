@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from incsweep.search_spaces import spaces
+
 from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..errors import ConfigError
@@ -92,6 +94,7 @@ def basis_regulariser(weights: Sequence[torch.Tensor], bases: Sequence[torch.Ten
 class BMKP(Method[BMKPConfig]):
     task_stat_names = ("working_acc", "knowledge_acc")
     config_cls = BMKPConfig
+    search_space = spaces.BMKP
     scenarios = ("task_il",)
     plan_is_exact = False  # basis ranks depend on the data: plan() is an upper bound
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from incsweep.search_spaces import spaces
+
 from ..backbones import Backbone
 from .memo import MEMO, ExpansionConfig
 
@@ -24,6 +26,7 @@ class DERConfig(ExpansionConfig):
 
 class DER(MEMO[DERConfig]):
     config_cls = DERConfig
+    search_space = spaces.DER
     split_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod

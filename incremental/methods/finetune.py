@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from incsweep.search_spaces import spaces
+
 from ..benchmarks import BenchmarkConfig, Task
 from ..memory import MemoryReport
 from ._prefix import first_task_fields
@@ -11,6 +13,7 @@ from .base import BudgetPlan, MethodConfig
 
 class Finetune(SingleNetMethod[MethodConfig]):
     config_cls = MethodConfig
+    search_space = spaces.FINETUNE
     scenarios = ("class_il", "task_il")
 
     def train_task(self, task: Task) -> None:

@@ -4,13 +4,14 @@ knowledge distillation of the previous model's old-class logits, and nearest-mea
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from incsweep.search_spaces import spaces
 
 from ..backbones import build_backbone
 from ..benchmarks import BenchmarkConfig, Task
@@ -44,6 +45,7 @@ def kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) 
 
 class ICaRL(Replay[ICaRLConfig]):
     config_cls = ICaRLConfig
+    search_space = spaces.ICARL
     scenarios = ("class_il",)  # NME over all seen classes is a class-incremental classifier
 
     def __init__(self, config: ICaRLConfig, ctx: RunContext):
@@ -55,7 +57,7 @@ class ICaRL(Replay[ICaRLConfig]):
     def begin_task(self, task: Task) -> None:
         if task.index > 0:
             # Copied before the head grows: the old model scores exactly the classes known so far.
-            self.old_net = copy.deepcopy(self.net).eval().requires_grad_(False)
+            self.old_net = self.frozen_copy()
             self._train_state_bytes = module_bytes(self.old_net)
         super().begin_task(task)
 

@@ -12,7 +12,7 @@ from typing import Any
 from ..benchmarks import BenchmarkConfig, Task
 from ..exemplars import ExemplarStore
 from ..memory import MemoryReport
-from ._exemplar import rehearsal_ce, train_images_per_class
+from ._exemplar import rehearsal_ce, train_images_by_class
 from ._prefix import first_task_fields
 from ._single import IncrementalNet, SingleNetMethod
 from .base import BudgetPlan, MethodConfig, RunContext
@@ -33,6 +33,8 @@ class JointConfig(MethodConfig):
 
 class Joint(SingleNetMethod[JointConfig]):
     config_cls = JointConfig
+    # No default space: joint is the reference upper bound, run at its defaults (or the spec's search).
+    search_space = None
     scenarios = ("class_il", "task_il")
 
     def __init__(self, config: JointConfig, ctx: RunContext):
@@ -60,7 +62,7 @@ class Joint(SingleNetMethod[JointConfig]):
     @classmethod
     def plan(cls, config: JointConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
         net = Finetune.plan(config, benchmark)
-        n = benchmark.spec.n_classes * train_images_per_class(benchmark)
+        n = sum(train_images_by_class(benchmark))
         return BudgetPlan(net.model_bytes, 0, net.image_bytes, n, exemplar_total=n, backbone_params=net.backbone_params,
                           details={"stored_training_images": n})
 

@@ -14,6 +14,8 @@ from typing import Any, ClassVar, TypeVar
 import torch
 import torch.nn.functional as F
 
+from incsweep.search_spaces import spaces
+
 from ..backbones import Backbone, build_backbone
 from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
@@ -79,6 +81,7 @@ XC = TypeVar("XC", bound=ExpansionConfig)  # MEMO and DER (a whole backbone per 
 
 class MEMO(Method[XC]):
     config_cls: ClassVar[type[ExpansionConfig]] = MEMOConfig
+    search_space = spaces.MEMO
     scenarios = ("class_il", "task_il")
     # Config fields (besides the network, schedule and budget) that task 0 reads: see fields_for_tasks.
     split_fields: ClassVar[tuple[str, ...]] = ("shared_blocks", "split_after")

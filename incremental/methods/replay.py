@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, TypeVar
 
+from incsweep.search_spaces import spaces
+
 from ..benchmarks import BenchmarkConfig, Task
 from ..memory import MemoryReport
 from ._exemplar import ExemplarMemory, exemplar_total, planned_exemplars, rehearsal_ce, with_exemplars
@@ -20,6 +22,7 @@ EC = TypeVar("EC", bound=ExemplarConfig)  # Replay and its subclasses (iCaRL) ke
 
 class Replay(SingleNetMethod[EC]):
     config_cls = ExemplarConfig
+    search_space = spaces.REPLAY
     scenarios: ClassVar[tuple[str, ...]] = ("class_il", "task_il")
 
     def __init__(self, config: EC, ctx: RunContext):

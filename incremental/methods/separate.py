@@ -30,6 +30,8 @@ class SeparateConfig(MethodConfig):
 
 class Separate(Method[SeparateConfig]):
     config_cls = SeparateConfig
+    # No default space: a per-task reference, run at its defaults (or the spec's search).
+    search_space = None
     scenarios = ("task_il",)
 
     def __init__(self, config: SeparateConfig, ctx: RunContext):

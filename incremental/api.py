@@ -1,0 +1,38 @@
+"""The public API for method and benchmark authors: what a method outside incsweep builds on.
+
+Everything here is stable across releases; the modules these names live in are not. LwF and EWC
+(``incremental/methods/lwf.py``, ``ewc.py``) import only from here, as an outside author would; the
+worked example is ``examples/incsweep_example`` and the contract is docs/extending.md.
+"""
+
+from __future__ import annotations
+
+from incsweep.search_spaces.params import Choice, Fixed, Float, Int
+
+from .backbones import Backbone, GrowingHead, build_backbone, count_params
+from .benchmarks import BenchmarkConfig, BenchmarkSpec, Split, Task
+from .configs import spec
+from .datasets import RawData
+from .errors import ConfigError, DataFormatError
+from .file_benchmarks import array_benchmark, image_folder_benchmark, npz_benchmark
+from .memory import module_bytes, tensor_bytes
+from .memory_report import MemoryReport
+from .methods._prefix import budget_fields, first_task_fields
+from .methods._single import IncrementalNet, SingleNetMethod, head_bytes
+from .methods.base import BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
+from .training import Schedule, fit, predict_in_batches
+
+__all__ = [
+    # the method contract and its configs
+    "Method", "MethodConfig", "ExemplarConfig", "RunContext", "BudgetPlan", "MemoryReport", "spec", "ConfigError",
+    # a single growing network trained by SGD, as finetune/replay/LwF/EWC use it
+    "SingleNetMethod", "IncrementalNet", "Backbone", "GrowingHead", "build_backbone", "count_params", "head_bytes",
+    "fit", "predict_in_batches", "Schedule",
+    # memory accounting and prefix reuse
+    "module_bytes", "tensor_bytes", "first_task_fields", "budget_fields",
+    # default search spaces
+    "Float", "Int", "Choice", "Fixed",
+    # data
+    "Task", "Split", "BenchmarkConfig", "BenchmarkSpec", "RawData", "DataFormatError", "npz_benchmark",
+    "image_folder_benchmark", "array_benchmark",
+]

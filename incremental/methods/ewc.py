@@ -1,0 +1,166 @@
+"""Online EWC (Kirkpatrick et al., PNAS 2017; the online form of Schwarz et al., ICML 2018, as
+mammoth's ewc_on.py trains it): no exemplars; after each task the diagonal of the empirical Fisher
+information of the task's training data is folded into a running estimate, F <- gamma * F + F_t,
+and the anchor weights are the weights after the task. Later tasks add the quadratic penalty
+(lambda / 2) * sum F * (theta - theta*)^2 to the cross-entropy.
+
+Memory: the Fisher diagonal and the anchor weights are kept to go on learning, one float32 each per
+network parameter, and they are counted (``extra_bytes``), so EWC pays twice its model for being
+exemplar-free. Written on the public API only (``incsweep.incremental.api``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from incsweep.incremental.api import (
+    BenchmarkConfig,
+    BudgetPlan,
+    MemoryReport,
+    MethodConfig,
+    RunContext,
+    SingleNetMethod,
+    Task,
+    build_backbone,
+    count_params,
+    first_task_fields,
+    head_bytes,
+    module_bytes,
+    spec,
+    tensor_bytes,
+)
+from incsweep.search_spaces import spaces
+
+__all__ = ["EWCConfig", "EWC", "empirical_fisher"]
+
+# Per-example gradients are computed in chunks of this many images: vmap's memory is linear in it.
+FISHER_CHUNK = 64
+
+
+@dataclass(frozen=True)
+class EWCConfig(MethodConfig):
+    ewc_lambda: float = spec(100.0, range=(0.0, 1e9))  # mammoth's ewc_on best CIFAR-10 grid values: 0.7 to 100
+    ewc_gamma: float = spec(1.0, range=(0.0, 1.0))  # mammoth's ewc_on: gamma 1.0 in its best settings
+
+
+def empirical_fisher(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_seen: int,
+                     normalize, chunk: int = FISHER_CHUNK) -> dict[str, torch.Tensor]:
+    """Mean over the images of the squared per-example gradient of the log-likelihood of the true
+    label (over the ``n_seen`` classes), for every parameter; the network is in eval mode (BatchNorm
+    uses its statistics, so examples are independent)."""
+    net.eval()
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    buffers = {k: v.detach() for k, v in net.named_buffers()}
+
+    def nll(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(net, (p, buffers), (xi.unsqueeze(0),))[:, :n_seen]
+        return F.cross_entropy(logits, yi.unsqueeze(0))
+
+    per_example = vmap(grad(nll), in_dims=(None, 0, 0))
+    fisher = {k: torch.zeros_like(v) for k, v in params.items()}
+    for start in range(0, len(y), chunk):
+        xb = normalize(x[start : start + chunk])
+        grads = per_example(params, xb, y[start : start + chunk].to(xb.device))
+        for k, g in grads.items():
+            fisher[k] += g.pow(2).sum(0)
+    return {k: f / max(len(y), 1) for k, f in fisher.items()}
+
+
+class EWC(SingleNetMethod[EWCConfig]):
+    config_cls = EWCConfig
+    search_space = spaces.EWC
+    scenarios = ("class_il", "task_il")
+
+    def __init__(self, config: EWCConfig, ctx: RunContext):
+        super().__init__(config, ctx)
+        self.fisher: dict[str, torch.Tensor] = {}  # running (online) Fisher diagonal, by parameter name
+        self.anchor: dict[str, torch.Tensor] = {}  # the weights after the previous task
+
+    def begin_task(self, task: Task) -> None:
+        super().begin_task(task)
+        # The head grew: its new rows have no Fisher yet (zero: unconstrained) and anchor at their init.
+        for name, p in self.net.named_parameters():
+            if name in self.fisher and self.fisher[name].shape != p.shape:
+                self.fisher[name] = _pad_rows(self.fisher[name], p.shape)
+                self.anchor[name] = torch.cat([self.anchor[name], p.detach()[len(self.anchor[name]):]])
+
+    def penalty(self) -> torch.Tensor:
+        """(lambda / 2) * sum F * (theta - theta*)^2 over every parameter with a Fisher estimate."""
+        total = torch.zeros((), device=self.ctx.device)
+        for name, p in self.net.named_parameters():
+            if name in self.fisher:
+                total = total + (self.fisher[name] * (p - self.anchor[name]).pow(2)).sum()
+        return 0.5 * self.config.ewc_lambda * total
+
+    def train_task(self, task: Task) -> None:
+        constrained = bool(self.fisher) and self.config.ewc_lambda > 0
+
+        def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            loss = self.ce_loss(self.net(xb), yb, task)
+            return loss + self.penalty() if constrained else loss
+
+        self.train_on(task, task.train.x, task.train.y, loss_fn)
+
+    def end_task(self, task: Task) -> None:
+        x, y = task.train.x.to(self.ctx.device), task.train.y
+        if self.ctx.scenario == "task_il":  # the likelihood the task's own head defines
+            lo, hi = task.classes[0], task.classes[-1] + 1
+            fresh = _task_fisher(self.net, x, y - lo, lo, hi, self.ctx.augmenter.normalize)
+        else:
+            fresh = empirical_fisher(self.net, x, y, self.n_seen, self.ctx.augmenter.normalize)
+        g = self.config.ewc_gamma
+        self.fisher = {k: g * self.fisher[k] + f if k in self.fisher else f for k, f in fresh.items()}
+        self.anchor = {k: v.detach().clone() for k, v in self.net.named_parameters()}
+
+    def memory(self) -> MemoryReport:
+        kept = tensor_bytes(self.fisher.values()) + tensor_bytes(self.anchor.values())
+        return MemoryReport(model_bytes=self.model_bytes(), extra_bytes=kept)
+
+    @classmethod
+    def plan(cls, config: EWCConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
+        c, h, w = benchmark.spec.image_shape
+        bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
+        head = head_bytes(bb.out_dim, benchmark.spec.n_classes)
+        params = count_params(bb) * 4 + head  # float32 parameters of the final network
+        return BudgetPlan(module_bytes(bb) + head, 2 * params, c * h * w, 0, backbone_params=count_params(bb),
+                          details={"fisher_bytes": params, "anchor_bytes": params})
+
+    @classmethod
+    def fields_for_tasks(cls, config: EWCConfig, n_done: int) -> frozenset[str] | None:
+        """The penalty acts from task 1 on; the Fisher after task 0 depends only on task 0's network."""
+        return first_task_fields(config) if n_done <= 1 else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "fisher": dict(self.fisher), "anchor": dict(self.anchor)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.fisher = {k: v.to(self.ctx.device) for k, v in state["fisher"].items()}
+        self.anchor = {k: v.to(self.ctx.device) for k, v in state["anchor"].items()}
+
+
+def _pad_rows(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    out = torch.zeros(shape, dtype=t.dtype, device=t.device)
+    out[: len(t)] = t
+    return out
+
+
+def _task_fisher(net: torch.nn.Module, x: torch.Tensor, y_local: torch.Tensor, lo: int, hi: int,
+                 normalize) -> dict[str, torch.Tensor]:
+    """The task-IL Fisher: the likelihood over the task's own classes [lo, hi)."""
+
+    class _Slice(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, xb: torch.Tensor) -> torch.Tensor:
+            return self.inner(xb)[:, lo:hi]
+
+    fisher = empirical_fisher(_Slice(net), x, y_local, hi - lo, normalize)
+    return {k.removeprefix("inner."): v for k, v in fisher.items()}
