@@ -19,6 +19,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The out-of-tree plugin package the tests run studies over (tests/test_example_plugin.py): installed
+# as a user would install theirs, next to incsweep; --no-deps: its one dependency is incsweep itself.
+$(VENV)/.installed-example: examples/incsweep_example/pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet --no-deps -e examples/incsweep_example
+	touch $@
+
 # Real Fashion-MNIST for the demo: Debian's package when this machine can install it (root + apt-get),
 # else torchvision's download into FASHION_CACHE (its own progress bar), else one line saying what to
 # run. INCSWEEP_DATA pointing at the IDX files skips the step. APT=false skips the apt-get attempt.
@@ -46,7 +52,7 @@ demo: $(VENV)/.installed data
 
 # Lint and type-check first (ruff: pyflakes, pycodestyle, import order; mypy: the library packages;
 # both configured in pyproject.toml), then the suite.
-test: $(VENV)/.installed typecheck
+test: $(VENV)/.installed $(VENV)/.installed-example typecheck
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -10,6 +10,7 @@ stop`, which kills every Ray process of the machine by name, other users' too).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import secrets
@@ -309,3 +310,27 @@ def test_ray_job_submit_runs_a_study_and_a_driver_without_the_token_is_told_why(
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert last.startswith("incsweep study: error: the Ray cluster at") and "RAY_AUTH_MODE=token" in last
     assert not (tmp_path / "refused").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("incsweep_example") is None,
+                    reason="examples/incsweep_example is not installed (make test installs it)")
+def test_a_plugin_method_and_benchmark_run_on_both_worker_nodes(cluster, tmp_path):
+    """The example package's entry-point method and .npz benchmark, named by their registered names
+    only, on head (no CPU) + two 1-CPU workers with two trials at once: each worker node resolves
+    them itself (issue 19), so both trials complete, one per node."""
+    cluster.start_head(cpus=0)
+    cluster.start_workers(w1=1, w2=1)
+    cluster.wait_for_cpus(2)
+    plug = {"name": "plug", "methods": ["frozen_ncm"], "trials": 2, "concurrency": 2, "scenario": "class_il",
+            "benchmark": {"name": "toy-shapes", "val_fraction": 0.25},
+            "search": {"frozen_ncm": {"backbone": "tiny", "width": 8, "batch_size": 32, "epochs": {"low": 1, "high": 3}}}}
+    spec = tmp_path / "plug.yaml"
+    spec.write_text(yaml.safe_dump(plug))
+    storage = tmp_path / "storage"
+    out = subprocess.run([str(BIN / "incsweep"), "study", "run", str(spec), "--address", cluster.address,
+                          "--storage", str(storage)], env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = _rows(str(storage), "plug")
+    _complete_once(rows, 2, 3)  # toy-shapes: 6 classes in tasks of 2
+    finals = [r for r in rows if r["is_final"]]
+    assert all(r["method"] == "frozen_ncm" and r["avg_acc"] > 0.4 for r in finals)

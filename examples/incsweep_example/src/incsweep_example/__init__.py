@@ -1,0 +1,1 @@
+"""An incsweep plugin package: ``frozen_ncm`` (method) and ``toy-shapes`` (benchmark)."""
