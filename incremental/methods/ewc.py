@@ -89,20 +89,35 @@ class EWC(SingleNetMethod[EWCConfig]):
                 self.fisher[name] = _pad_rows(self.fisher[name], p.shape)
                 self.anchor[name] = torch.cat([self.anchor[name], p.detach()[len(self.anchor[name]):]])
 
-    def penalty(self) -> torch.Tensor:
-        """(lambda / 2) * sum F * (theta - theta*)^2 over every parameter with a Fisher estimate."""
+    def curvature(self, lr: float) -> dict[str, torch.Tensor]:
+        """lambda * F per parameter, capped at 1 / lr.
+
+        Why the cap: an SGD step on the penalty moves a parameter by lr * lambda * F * (theta - theta*),
+        so where lr * lambda * F > 1 it overshoots the anchor, and past 2 it diverges. Uncapped, the
+        default lambda = 100 at SGD lr 0.05 diverged on Fashion-MNIST (task 1's loss went to inf,
+        benchmarks/baselines_fashionmnist.py): a few BatchNorm and last-layer parameters have
+        empirical Fisher values above 1. Capped, such a parameter is pulled back to its anchor in
+        one step, the strongest consolidation SGD can apply; the cap leaves every other parameter's
+        lambda * F as it is. (PyCIL's ewc.py clamps F itself at 1e-4 instead, which weakens all of it.)
+        """
+        cap = 1.0 / lr if lr > 0 else float("inf")
+        return {k: (self.config.ewc_lambda * f).clamp(max=cap) for k, f in self.fisher.items()}
+
+    def penalty(self, curvature: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(1 / 2) * sum curvature * (theta - theta*)^2 over every parameter with a Fisher estimate."""
         total = torch.zeros((), device=self.ctx.device)
         for name, p in self.net.named_parameters():
-            if name in self.fisher:
-                total = total + (self.fisher[name] * (p - self.anchor[name]).pow(2)).sum()
-        return 0.5 * self.config.ewc_lambda * total
+            if name in curvature:
+                total = total + (curvature[name] * (p - self.anchor[name]).pow(2)).sum()
+        return 0.5 * total
 
     def train_task(self, task: Task) -> None:
         constrained = bool(self.fisher) and self.config.ewc_lambda > 0
+        curvature = self.curvature(self.config.task_schedule(task.index).lr) if constrained else {}
 
         def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             loss = self.ce_loss(self.net(xb), yb, task)
-            return loss + self.penalty() if constrained else loss
+            return loss + self.penalty(curvature) if constrained else loss
 
         self.train_on(task, task.train.x, task.train.y, loss_fn)
 
