@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incsweep.incremental.vocabulary import LAST_ACC
+from incsweep.incremental.builtin_methods import display_name
+from incsweep.incremental.vocabulary import LAST_ACC, label
 
 from .auc import memory_curve
 from .objectives import split_column
 from .summary import Summary
 
-__all__ = ["plot_accuracy_vs_memory", "accuracy_vs_memory_figure", "plot_task_curves", "front_trials"]
+__all__ = ["plot_accuracy_vs_memory", "accuracy_vs_memory_figure", "plot_task_curves", "task_curves_figure",
+           "front_trials", "seed_groups", "group_label"]
 
 # At most this many configurations get their own line in the per-task plot: beyond about a dozen
 # lines a legend stops being readable; the ones shown are spread evenly along memory.
@@ -43,6 +46,27 @@ def _groups(summary: Summary):
     return list(summary.groups.values()) or [summary.overall]
 
 
+def group_label(summary: Summary, g) -> str:
+    """A group's legend label, with method names as papers write them (``icarl`` -> iCaRL)."""
+    parts = [display_name(str(v)) if k == "method" else str(v) for k, v in zip(summary.by, g.key)]
+    return "/".join(parts) or g.label
+
+
+def seed_groups(summary: Summary) -> list[np.ndarray]:
+    """Row indices of runs that share one configuration but for the run seed, for every such set of
+    two or more (several seeds of a config: confirmation runs, or studies run with other seeds)."""
+    if "config_json" not in summary.runs.column_names:
+        return []
+    by_config: dict[str, list[int]] = {}
+    for i, text in enumerate(summary.runs["config_json"].to_pylist()):
+        config = json.loads(text) if text else {}
+        if "method" not in config:
+            continue  # no recorded configuration: nothing to compare
+        config.pop("seed", None)
+        by_config.setdefault(json.dumps(config, sort_keys=True), []).append(i)
+    return [np.asarray(rows) for rows in by_config.values() if len(rows) > 1]
+
+
 def _percent(ax, axis: str = "y") -> None:
     from matplotlib.ticker import PercentFormatter
 
@@ -51,7 +75,8 @@ def _percent(ax, axis: str = "y") -> None:
 
 def plot_accuracy_vs_memory(summary: Summary, path: str | Path, *, dpi: float | None = None) -> Path:
     """Accuracy against total memory: every complete run as a faint point, each group's best-accuracy-
-    for-memory front as a step line (a front point's accuracy holds until the next one), knees starred.
+    for-memory front as a step line (a front point's accuracy holds until the next one), knees starred,
+    mean +- std where a configuration ran with several seeds.
     The format follows the suffix of ``path`` (png, pdf, svg); ``dpi``: raster resolution (default 110)."""
     fig = accuracy_vs_memory_figure(summary)
     out = Path(path)
@@ -59,14 +84,19 @@ def plot_accuracy_vs_memory(summary: Summary, path: str | Path, *, dpi: float | 
     return out
 
 
-def accuracy_vs_memory_figure(summary: Summary):
-    """The figure of ``plot_accuracy_vs_memory`` (a matplotlib Figure), not yet saved."""
+def accuracy_vs_memory_figure(summary: Summary, ax=None):
+    """The figure of ``plot_accuracy_vs_memory``, not yet saved: drawn into ``ax`` when given (a
+    matplotlib Axes of your own figure, e.g. a paper's subplot), else into a new Figure; returns the
+    Figure."""
     acc_col, mem_col = summary.accuracy, summary.memory
     runs = summary.runs
     mem = pc.cast(runs[mem_col], pa.float64()).to_numpy(zero_copy_only=False)
     acc = pc.cast(runs[acc_col], pa.float64()).to_numpy(zero_copy_only=False)
-    fig = _figure(figsize=(8, 5), dpi=110)
-    ax = fig.subplots()
+    own = ax is None
+    if own:
+        fig = _figure(figsize=(8, 5), dpi=110)
+        ax = fig.subplots()
+    fig = ax.figure
     groups = _groups(summary)
     for color, g in zip(_colors(len(groups)), groups):
         if not len(g.rows):
@@ -77,21 +107,27 @@ def accuracy_vs_memory_figure(summary: Summary):
         xs, ys = memory_curve(m, a)
         n_all = sum(g.statuses.values()) or len(g.rows)
         ax.step(xs, ys, where="post", color=color, lw=1.8,
-                label=f"{g.label}: front {len(g.front)} of {len(g.rows)} complete ({n_all} runs)")
+                label=f"{group_label(summary, g)}: front {len(g.front)} of {len(g.rows)} complete ({n_all} runs)")
         ax.plot(mem[g.front], acc[g.front], "o", color=color, ms=4)
         if g.knee is not None:
             ax.plot(mem[g.knee], acc[g.knee], "*", color=color, ms=14, mec="black", mew=0.6)
+    seeded = seed_groups(summary)
+    for k, rows in enumerate(seeded):
+        ax.errorbar(mem[rows].mean(), acc[rows].mean(), yerr=acc[rows].std(ddof=1), xerr=mem[rows].std(ddof=1),
+                    fmt="D", ms=5, color="black", mfc="white", capsize=3, lw=1, zorder=3,
+                    label=f"mean +- std over seeds ({len(seeded)} configurations)" if k == 0 else None)
     if len(mem) and np.nanmin(mem) > 0 and np.nanmax(mem) / np.nanmin(mem) > 20:
         ax.set_xscale("log")  # budgets of a study often span decades (a tiny net to many backbones)
-    ax.set_xlabel(f"total memory ({mem_col}, MB = 2^20 bytes)")
-    ax.set_ylabel(f"{acc_col} ({summary.split} split)")
+    ax.set_xlabel(label(mem_col))
+    ax.set_ylabel(f"{label(acc_col)}, %")
     _percent(ax)
     ax.set_title("Accuracy against memory: Pareto fronts (lines), all complete runs (points), knees (stars)",
                  fontsize=9)
     ax.grid(alpha=0.3)
     # Below the axes, outside them: inside, a fixed corner hid dominated runs (4 of 5 BMKP runs in a demo).
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -118,6 +154,15 @@ def plot_task_curves(summary: Summary, path: str | Path, *, dpi: float | None = 
     """Per-task curves of the front configurations: left, accuracy on all classes seen so far after
     each task; right, accuracy on each task's own test data after the last task (forgetting). The
     format follows the suffix of ``path``; ``dpi``: raster resolution (default 110)."""
+    fig = task_curves_figure(summary)
+    out = Path(path)
+    fig.savefig(out, dpi=dpi or "figure")
+    return out
+
+
+def task_curves_figure(summary: Summary, axes=None):
+    """The figure of ``plot_task_curves``: drawn into ``axes`` (two matplotlib Axes) when given,
+    else into a new Figure; returns the Figure."""
     seen_col = split_column(LAST_ACC, summary.split)  # acc_i: accuracy on all seen classes after task i
     row_col = "acc_row" if summary.split == "test" else "val_acc_row"
     chosen = front_trials(summary)
@@ -131,37 +176,42 @@ def plot_task_curves(summary: Summary, path: str | Path, *, dpi: float | None = 
             look[i] = (color, styles[rank % len(styles)], markers[(rank // len(styles)) % len(markers)])
     chosen = [i for i in look] + [i for i in chosen if i not in look]  # legend: by group, then memory
     legend_rows = (len(chosen) + 2) // 3
-    fig = _figure(figsize=(11, 4.2 + 0.17 * legend_rows), dpi=110)
-    left, right = fig.subplots(1, 2)
+    own = axes is None
+    if own:
+        fig = _figure(figsize=(11, 4.2 + 0.17 * legend_rows), dpi=110)
+        left, right = fig.subplots(1, 2)
+    else:
+        left, right = axes
+        fig = left.figure
     for i in chosen:
         run = summary.row(i)
         tasks = _task_rows(summary.table, run["study"], run["trial_id"])
-        label = f"{run['method']} {run['trial_id']} ({run[summary.memory]:.3g} MB)"
+        name = f"{display_name(run['method'])} {run['trial_id']} ({run[summary.memory]:.3g} MB)"
         color, style, marker = look.get(i, ("black", "-", "o"))
         if tasks.num_rows and seen_col in tasks.column_names:
             x = np.asarray(tasks["task"].to_pylist()) + 1
             y = np.asarray(tasks[seen_col].to_pylist(), dtype=float)
-            left.plot(x, y, style, marker=marker, ms=3, color=color, label=label)
+            left.plot(x, y, style, marker=marker, ms=3, color=color, label=name)
         final_row = run.get(row_col) or []
         if final_row and not all(v is None or np.isnan(v) for v in final_row):
             right.plot(np.arange(1, len(final_row) + 1), final_row, style, marker=marker, ms=3, color=color)
     title = f"front configurations ({len(chosen)} shown)"
     left.set_title(f"Accuracy on all seen classes after each task\n{title}", fontsize=9)
     left.set_xlabel("after task")
-    left.set_ylabel(f"{seen_col} ({summary.split} split)")
-    right.set_title(f"Accuracy per task after the last task ({row_col})", fontsize=9)
+    left.set_ylabel(f"accuracy on all seen classes ({'test' if summary.split == 'test' else 'validation'} split), %")
+    right.set_title("Accuracy on each task after the last task", fontsize=9)
     right.set_xlabel("task")
-    right.set_ylabel("accuracy")
+    right.set_ylabel(f"accuracy ({'test' if summary.split == 'test' else 'validation'} split), %")
     for ax in (left, right):
         _percent(ax)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     handles, labels = left.get_legend_handles_labels()
-    if handles:
+    if handles and own:
         fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(3, len(handles)), frameon=False)
         fig.tight_layout(rect=(0, 0.02 + 0.035 * legend_rows, 1, 1))
-    else:
+    elif handles:
+        left.legend(handles, labels, fontsize=7, frameon=False)
+    elif own:
         fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=dpi or "figure")
-    return out
+    return fig

@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+from .study_facts import study_facts
 from .summary import Summary
-from .tables import front_table, groups_table, headline
+from .tables import front_table, groups_table, headline, test_front_table
 
 __all__ = ["write_report"]
 
@@ -35,14 +36,23 @@ def _image(path: Path, alt: str) -> str:
 
 
 def write_report(summary: Summary, path: str | Path, *, images: Sequence[Path] = (), inputs: Sequence[str] = ()) -> Path:
-    """Write ``path`` (HTML, no external files: images are embedded)."""
+    """Write ``path`` (HTML, no external files: images are embedded). The study facts (benchmark,
+    scenario, objectives, constraints, sampler, scheduler, seeds, code version) come from the rows
+    and from each input's study.yaml; the front is shown with its test-split metrics, what a paper
+    reports."""
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>incsweep analysis</title>",
              f"<style>{_STYLE}</style></head><body><h1>incsweep analysis</h1>",
              f"<p class='muted'>inputs: {html.escape(', '.join(map(str, inputs)) or '-')}; generated "
-             f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>",
-             "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in headline(summary)) + "</ul>",
-             "<h2>Groups</h2>", _table(*groups_table(summary)),
-             "<h2>Pareto front over all complete runs</h2>", _table(*front_table(summary))]
+             f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>"]
+    for study, facts in study_facts(summary.table, [str(i) for i in inputs]):
+        parts += [f"<h2>Study {html.escape(study)}</h2>", _table(["fact", "value"], [[k, v] for k, v in facts])]
+    parts += ["<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in headline(summary)) + "</ul>",
+              "<h2>Groups</h2>", _table(*groups_table(summary)),
+              "<h2>Pareto front over all complete runs</h2>", _table(*front_table(summary)),
+              "<h3>The front on the test split</h3>",
+              "<p class='muted'>The front is chosen on the objectives' split; these are the same "
+              "configurations' test-split metrics (never optimised), as a paper reports them.</p>",
+              _table(*test_front_table(summary))]
     for g in summary.groups.values():
         if len(g.front):
             parts += [f"<h3>Front of {html.escape(g.label)}</h3>", _table(*front_table(summary, g))]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from incsweep.incremental.builtin_methods import display_name
+from incsweep.incremental.vocabulary import ACCURACY_METRICS, label, split_column
+
 from .summary import GroupSummary, Summary
 
-__all__ = ["groups_table", "front_table", "render_text", "headline"]
+__all__ = ["groups_table", "front_table", "test_front_table", "render_text", "headline"]
 
 
 def _num(x: Any, fmt: str = ".4f") -> str:
@@ -83,6 +86,21 @@ def front_table(summary: Summary, group: GroupSummary | None = None) -> tuple[li
     # parameters no front run has (other methods' spaces) are left out
     keep = [j for j in range(len(header)) if j < 3 + len(obj_cols) + len(extra) or any(r[j] != "-" for r in rows)]
     return [header[j] for j in keep], [[r[j] for j in keep] for r in rows]
+
+
+def test_front_table(summary: Summary, group: GroupSummary | None = None) -> tuple[list[str], list[list[str]]]:
+    """The front of ``group`` (default: all runs) with its test-split metrics and memory, methods as
+    papers write them."""
+    g = group or summary.overall
+    metrics = [split_column(name, "test") for name in ACCURACY_METRICS]
+    cols = [c for c in (*metrics, summary.memory) if c in summary.runs.column_names]
+    header = ["study", "method", "trial_id", *(label(c) for c in cols)]
+    rows = []
+    for i in g.front:
+        run = summary.row(int(i))
+        rows.append([str(run["study"]), display_name(str(run["method"])), str(run["trial_id"]),
+                     *(_num(run[c], ".4g") for c in cols)])
+    return header, rows
 
 
 def render_text(header: list[str], rows: list[list[str]]) -> str:

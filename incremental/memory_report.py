@@ -17,14 +17,20 @@ __all__ = ["MemoryReport"]
 class MemoryReport:
     """What a method stores, by part. ``train_state_bytes`` is training-time only (not in total)."""
 
-    model_bytes: int
-    exemplar_bytes: int = 0
-    extra_bytes: int = 0  # per-task extras (e.g. BMKP coefficients, per-task BN sets)
-    n_exemplars: int = 0
-    train_state_bytes: int = 0  # e.g. BMKP's working network: needed to train, not to predict
+    # metadata "label": what people read on an axis or a table heading, with the unit
+    model_bytes: int = dataclasses.field(metadata={"label": "model (bytes)"})
+    exemplar_bytes: int = dataclasses.field(default=0, metadata={"label": "exemplars (bytes)"})
+    # per-task extras (e.g. BMKP coefficients, per-task BN sets, EWC's Fisher and anchors)
+    extra_bytes: int = dataclasses.field(default=0, metadata={"label": "extras (bytes)"})
+    n_exemplars: int = dataclasses.field(default=0, metadata={"label": "exemplars (count)"})
+    # e.g. BMKP's working network: needed to train, not to predict
+    train_state_bytes: int = dataclasses.field(default=0, metadata={"label": "training-only state (bytes)"})
 
-    # Properties that are results in their own right (reported, stored and optimisable like fields).
+    # Properties that are results in their own right (reported, stored and optimisable like fields),
+    # with their labels.
     DERIVED: ClassVar[tuple[str, ...]] = ("total_bytes", "total_mb")
+    DERIVED_LABELS: ClassVar[dict[str, str]] = {"total_bytes": "total memory (bytes)",
+                                                "total_mb": "total memory (MB, 2^20 bytes)"}
 
     @property
     def total_bytes(self) -> int:
@@ -42,6 +48,11 @@ class MemoryReport:
         for name in cls.DERIVED:
             out[name] = typing.get_type_hints(getattr(cls, name).fget)["return"]
         return out
+
+    @classmethod
+    def labels(cls) -> dict[str, str]:
+        """Every reported memory value -> its human label with unit."""
+        return {**{f.name: f.metadata["label"] for f in dataclasses.fields(cls)}, **cls.DERIVED_LABELS}
 
     def as_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in self.columns()}

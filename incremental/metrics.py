@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -12,10 +13,11 @@ __all__ = ["Metrics", "compute_metrics", "forgetting", "backward_transfer"]
 
 @dataclass(frozen=True)
 class Metrics:
-    avg_acc: float  # average incremental accuracy: mean over i of acc_i
-    last_acc: float  # acc_{T-1}
-    forgetting: float
-    bwt: float
+    # metadata "label": the axis label and table heading people read (analysis/plots.py, the report)
+    avg_acc: float = dataclasses.field(metadata={"label": "average incremental accuracy"})  # mean over i of acc_i
+    last_acc: float = dataclasses.field(metadata={"label": "last accuracy"})  # acc_{T-1}
+    forgetting: float = dataclasses.field(metadata={"label": "forgetting"})
+    bwt: float = dataclasses.field(metadata={"label": "backward transfer"})
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
         return {f"{prefix}{k}": v for k, v in self.__dict__.items()}

@@ -16,7 +16,7 @@ from .memory_report import MemoryReport
 from .metrics import Metrics
 
 __all__ = ["ACCURACY_METRICS", "TEST_PREFIX", "TEST_METRICS", "MEMORY_COLUMNS", "WALL_TIME", "OPTIMISABLE",
-           "REPORTED", "MEMORY_METRIC", "AVG_ACC", "LAST_ACC", "SPLITS", "split_column"]
+           "REPORTED", "MEMORY_METRIC", "AVG_ACC", "LAST_ACC", "SPLITS", "split_column", "LABELS", "label"]
 
 # Accuracy metrics, once per split: validation unprefixed (what studies optimise), test prefixed
 # (recorded, never optimised: docs/protocols.md, "Validation and test").
@@ -43,3 +43,22 @@ def split_column(name: str, split: str) -> str:
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not allowed; use one of {list(SPLITS)}")
     return TEST_PREFIX + name if split == "test" and name in ACCURACY_METRICS else name
+
+
+# What people read for each name (axis labels, table headings): from the dataclasses' field metadata.
+LABELS: dict[str, str] = {**{f.name: f.metadata["label"] for f in dataclasses.fields(Metrics)},
+                          **MemoryReport.labels(), WALL_TIME: "wall time (s)"}
+_SPLIT_NAMES = {"val": "validation", "test": "test"}
+
+
+def label(column: str) -> str:
+    """The human label of a result column: ``test_avg_acc`` -> "average incremental accuracy (test
+    split)", ``avg_acc`` -> "... (validation split)", ``total_mb`` -> "total memory (MB, 2^20 bytes)";
+    ``param_<name>`` -> its parameter name; anything else as it is."""
+    if column.startswith(TEST_PREFIX) and column[len(TEST_PREFIX):] in ACCURACY_METRICS:
+        return f"{LABELS[column[len(TEST_PREFIX):]]} ({_SPLIT_NAMES['test']} split)"
+    if column in ACCURACY_METRICS:
+        return f"{LABELS[column]} ({_SPLIT_NAMES['val']} split)"
+    if column.startswith("param_"):
+        return column[len("param_"):]
+    return LABELS.get(column, column)

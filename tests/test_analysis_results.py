@@ -3,6 +3,7 @@ schemas, corrupt files, complete-only fronts, summaries, plots, report and CLI e
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 from datetime import datetime, timezone
@@ -32,10 +33,12 @@ def _task(task: int, n_tasks: int, acc: float, mb: float, wall_s: float = 0.5) -
 
 def write_trial(storage, trial_id: str, method: str, acc: float, mb: float, *, study: str = "s1",
                 status: str = "complete", n_tasks: int = 3, done: int | None = None, params: dict | None = None,
-                wall_s: float = 0.5) -> str:
+                wall_s: float = 0.5, config: dict | None = None) -> str:
     done = n_tasks if done is None else done
+    seed = (config or {}).get("seed", 0)
     rows = [task_row(_task(t, n_tasks, acc, mb, wall_s), study=study, trial_id=trial_id, method=method,
-                     benchmark="synthetic", seed=0, config_json="{}", params=params or {}, started_at=T0,
+                     benchmark="synthetic", seed=seed, config_json=json.dumps(config or {}), params=params or {},
+                     started_at=T0,
                      finished_at=T0, version="test")
             for t in range(done)]
     return write_trial_file(str(storage), rows + [final_row(rows, status=status, finished_at=T0)])
@@ -226,3 +229,70 @@ def test_figures_in_pdf_svg_and_at_a_chosen_dpi(study_dir, tmp_path, capsys):
     assert main(["analyze", str(study_dir), "--out", str(tmp_path / "x"), "--format", "jpg"]) == 2
     assert "--format 'jpg': allowed png, pdf, svg" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_plots_take_an_ax_return_the_figure_and_label_for_people(tmp_path):
+    """Issue 20: plot functions draw into a caller's axes; axis labels are words with units; methods
+    are named as their papers write them."""
+    from matplotlib.figure import Figure
+
+    from incsweep.analysis.plots import accuracy_vs_memory_figure, task_curves_figure
+
+    s = tmp_path / "st"
+    for tid, acc, mb in [("i1", 0.5, 1.0), ("i2", 0.7, 2.0)]:
+        write_trial(s, tid, "icarl", acc, mb)
+    write_trial(s, "l1", "lwf", 0.4, 0.5)
+    summary = summarize(load_results(str(s)), by=["method"])
+    fig = Figure()
+    left, mid, right = fig.subplots(1, 3)
+    assert accuracy_vs_memory_figure(summary, ax=left) is fig
+    assert task_curves_figure(summary, axes=(mid, right)) is fig
+    assert left.get_xlabel() == "total memory (MB, 2^20 bytes)"
+    assert left.get_ylabel() == "average incremental accuracy (validation split), %"
+    legend = [t.get_text() for t in left.get_legend().get_texts()]
+    assert any(t.startswith("iCaRL: front 2 of 2") for t in legend) and any(t.startswith("LwF") for t in legend)
+    assert all("icarl" not in t for t in legend)
+    assert mid.get_ylabel().startswith("accuracy on all seen classes (validation split)")
+
+
+def test_several_seeds_of_one_config_get_mean_and_std(tmp_path):
+    from matplotlib.container import ErrorbarContainer
+
+    from incsweep.analysis.plots import accuracy_vs_memory_figure, seed_groups
+
+    s = tmp_path / "st"
+    base = {"method": "replay", "benchmark": {"name": "synthetic"}, "method_config": {"lr": 0.1}}
+    for k, acc in enumerate([0.60, 0.64, 0.68]):
+        write_trial(s, f"r{k}", "replay", acc, 2.0, config={**base, "seed": k})
+    write_trial(s, "other", "replay", 0.5, 1.0, config={**base, "method_config": {"lr": 0.2}, "seed": 0})
+    summary = summarize(load_results(str(s)))
+    groups = seed_groups(summary)
+    assert len(groups) == 1 and sorted(summary.runs["trial_id"].take(groups[0]).to_pylist()) == ["r0", "r1", "r2"]
+    ax = accuracy_vs_memory_figure(summary).axes[0]
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    x, y = bars.lines[0].get_data()
+    assert y[0] == pytest.approx(0.64)  # the mean of the three seeds
+    assert any("mean +- std over seeds" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_report_states_the_study_and_its_front_on_the_test_split(study_dir, tmp_path, capsys):
+    """Issue 20: benchmark, scenario, objectives, constraints, sampler, scheduler, seeds and code
+    version, and the front's test-split metrics."""
+    import yaml as _yaml
+
+    (study_dir / "study.yaml").write_text(_yaml.safe_dump({
+        "name": "s1", "objectives": ["avg_acc:max", "total_mb:min"], "constraints": ["total_mb <= 4"],
+        "sampler": {"name": "tpe", "startup_trials": 5}, "scheduler": {"name": "asha", "grace_period": 1},
+        "trials": 12, "seed": 3}, sort_keys=False))
+    out = tmp_path / "out"
+    assert main(["analyze", str(study_dir), "--out", str(out)]) == 0
+    capsys.readouterr()
+    html = (out / "report.html").read_text()
+    for words in ("<h2>Study s1</h2>", "<td>benchmark</td><td>synthetic</td>", "<td>scenario</td><td>class_il</td>",
+                  "<td>constraints</td><td>total_mb &lt;= 4</td>", "<td>sampler</td><td>name=tpe, startup_trials=5</td>",
+                  "<td>scheduler</td><td>name=asha, grace_period=1</td>", "<td>run seeds</td><td>0</td>",
+                  "<td>code version</td><td>test</td>", "The front on the test split",
+                  "<th>average incremental accuracy (test split)</th>"):
+        assert words in html, words
+    # the front's test metrics: the fixture's test accuracies are the validation ones minus 0.02
+    assert "<td>a4</td><td>0.78</td>" in html

@@ -12,6 +12,7 @@ import importlib
 import inspect
 from typing import Iterator, Mapping
 
+from ..builtin_methods import BUILTIN_METHODS
 from ..errors import ConfigError
 from ..plugins import METHOD_GROUP, entry_point_names, is_reference, load_entry_point, load_reference
 from .base import SCENARIOS, BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
@@ -24,28 +25,15 @@ class _BuiltIns(Mapping[str, type[Method]]):
     """The built-in methods by name, each module imported on first use: LwF and EWC import the
     public API (``incremental.api``), which imports this package, so nothing here imports them eagerly."""
 
-    _WHERE = {
-        "finetune": ("finetune", "Finetune"),
-        "bmkp": ("bmkp", "BMKP"),
-        "separate": ("separate", "Separate"),
-        "replay": ("replay", "Replay"),
-        "icarl": ("icarl", "ICaRL"),
-        "joint": ("joint", "Joint"),
-        "memo": ("memo", "MEMO"),
-        "der": ("der", "DER"),
-        "lwf": ("lwf", "LwF"),
-        "ewc": ("ewc", "EWC"),
-    }
-
     def __getitem__(self, name: str) -> type[Method]:
-        module, cls = self._WHERE[name]
+        module, cls, _ = BUILTIN_METHODS[name]
         return getattr(importlib.import_module(f".{module}", __name__), cls)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._WHERE)
+        return iter(BUILTIN_METHODS)
 
     def __len__(self) -> int:
-        return len(self._WHERE)
+        return len(BUILTIN_METHODS)
 
 
 METHODS: Mapping[str, type[Method]] = _BuiltIns()
