@@ -8,6 +8,7 @@ returns a summary read back from the Parquet results, the source of truth for wh
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import Counter
@@ -21,6 +22,7 @@ from .layout import StudyLayout
 from .results import list_trial_files, read_trial_file
 from .sink import ParquetSink, ProgressLog
 from .spec import StudySpec
+from .trackers import env_defaults, tune_callbacks
 from .tune_state import check_tune_state
 
 __all__ = ["run_study", "StudySummary", "summarize", "check_resources", "check_storage", "check_data", "default_storage"]
@@ -354,7 +356,10 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         _reconcile_journal(spec, layout, storage)
     # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
     # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
-    with _env_default("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"):
+    with contextlib.ExitStack() as env:
+        env.enter_context(_env_default("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"))
+        for name, value in env_defaults(spec.callbacks).items():  # before ray.init: workers inherit them
+            env.enter_context(_env_default(name, value))
         return _run_study(spec, storage, layout, stored, address, resume, ray_temp_dir)
 
 
@@ -420,9 +425,10 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives], trials=spec.trials,
                            senses=[o.sense for o in spec.objectives],
                            finished={k: v for k, v in before.statuses.items() if k != "orphaned"})
+    callbacks = [sink, progress, *tune_callbacks(spec.callbacks, study=spec.name, storage=storage)]
     run_config = tune.RunConfig(
         name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
-        callbacks=[sink, progress], verbose=0,
+        callbacks=callbacks, verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 1 warns on snapshots (docs/ray-optuna.md)
         failure_config=tune.FailureConfig(max_failures=spec.max_failures))
     if resume and tune.Tuner.can_restore(layout.tune_experiment, storage_filesystem=layout.tune_filesystem):
@@ -443,7 +449,7 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
         # (Tuner.restore takes no run_config in 2.60).
         local = tuner._local_tuner  # noqa: SLF001
         assert local is not None  # a Tuner restored in the driver process is local
-        local.get_run_config().callbacks = [sink, progress]
+        local.get_run_config().callbacks = callbacks
     else:
         remaining = spec.trials - before.finished
         if remaining <= 0 and not before.unfinished:

@@ -30,6 +30,8 @@ from incsweep.incremental.ranges import EVAL_BATCH_SIZE, SEED
 from incsweep.incremental.vocabulary import OPTIMISABLE, TEST_PREFIX
 from incsweep.search_spaces import StudySpace, build_space
 
+from .trackers import TrackerSpec, parse_trackers
+
 __all__ = ["StudySpec", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec", "Resources", "load_spec", "METRICS"]
 
 # Metrics a trial reports on every task (trainables.task_metrics); objectives and constraints pick
@@ -142,6 +144,7 @@ class StudySpec:
     prefix_cache_max_gb: float = spec(2.0, range=(1e-3, None))  # incremental.prefix_cache.DEFAULT_MAX_BYTES
     eval_batch_size: int = spec(1024, range=EVAL_BATCH_SIZE)  # RunConfig's default
     device: str = spec("auto", choices=("auto", "cpu"))  # auto: the GPU Ray assigns a trial, else cpu
+    callbacks: tuple[TrackerSpec, ...] = ()  # experiment trackers (study/trackers.py)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -189,6 +192,7 @@ class StudySpec:
             "max_failures": self.max_failures, "storage": self.storage, "optuna_storage": self.optuna_storage,
             "prefix_cache": self.prefix_cache, "prefix_cache_max_gb": self.prefix_cache_max_gb,
             "eval_batch_size": self.eval_batch_size, "device": self.device,
+            "callbacks": [t.to_dict() for t in self.callbacks],
         }
 
     @classmethod
@@ -239,6 +243,8 @@ class StudySpec:
                                         where="sampler")
         if "resources" in d:
             d["resources"] = from_mapping(Resources, d["resources"] or {}, where="resources")
+        if "callbacks" in d:
+            d["callbacks"] = parse_trackers(d["callbacks"])
         # Scalars through the config machinery RunConfig uses: strict types, no coercion (issue 18:
         # trials 2.7 ran 2 trials, seed true ran seed 1).
         for key in _SCALARS:

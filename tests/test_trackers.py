@@ -1,0 +1,156 @@
+"""`callbacks:` in a study spec (issue 20, part 5): a real study on the embedded Ray logs to MLflow
+(a local SQLite store), W&B (offline mode, no network), TensorBoard and CSV; each run's parameters
+and per-task metrics are read back from the tracker's own files and compared with the Parquet rows."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import importlib.util
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from incsweep.incremental.errors import ConfigError
+from incsweep.study.results import list_trial_files, read_trial_file
+from incsweep.study.spec import StudySpec
+from incsweep.study.trackers import parse_trackers
+
+pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(p) is None for p in ("mlflow", "wandb", "tensorboardX")),
+                                reason="mlflow, wandb and tensorboardX are dev dependencies")
+
+SPEC = {"name": "trk", "methods": ["finetune"], "trials": 2, "concurrency": 2,
+        "benchmark": {"name": "synthetic", "n_classes": 6, "image_size": 16, "train_per_class": 24,
+                      "test_per_class": 8, "val_fraction": 0.25},
+        "search": {"finetune": {"backbone": "tiny", "width": 8, "epochs": 1, "batch_size": 16}},
+        "callbacks": ["mlflow", {"name": "wandb", "mode": "offline"}, "tensorboard", "csv"]}
+
+
+def wandb_records(path: str):
+    """The protobuf records of a .wandb file (W&B's LevelDB-log layout: 32 KiB blocks of records with
+    a 7-byte header, CRC32 + length + type, after a 7-byte ':W&B' file header)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, buf, block = Path(path).read_bytes(), 7, b"", 32768
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if length == 0 and kind == 0:  # zero padding to the end of the block
+            pos += left
+            continue
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (2, 3):  # FIRST, MIDDLE
+            buf += chunk
+            continue
+        record = pb.Record()
+        record.ParseFromString(buf + chunk)  # FULL or LAST
+        buf = b""
+        yield record
+
+
+def tensorboard_scalars(path: str, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of ``tag`` in a TFRecord events file (length, CRC, Event proto, CRC)."""
+    from tensorboardX.proto import event_pb2
+
+    data, pos, out = Path(path).read_bytes(), 0, []
+    while pos < len(data):
+        (n,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event()
+        event.ParseFromString(data[pos + 12:pos + 12 + n])
+        pos += 12 + n + 4
+        out += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
+    return out
+
+
+@pytest.fixture(scope="module")
+def study(local_ray, tmp_path_factory):
+    from incsweep.study.runner import run_study
+
+    storage = tmp_path_factory.mktemp("trk") / "st"
+    spec = StudySpec.from_dict({**SPEC, "storage": str(storage)})
+    assert run_study(spec).done
+    rows = [r for m, t in list_trial_files(str(storage), "trk") for r in read_trial_file(str(storage), "trk", m, t)]
+    per_trial: dict[str, list[float]] = {}
+    for r in sorted((r for r in rows if not r["is_final"]), key=lambda r: r["task"]):
+        per_trial.setdefault(r["trial_id"], []).append(r["avg_acc"])
+    lrs = {r["trial_id"]: r["param_lr"] for r in rows if r["is_final"]}
+    return storage, per_trial, lrs
+
+
+def test_mlflow_has_each_runs_params_and_per_task_metrics(study):
+    from mlflow.tracking import MlflowClient
+
+    storage, per_trial, lrs = study
+    client = MlflowClient(f"sqlite:///{storage}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("trk").experiment_id])
+    assert len(runs) == 2
+    for run in runs:
+        trial = run.data.tags["trial_name"].rsplit("_", 1)[1]
+        history = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "avg_acc"), key=lambda m: m.step)]
+        assert history == pytest.approx(per_trial[trial])  # every task, the values Parquet holds
+        assert float(run.data.params["finetune.lr"]) == pytest.approx(lrs[trial]) and run.data.params["method"] == "finetune"
+
+
+def test_wandb_offline_runs_hold_config_and_history(study):
+    storage, per_trial, lrs = study
+    files = sorted(glob.glob(f"{storage}/wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 2
+    for path in files:
+        records = list(wandb_records(path))
+        def key(item) -> str:
+            return item.key or "/".join(item.nested_key)
+
+        config = {key(i): json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "config"
+                  for i in r.config.update}
+        history = [{key(i): json.loads(i.value_json) for i in r.history.item}
+                   for r in records if r.WhichOneof("record_type") == "history"]
+        trial = config["trial_id"]
+        assert [h["avg_acc"] for h in history] == pytest.approx(per_trial[trial])
+        assert config["method"] == "finetune" and config["finetune.lr"] == pytest.approx(lrs[trial])
+
+
+def test_tensorboard_and_csv_files_in_each_trial(study):
+    storage, per_trial, _ = study
+    for trial, accs in per_trial.items():
+        folder = storage / "tune" / f"trial_{trial}"
+        (events,) = glob.glob(f"{folder}/events.out.tfevents*")
+        assert [v for _, v in tensorboard_scalars(events, "ray/tune/avg_acc")] == pytest.approx(accs, abs=1e-6)
+        with open(folder / "progress.csv") as fh:
+            assert [float(r["avg_acc"]) for r in csv.DictReader(fh)] == pytest.approx(accs)
+
+
+def test_bad_callbacks_are_one_line_errors():
+    with pytest.raises(ConfigError, match=r"callbacks: .*'comet'.* is not allowed; choose one of \['mlflow'"):
+        parse_trackers(["comet"])
+    with pytest.raises(ConfigError, match=r"callbacks: csv takes no options, not \['project'\]"):
+        parse_trackers([{"name": "csv", "project": "x"}])
+    with pytest.raises(ConfigError, match="names a tracker twice"):
+        parse_trackers(["csv", "csv"])
+    with pytest.raises(ConfigError, match="MLflow's file store, which MLflow 3 refuses"):
+        parse_trackers([{"name": "mlflow", "tracking_uri": "file:./mlruns"}])
+
+
+def test_the_tracker_callback_pickles_to_what_the_resume_guard_allows(study):
+    """Tune pickles callbacks into tuner.pkl; MLflow's and W&B's own hold references the resume guard
+    refuses (a study with trackers could not be resumed). The container pickles to its specs only,
+    and a study with trackers resumed: its tuner.pkl passes the guard."""
+    import pickle
+
+    from ray import cloudpickle
+
+    from incsweep.study.tracker_callbacks import TrackerCallbacks
+    from incsweep.study.tune_state import _allowed, check_tune_state, pickle_globals
+
+    storage, _, _ = study
+    box = TrackerCallbacks(StudySpec.from_dict(SPEC).callbacks, study="trk", storage=str(storage))
+    assert box.callbacks  # built (MLflow and W&B), then dropped from the pickle
+    found = pickle_globals(cloudpickle.dumps(box))
+    assert all(_allowed(m, n) for m, n in found), sorted(found)
+    assert pickle.loads(cloudpickle.dumps(box))._built is None
+    assert check_tune_state(str(storage / "tune")) > 0
