@@ -116,7 +116,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .tables import front_table, groups_table, headline, render_text
+    from .tables import confirmation_table, front_table, groups_table, headline, render_text
 
     _formats(args.format)  # a bad --format fails before any file is read
     if args.dpi is not None and not 10 <= args.dpi <= 2400:
@@ -129,6 +129,11 @@ def _analyze(args: argparse.Namespace) -> int:
         print()
         print(f"Pareto front over all complete runs ({len(summary.overall.front)} configurations):")
         print(render_text(*front_table(summary)))
+        confirmed = confirmation_table(summary)
+        if confirmed[1]:
+            print()
+            print(f"Confirmed on fresh seeds ({len(confirmed[1])} front configurations):")
+            print(render_text(*confirmed))
     written: list[str] = []
     if args.out:
         from .plots import plot_accuracy_vs_memory, plot_task_curves

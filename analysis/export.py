@@ -104,6 +104,9 @@ def export_configs(summary: Summary, indices: list[int], out_dir: str | Path, *,
     out.mkdir(parents=True, exist_ok=True)
     here = code_version()
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    from .tables import confirmed_figures
+
+    confirmed = {c.index: c for c in confirmed_figures(summary, indices)}
     written = []
     for i in indices:
         run = summary.row(i)
@@ -123,6 +126,10 @@ def export_configs(summary: Summary, indices: list[int], out_dir: str | Path, *,
             "code_version": run.get("code_version"), "exported_at": now, "exported_with": here,
             "source_file": run.get(SOURCE_COLUMN),
         }
+        if i in confirmed:  # incsweep confirm's runs of this configuration on fresh seeds
+            c = confirmed[i]
+            provenance["confirmed"] = {"runs": c.n, **{k: {"mean": c.mean[k], "std": _plain(c.std[k])} for k in c.mean},
+                                       "flagged": c.flagged}
         path = out / _filename(run)
         text = ("# Re-run: incsweep run --config " + path.name + "\n"
                 + yaml.safe_dump({"provenance": provenance}, sort_keys=False)

@@ -41,14 +41,24 @@ def _is_uri(text: str) -> bool:
 
 
 def _list_dir(fs: pafs.FileSystem, root: str) -> list[str]:
-    # A study's storage also holds Tune and cache folders: look only under results/ when it is there.
-    results = f"{root.rstrip('/')}/results"
-    if fs.get_file_info(results).type == pafs.FileType.Directory:
-        root = results
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-    # Hidden names are the sink's temporary files (".<trial>.<uuid>.tmp") or editor debris.
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-                  and not i.path.rsplit("/", 1)[-1].startswith("."))
+    # A study's storage also holds Tune and cache folders: look only under results/ when it is there,
+    # and under its confirmation studies' results (<storage>/confirm/seed-<k>/results, incsweep confirm).
+    base = root.rstrip("/")
+    roots = [root]
+    if fs.get_file_info(f"{base}/results").type == pafs.FileType.Directory:
+        roots = [f"{base}/results"]
+        confirm = f"{base}/confirm"
+        if fs.get_file_info(confirm).type == pafs.FileType.Directory:
+            roots += [f"{i.path}/results" for i in fs.get_file_info(pafs.FileSelector(confirm))
+                      if i.type == pafs.FileType.Directory
+                      and fs.get_file_info(f"{i.path}/results").type == pafs.FileType.Directory]
+    found = []
+    for r in roots:
+        infos = fs.get_file_info(pafs.FileSelector(r, recursive=True))
+        # Hidden names are the sink's temporary files (".<trial>.<uuid>.tmp") or editor debris.
+        found += [i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                  and not i.path.rsplit("/", 1)[-1].startswith(".")]
+    return sorted(found)
 
 
 def find_result_files(paths: str | Sequence[str]) -> list[tuple[pafs.FileSystem, str]]:

@@ -86,7 +86,9 @@ def pareto_front(table: pa.Table, objectives: str | Sequence[str | Objective] = 
     groups, then by the first objective.
     """
     objs = parse_objectives(objectives, split)
-    runs = usable_runs(table, objs)
+    from .confirmation import split_confirmation  # confirmation runs never make a front
+
+    runs = usable_runs(split_confirmation(table)[0], objs)
     values = as_minimisation(objective_matrix(runs, objs), objs)
     keep: list[np.ndarray] = []
     for idx in group_indices(runs, list(by)).values():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from incsweep.incremental.builtin_methods import display_name
 from incsweep.incremental.vocabulary import LAST_ACC, label
 
 from .auc import memory_curve
+from .confirmation import config_key
 from .objectives import split_column
 from .summary import Summary
 
@@ -52,19 +52,20 @@ def group_label(summary: Summary, g) -> str:
     return "/".join(parts) or g.label
 
 
-def seed_groups(summary: Summary) -> list[np.ndarray]:
-    """Row indices of runs that share one configuration but for the run seed, for every such set of
-    two or more (several seeds of a config: confirmation runs, or studies run with other seeds)."""
-    if "config_json" not in summary.runs.column_names:
-        return []
-    by_config: dict[str, list[int]] = {}
-    for i, text in enumerate(summary.runs["config_json"].to_pylist()):
-        config = json.loads(text) if text else {}
-        if "method" not in config:
-            continue  # no recorded configuration: nothing to compare
-        config.pop("seed", None)
-        by_config.setdefault(json.dumps(config, sort_keys=True), []).append(i)
-    return [np.asarray(rows) for rows in by_config.values() if len(rows) > 1]
+def seed_groups(summary: Summary) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(memory, accuracy) of the complete runs of each configuration that ran with two or more seeds:
+    runs whose configuration differs only in run seed and class order (confirmation runs, or studies
+    run with other seeds), the study's own and its confirmation runs together."""
+    tables = [t for t in (summary.runs, summary.confirmed) if t is not None and "config_json" in t.column_names]
+    by_config: dict[str, list[tuple[float, float]]] = {}
+    for t in tables:
+        mem = pc.cast(t[summary.memory], pa.float64()).to_pylist()
+        acc = pc.cast(t[summary.accuracy], pa.float64()).to_pylist()
+        for text, m, a in zip(t["config_json"].to_pylist(), mem, acc):
+            key = config_key(text)
+            if key is not None:
+                by_config.setdefault(key, []).append((m, a))
+    return [(np.array([m for m, _ in v]), np.array([a for _, a in v])) for v in by_config.values() if len(v) > 1]
 
 
 def _percent(ax, axis: str = "y") -> None:
@@ -112,8 +113,8 @@ def accuracy_vs_memory_figure(summary: Summary, ax=None):
         if g.knee is not None:
             ax.plot(mem[g.knee], acc[g.knee], "*", color=color, ms=14, mec="black", mew=0.6)
     seeded = seed_groups(summary)
-    for k, rows in enumerate(seeded):
-        ax.errorbar(mem[rows].mean(), acc[rows].mean(), yerr=acc[rows].std(ddof=1), xerr=mem[rows].std(ddof=1),
+    for k, (m_seeds, a_seeds) in enumerate(seeded):
+        ax.errorbar(m_seeds.mean(), a_seeds.mean(), yerr=a_seeds.std(ddof=1), xerr=m_seeds.std(ddof=1),
                     fmt="D", ms=5, color="black", mfc="white", capsize=3, lw=1, zorder=3,
                     label=f"mean +- std over seeds ({len(seeded)} configurations)" if k == 0 else None)
     if len(mem) and np.nanmin(mem) > 0 and np.nanmax(mem) / np.nanmin(mem) > 20:

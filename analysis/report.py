@@ -10,7 +10,7 @@ from typing import Sequence
 
 from .study_facts import study_facts
 from .summary import Summary
-from .tables import front_table, groups_table, headline, test_front_table
+from .tables import confirmation_table, front_table, groups_table, headline, test_front_table
 
 __all__ = ["write_report"]
 
@@ -53,6 +53,13 @@ def write_report(summary: Summary, path: str | Path, *, images: Sequence[Path] =
               "<p class='muted'>The front is chosen on the objectives' split; these are the same "
               "configurations' test-split metrics (never optimised), as a paper reports them.</p>",
               _table(*test_front_table(summary))]
+    confirmed = confirmation_table(summary)
+    if confirmed[1]:
+        parts += ["<h3>Confirmed on fresh seeds</h3>",
+                  "<p class='muted'>Each front configuration re-run on fresh seeds and class orders "
+                  "(<code>incsweep confirm</code>): the mean and sample standard deviation; flagged where the "
+                  "search's value is more than 2 standard deviations from the confirmed mean.</p>",
+                  _table(*confirmed)]
     for g in summary.groups.values():
         if len(g.front):
             parts += [f"<h3>Front of {html.escape(g.label)}</h3>", _table(*front_table(summary, g))]

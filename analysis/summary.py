@@ -17,6 +17,7 @@ from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.vocabulary import AVG_ACC, LAST_ACC
 
 from .auc import MemoryAUC, memory_aucs
+from .confirmation import split_confirmation
 from .hypervolume import hypervolume, parse_reference, reference_point
 from .objectives import DEFAULT_OBJECTIVES, MEMORY_COLUMN, Objective, as_minimisation, parse_objectives, split_column
 from .pareto import group_indices, nondominated_mask, objective_matrix, usable_runs
@@ -58,6 +59,8 @@ class Summary:
     reference_derived: bool
     overall: GroupSummary
     groups: dict[tuple, GroupSummary] = field(default_factory=dict)
+    # complete final rows of confirmation runs (analysis/confirmation.py): never on a front
+    confirmed: pa.Table | None = None
 
     @property
     def accuracy(self) -> str:
@@ -85,6 +88,7 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEF
     group of ``by`` columns. ``reference``: the hypervolume reference point (see parse_reference);
     None derives the worst observed value per objective over all complete runs."""
     objs = parse_objectives(objectives, split)
+    table, confirmation_rows = split_confirmation(table)
     runs = usable_runs(table, objs)
     if runs.num_rows == 0:
         statuses = _status_counts(table)
@@ -143,7 +147,8 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEF
         groups = {k: _with_auc(g, aucs.get(k)) for k, g in groups.items()}
         overall = _with_auc(overall, aucs[OVERALL])
     return Summary(objectives=objs, split=split, by=tuple(by), runs=runs, table=table, reference=ref,
-                   reference_derived=reference is None, overall=overall, groups=groups)
+                   reference_derived=reference is None, overall=overall, groups=groups,
+                   confirmed=usable_runs(confirmation_rows, objs) if confirmation_rows.num_rows else None)
 
 
 def _with_auc(g: GroupSummary, auc: MemoryAUC | None) -> GroupSummary:

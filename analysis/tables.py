@@ -10,7 +10,8 @@ from incsweep.incremental.vocabulary import ACCURACY_METRICS, label, split_colum
 
 from .summary import GroupSummary, Summary
 
-__all__ = ["groups_table", "front_table", "test_front_table", "render_text", "headline"]
+__all__ = ["groups_table", "front_table", "test_front_table", "confirmation_table", "confirmed_figures",
+           "render_text", "headline"]
 
 
 def _num(x: Any, fmt: str = ".4f") -> str:
@@ -100,6 +101,40 @@ def test_front_table(summary: Summary, group: GroupSummary | None = None) -> tup
         run = summary.row(int(i))
         rows.append([str(run["study"]), display_name(str(run["method"])), str(run["trial_id"]),
                      *(_num(run[c], ".4g") for c in cols)])
+    return header, rows
+
+
+def confirmed_figures(summary: Summary, indices=None) -> list:
+    """The confirmations (analysis/confirmation.py) of the overall front (or ``indices``), on the
+    accuracy objective and its test-split column."""
+    from .confirmation import confirmations
+
+    if summary.confirmed is None:
+        return []
+    acc = summary.accuracy
+    bare = acc[len("test_"):] if acc.startswith("test_") else acc
+    cols = [split_column(bare, "val"), split_column(bare, "test")]
+    idx = summary.overall.front if indices is None else indices
+    return confirmations(summary.runs, summary.confirmed, idx, cols, acc)
+
+
+def confirmation_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """One row per front configuration with confirmation runs: the search's value and the confirmed
+    mean +- std (validation and test), flagged when the search's value is outside 2 std."""
+    found = confirmed_figures(summary)
+    if not found:
+        return [], []
+    cols = list(found[0].mean)
+    header = ["study", "method", "trial_id", "seeds", *(f"search {c}" for c in cols[:1]),
+              *(f"confirmed {c} (mean +- std)" for c in cols), "flag"]
+    rows = []
+    for c in found:
+        run = summary.row(c.index)
+        cells = [str(run["study"]), str(run["method"]), str(run["trial_id"]), str(c.n),
+                 _num(c.searched.get(cols[0]), ".4f")]
+        cells += [f"{_num(c.mean[k], '.4f')} +- {_num(c.std[k], '.4f')}" for k in cols]
+        cells.append("search outside 2 std" if c.flagged else "")
+        rows.append(cells)
     return header, rows
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,7 +23,7 @@ from .errors import ConfigError
 __all__ = ["BenchmarkConfig", "BenchmarkSpec", "Split", "Task", "Benchmark", "BENCHMARKS", "load_benchmark",
            "benchmark_names", "get_benchmark_spec"]
 
-# The seed PyCIL and MEMO use for their class order (docs/protocols.md).
+# The seed PyCIL and MEMO use for their class order (docs/protocols.md): the default class_order.
 CLASS_ORDER_SEED = 1993
 
 
@@ -147,7 +148,9 @@ class BenchmarkConfig:
     download: bool = False  # never touch the network unless the user allows it
     init_classes: int | None = spec(None, range=(1, None))  # classes in task 0 (MEMO's B)
     increment: int | None = spec(None, range=(1, None))  # classes per later task
-    class_order: str = spec("seed1993", choices=("seed1993", "natural"))
+    # "seed<N>": numpy's RandomState(N).permutation of the classes, as PyCIL orders them (seed1993 is
+    # PyCIL's and MEMO's); "natural": label order. incsweep confirm draws fresh seed<N> orders.
+    class_order: str = spec(f"seed{CLASS_ORDER_SEED}")
     val_fraction: float = spec(0.0, range=(0.0, 0.5))  # held out of each task's training data
     # A fixed-size validation split instead (not with val_fraction): this many images of every class
     # are held out of the whole training pool before train_per_class subsamples the rest, so a short
@@ -164,6 +167,9 @@ class BenchmarkConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if not (self.class_order == "natural" or re.fullmatch(r"seed[0-9]{1,9}", str(self.class_order))):
+            raise ConfigError(f"BenchmarkConfig.class_order={self.class_order!r} is not allowed; choose natural or "
+                              "seed<N> (e.g. seed1993, PyCIL's order)")
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"benchmark.name={self.name!r}; allowed: {list(benchmark_names())} or module:attr")
         from .file_benchmarks import FILE_KINDS
@@ -252,8 +258,9 @@ def class_order(cfg: BenchmarkConfig) -> np.ndarray:
     n = cfg.spec.n_classes
     if cfg.class_order == "natural":
         return np.arange(n)
-    # Exactly PyCIL's call (global seeding of a fresh legacy RandomState): CIFAR-100 starts 68, 56, 78, 8, 23.
-    return np.random.RandomState(CLASS_ORDER_SEED).permutation(n)
+    # Exactly PyCIL's call (global seeding of a fresh legacy RandomState): with seed 1993 CIFAR-100
+    # starts 68, 56, 78, 8, 23.
+    return np.random.RandomState(int(cfg.class_order.removeprefix("seed"))).permutation(n)
 
 
 def _per_class_subset(y: torch.Tensor, per_class: int | None, gen: torch.Generator) -> torch.Tensor:

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .layout import StudyLayout
@@ -17,6 +18,21 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    confirm_p = subparsers.add_parser(
+        "confirm", help="re-run a study's front on fresh seeds and class orders",
+        description="Re-run the configurations --select picks (default: the Pareto front of the study's "
+                    "objectives) on N fresh run seeds and, where the class order is a seeded permutation, "
+                    "fresh class orders: one study per seed under STORAGE/confirm/, on Ray with the study's "
+                    "resources. Running it again resumes what is unfinished. `incsweep analyze STORAGE` then "
+                    "shows each configuration's mean +- std and flags a search estimate outside 2 std.")
+    confirm_p.add_argument("storage", metavar="STORAGE")
+    confirm_p.add_argument("--seeds", type=int, default=3, metavar="N", help="fresh seeds (default 3)")
+    confirm_p.add_argument("--select", default="front", metavar="front|knee|best-under-mb=X")
+    confirm_p.add_argument("--same-class-order", action="store_true",
+                           help="keep the study's class order (default: a fresh seeded order per seed)")
+    confirm_p.add_argument("--address", default=None, metavar="auto|HOST:PORT")
+    confirm_p.set_defaults(func=_confirm)
+
     study_p = subparsers.add_parser("study", help="run, resume or inspect a hyperparameter study",
                                     description="Multi-objective hyperparameter studies (Ray Tune + Optuna).")
     sub = study_p.add_subparsers(dest="study_command", metavar="{run,resume,status}", required=True)
@@ -40,6 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status_p.add_argument("storage", metavar="DIR")
     status_p.add_argument("--json", action="store_true", help="print one JSON object")
     status_p.set_defaults(func=_status)
+
+    migrate_p = sub.add_parser("migrate", help="rewrite an older study's Parquet files in the current layout",
+                               description="Rewrite every result file of the study whose layout predates the "
+                                           "current one (partition keys inside the files, per-method columns), "
+                                           "so that pandas, pyarrow, DuckDB and polars read the directory whole. "
+                                           "Rows are kept whole; each file is replaced atomically.")
+    migrate_p.add_argument("storage", metavar="DIR")
+    migrate_p.add_argument("--dry-run", action="store_true", help="only count the files that would be rewritten")
+    migrate_p.set_defaults(func=_migrate)
 
 
 def _console_logging() -> None:
@@ -73,6 +98,7 @@ def _finish(summary, elapsed: float) -> int:
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "none"
     print(f"study {summary.study}: {summary.finished}/{summary.trials} trials finished ({statuses}); "
           f"{summary.task_rows} task rows in {_sub_uri(summary.storage, 'results')}; {elapsed:.0f} s")
+    _tensorboard_hint(summary.storage)
     if not summary.done:
         print(f"the study is not finished; continue it with: incsweep study resume {summary.storage}")
         return 130
@@ -82,6 +108,14 @@ def _finish(summary, elapsed: float) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _tensorboard_hint(storage: str) -> None:
+    """Where the trials' TensorBoard files are kept. Tune prints a path in Ray's session directory at
+    start (a staging copy under /tmp that goes with the session); the storage's copy stays."""
+    layout = StudyLayout(storage)
+    if layout.is_local and next(Path(layout.tune_experiment).glob("trial_*/events.out.tfevents*"), None):
+        print(f"TensorBoard (every trial's per-task metrics): tensorboard --logdir {layout.tune_experiment}")
 
 
 def _drive(storage: str, start: Callable[[], Any], again: str) -> int:
@@ -111,6 +145,37 @@ def _drive(storage: str, start: Callable[[], Any], again: str) -> int:
     return _finish(summary, time.perf_counter() - tic)
 
 
+def _confirm(args: argparse.Namespace) -> int:
+    import time
+
+    from .confirm import plan_confirmation, run_confirmation
+    from .runner import StudyTerminated
+
+    plan = plan_confirmation(args.storage, seeds=args.seeds, select=args.select,
+                             fresh_class_orders=not args.same_class_order)
+    _console_logging()
+    configs = plan[0].spec.trials
+    print(f"confirming {configs} configuration(s) of {args.storage} on seeds {[c.seed for c in plan]} "
+          f"(class orders {sorted({c.spec.benchmark.class_order for c in plan})})")
+    tic = time.perf_counter()
+    again = f"incsweep confirm {args.storage} --seeds {args.seeds} --select {args.select}"
+    try:
+        summaries = run_confirmation(plan, address=args.address)
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: {again}")
+        return 130
+    except StudyTerminated:
+        print(f"terminated (SIGTERM); results so far are kept; continue with: {again}")
+        return 143
+    failed = 0
+    for c, s in zip(plan, summaries):
+        statuses = ", ".join(f"{n} {k}" for k, n in sorted(s.statuses.items())) or "none"
+        print(f"seed {c.seed}: {s.finished}/{s.trials} finished ({statuses}) in {c.storage}")
+        failed += s.finished - s.statuses.get("complete", 0)
+    print(f"confirmation done in {time.perf_counter() - tic:.0f} s; see it with: incsweep analyze {args.storage}")
+    return 1 if failed else 0
+
+
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -133,6 +198,17 @@ def _resume(args: argparse.Namespace) -> int:
     _console_logging()
     return _drive(args.storage, lambda: run_study(spec, address=args.address, resume=True),
                   f"incsweep study resume {args.storage}")
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from .results import migrate_trial_files
+    from .runner import study_schema
+
+    spec = _stored_spec(args.storage)
+    rewritten, current = migrate_trial_files(args.storage, spec.name, study_schema(spec), dry_run=args.dry_run)
+    verb = "would rewrite" if args.dry_run else "rewrote"
+    print(f"study {spec.name}: {verb} {rewritten} file(s) in the current layout; {current} already were")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -230,3 +230,25 @@ def list_trial_files(storage: str, study: str) -> Iterable[tuple[str, str]]:
 def config_params(config_json: str) -> dict[str, Any]:
     """The resolved config of a row, decoded (convenience for readers)."""
     return json.loads(config_json)
+
+
+def migrate_trial_files(storage: str, study: str, schema: pa.Schema, *, dry_run: bool = False) -> tuple[int, int]:
+    """Rewrite every trial file of ``study`` whose schema is not ``schema`` (the study's one file
+    schema) in that schema: files of the earlier layout held the partition keys as columns and only
+    their own method's parameters, which standard Parquet readers cannot combine (issue 20). Rows are
+    read and written whole (columns beyond the schema are kept), one file at a time, atomically.
+    Returns (rewritten, already current)."""
+    fs, root = resolve_storage(storage)
+    rewritten = current = 0
+    for method, trial_id in list_trial_files(storage, study):
+        path = trial_path(root, study, method, trial_id)
+        with fs.open_input_file(path) as fh:
+            stored = pq.read_schema(fh)
+        if stored.names[: len(schema)] == schema.names and all(
+                stored.field(n).type == schema.field(n).type for n in schema.names):
+            current += 1
+            continue
+        rewritten += 1
+        if not dry_run:
+            write_trial_file(storage, read_trial_file(storage, study, method, trial_id), schema)
+    return rewritten, current

@@ -275,7 +275,8 @@ def _build_searcher(spec: StudySpec, layout: StudyLayout):
     return StudySearcher(space=spec.space(), metrics=[o.column for o in spec.objectives],
                          modes=[o.sense for o in spec.objectives], n_tasks=spec.n_tasks,
                          constraints=spec.constraints, sampler=make_sampler(spec.sampler, spec.seed),
-                         storage=make_optuna_storage(layout.optuna_url(spec.optuna_storage)), study_name=spec.name)
+                         storage=make_optuna_storage(layout.optuna_url(spec.optuna_storage)), study_name=spec.name,
+                         enqueue=spec.enqueued_params())
 
 
 def _build_scheduler(spec: StudySpec):

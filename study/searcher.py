@@ -61,6 +61,21 @@ def make_optuna_storage(url_or_path: str) -> optuna.storages.BaseStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(url_or_path))
 
 
+# optuna-dashboard (0.21) shows a trial's constraints from the system attribute "constraints", a list
+# (Optuna 4's format); Optuna 5's set_constraint stores "constraints:<name>" per constraint. Both are
+# written: Optuna 5 reads both (same values, so the same feasibility), the dashboard the list.
+_DASHBOARD_CONSTRAINTS = "constraints"
+
+
+def set_constraints(trial: optuna.trial.Trial, constraints: Sequence[Any], metrics: Mapping[str, Any]) -> None:
+    """Each constraint's violation (<= 0: feasible) on ``trial``, named, and as the list the dashboard shows."""
+    values = [c.violation(float(metrics[c.metric])) for c in constraints]
+    for c, v in zip(constraints, values):
+        trial.set_constraint(str(c), v)
+    if values:
+        trial.storage.set_trial_system_attr(trial._trial_id, _DASHBOARD_CONSTRAINTS, values)
+
+
 def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str, Any]], objectives: Sequence[Any],
                            constraints: Sequence[Any] = ()) -> list[int]:
     """Tell Optuna the outcome of every unfinished trial whose Parquet file already has its final row
@@ -73,9 +88,7 @@ def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str
             continue
         values: list[Any] = [row.get(o.column) for o in objectives]
         if row["status"] == "complete" and all(v is not None and math.isfinite(float(v)) for v in values):
-            trial = optuna.trial.Trial(study, t._trial_id)
-            for c in constraints:
-                trial.set_constraint(str(c), c.violation(float(row[c.metric])))
+            set_constraints(optuna.trial.Trial(study, t._trial_id), constraints, row)
             study.tell(t.number, [float(v) for v in values], state=TrialState.COMPLETE)
         else:
             study.tell(t.number, state=TrialState.PRUNED if row["status"] == "pruned" else TrialState.FAIL)
@@ -87,10 +100,11 @@ def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str
 
 
 def reconcile_orphans(study: optuna.Study, known_tune_ids: set[str]) -> list[int]:
-    """Fail every unfinished Optuna trial whose Tune trial is unknown (asked after Tune's last
-    snapshot, then the driver died); returns their Optuna numbers."""
+    """Fail every running Optuna trial whose Tune trial is unknown (asked after Tune's last snapshot,
+    then the driver died); returns their Optuna numbers. WAITING trials are enqueued ones not yet
+    asked (``enqueue``, incsweep confirm): the next asks take them."""
     failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get(TUNE_ID_ATTR) in known_tune_ids:
             continue
         study._storage.set_trial_user_attr(t._trial_id, "orphaned", "driver stopped before Tune recorded this trial")
@@ -106,7 +120,8 @@ class StudySearcher(OptunaSearch):
 
     def __init__(self, *, space: Any, metrics: Sequence[str], modes: Sequence[str], n_tasks: int,
                  constraints: Sequence[Any] = (), sampler: optuna.samplers.BaseSampler,
-                 storage: optuna.storages.BaseStorage, study_name: str):
+                 storage: optuna.storages.BaseStorage, study_name: str,
+                 enqueue: Sequence[Mapping[str, Any]] = ()):
         super().__init__(space=space, metric=list(metrics), mode=list(modes), sampler=sampler, storage=storage,
                          study_name=study_name)
         self._n_tasks = n_tasks
@@ -115,6 +130,9 @@ class StudySearcher(OptunaSearch):
             with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use; chosen knowingly
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study.set_metric_names(list(metrics))
+        if enqueue and not self.study.trials:  # a new study only: a resumed one has them already
+            for params in enqueue:
+                self.study.enqueue_trial(dict(params))
 
     @property
     def study(self) -> optuna.Study:
@@ -171,8 +189,7 @@ class StudySearcher(OptunaSearch):
         state, values, why = self.outcome(result, error)
         if state == TrialState.COMPLETE:
             assert result is not None  # outcome() completes only trials that reported
-            for c in self._constraints:
-                ot_trial.set_constraint(str(c), c.violation(float(result[c.metric])))
+            set_constraints(ot_trial, self._constraints, result)
         ot_trial.set_user_attr("outcome", why)
         self.study.tell(ot_trial, values, state=state)
         self._completed_trials.add(trial_id)

@@ -28,7 +28,7 @@ from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.methods import get_method
 from incsweep.incremental.ranges import EVAL_BATCH_SIZE, SEED
 from incsweep.incremental.vocabulary import OPTIMISABLE, TEST_PREFIX
-from incsweep.search_spaces import StudySpace, build_space
+from incsweep.search_spaces import StudySpace, build_space, optuna_name
 
 from .trackers import TrackerSpec, parse_trackers
 
@@ -145,6 +145,9 @@ class StudySpec:
     eval_batch_size: int = spec(1024, range=EVAL_BATCH_SIZE)  # RunConfig's default
     device: str = spec("auto", choices=("auto", "cpu"))  # auto: the GPU Ray assigns a trial, else cpu
     callbacks: tuple[TrackerSpec, ...] = ()  # experiment trackers (study/trackers.py)
+    # Configurations to evaluate first, each {method: M, params: {field: value}} over M's searched
+    # fields (Optuna's enqueue_trial): known good settings to start from, or `incsweep confirm`'s list.
+    enqueue: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -168,7 +171,18 @@ class StudySpec:
         if self.scheduler.name == "asha" and self.scheduler.grace_period >= self.n_tasks:
             raise ConfigError(f"scheduler.grace_period={self.scheduler.grace_period} must be below the "
                               f"benchmark's {self.n_tasks} tasks")
-        self.space()  # validate the search section now, not inside trials
+        space = self.space()  # validate the search section now, not inside trials
+        for k, entry in enumerate(self.enqueue):
+            where = f"enqueue[{k}]"
+            if not isinstance(entry, Mapping) or set(entry) - {"method", "params"} or "method" not in entry:
+                raise ConfigError(f"{where}: {entry!r} is not allowed; give {{method: M, params: {{field: value}}}}")
+            if entry["method"] not in self.methods:
+                raise ConfigError(f"{where}: method {entry['method']!r} is not one of this study's {list(self.methods)}")
+            params = entry.get("params") or {}
+            searched = space.searched(entry["method"])
+            stray = sorted(set(params) - set(searched))
+            if stray:
+                raise ConfigError(f"{where}: {stray} are not searched for {entry['method']}; allowed: {searched}")
 
     @property
     def n_tasks(self) -> int:
@@ -176,6 +190,15 @@ class StudySpec:
 
     def space(self) -> StudySpace:
         return build_space(list(self.methods), self.search)
+
+    def enqueued_params(self) -> list[dict[str, Any]]:
+        """``enqueue`` in Optuna's parameter names (what the define-by-run space suggests)."""
+        out = []
+        for entry in self.enqueue:
+            method = entry["method"]
+            named = {optuna_name(method, k): v for k, v in (entry.get("params") or {}).items()}
+            out.append({"method": method, **named} if len(self.methods) > 1 else named)
+        return out
 
     def base_run(self) -> dict[str, Any]:
         """The RunConfig fields every trial shares (the method and its fields come per trial)."""
@@ -193,6 +216,7 @@ class StudySpec:
             "prefix_cache": self.prefix_cache, "prefix_cache_max_gb": self.prefix_cache_max_gb,
             "eval_batch_size": self.eval_batch_size, "device": self.device,
             "callbacks": [t.to_dict() for t in self.callbacks],
+            "enqueue": [_plain(e) for e in self.enqueue],
         }
 
     @classmethod
@@ -245,6 +269,11 @@ class StudySpec:
             d["resources"] = from_mapping(Resources, d["resources"] or {}, where="resources")
         if "callbacks" in d:
             d["callbacks"] = parse_trackers(d["callbacks"])
+        if "enqueue" in d:
+            entries = d["enqueue"] or []
+            if not isinstance(entries, (list, tuple)):
+                raise ConfigError(f"enqueue: {entries!r} is not allowed; give a list of {{method: M, params: {{...}}}}")
+            d["enqueue"] = tuple(dict(e) if isinstance(e, Mapping) else e for e in entries)
         # Scalars through the config machinery RunConfig uses: strict types, no coercion (issue 18:
         # trials 2.7 ran 2 trials, seed true ran seed 1).
         for key in _SCALARS:

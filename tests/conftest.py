@@ -66,9 +66,10 @@ def local_ray():
 
 @pytest.fixture
 def kill_driver_when() -> Callable[..., None]:
-    """``kill(spec_path, ready, timeout=240)``: start ``incsweep study run SPEC`` in its own process
-    group (with its own embedded Ray), wait until ``ready()`` holds, then SIGKILL the whole group:
-    the driver and every Ray process it started, as a crash or ``kill -9`` would."""
+    """``kill(spec_path, ready, timeout=240)``: start ``incsweep study run SPEC`` (or, given a list,
+    ``incsweep ARGS...``) in its own process group (with its own embedded Ray), wait until
+    ``ready()`` holds, then SIGKILL the whole group: the driver and every Ray process it started, as
+    a crash or ``kill -9`` would."""
     import os
     import signal
     import subprocess
@@ -78,7 +79,8 @@ def kill_driver_when() -> Callable[..., None]:
 
     def kill(spec_path: Any, ready: Callable[[], bool], timeout: float = 240.0) -> None:
         env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rk", dir="/tmp")}
-        proc = subprocess.Popen([sys.executable, "-m", "incsweep.study.cli", "study", "run", str(spec_path)], env=env,
+        args = [str(a) for a in spec_path] if isinstance(spec_path, list) else ["study", "run", str(spec_path)]
+        proc = subprocess.Popen([sys.executable, "-m", "incsweep.study.cli", *args], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             deadline = time.time() + timeout

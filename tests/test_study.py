@@ -115,7 +115,8 @@ def test_searcher_tells_pruned_failed_and_complete_with_constraints(tmp_path):
     s.on_trial_complete("a", {"tasks_done": 3, "avg_acc": 0.1, "total_mb": 9.0})  # told once only
     trials = {t.user_attrs[TUNE_ID_ATTR]: t for t in s.study.get_trials()}
     assert trials["a"].state == TrialState.COMPLETE and trials["a"].values == [0.7, 1.0]
-    assert trials["a"].constraints == {"total_mb <= 0.5": 0.5}
+    # named (Optuna 5's format) and as the list optuna-dashboard shows ("0": study/searcher.py says why)
+    assert trials["a"].constraints == {"total_mb <= 0.5": 0.5, "0": 0.5}
     assert trials["b"].state == TrialState.PRUNED and trials["b"].values is None
     assert [trials[t].state for t in "cde"] == [TrialState.FAIL] * 3
     # "a" violates total_mb <= 0.5 and "b" is pruned: only "f" is on the front, although "b" reported
@@ -487,7 +488,8 @@ def test_a_torn_journal_line_is_reconciled_from_the_parquet_rows(tmp_path):
     assert told == [0, 1]
     trials = {t.user_attrs[TUNE_ID_ATTR]: t for t in s.study.get_trials()}
     assert trials["done"].state == TrialState.COMPLETE and trials["done"].values == [0.6, 0.4]
-    assert trials["done"].constraints == {"total_mb <= 0.5": -0.09999999999999998}
+    # named, and as the list optuna-dashboard shows (study/searcher.py)
+    assert trials["done"].constraints == {"total_mb <= 0.5": -0.09999999999999998, "0": -0.09999999999999998}
     assert trials["pruned"].state == TrialState.PRUNED and trials["live"].state == TrialState.RUNNING
 
 
@@ -522,3 +524,93 @@ def test_progress_lines_count_trials_front_and_eta():
                                                                            "total_mb": 1.0, "method": "finetune"}))
     p.on_trial_complete(0, [], SimpleNamespace(trial_id="b", last_result={"tasks_done": 1, "method": "finetune"}))
     assert p.progress().startswith("[trials 3/4 (2 complete, 1 pruned); 0 running; front 1;")
+
+
+def test_optuna_dashboard_shows_names_directions_params_and_constraints(tmp_path):
+    """What optuna-dashboard serves for the study's journal, through its own storage loader and its
+    WSGI app's JSON API (issue 20): objective names, directions, trial params and the constraints,
+    which it did not show while only Optuna 5's named format was written."""
+    from wsgiref.util import setup_testing_defaults
+
+    dashboard = pytest.importorskip("optuna_dashboard")
+    from optuna_dashboard._storage_url import get_storage
+
+    s = _searcher(tmp_path, constraints=(Constraint.parse("total_mb <= 0.5"),))
+    for tid, mb in (("a", 1.0), ("b", 0.2)):
+        s.suggest(tid)
+        s.on_trial_complete(tid, {"tasks_done": 3, "avg_acc": 0.7, "total_mb": mb})
+    app = dashboard.wsgi(get_storage(str(tmp_path / "j.journal")))
+
+    def get(path: str, query: str = "") -> dict:
+        environ: dict = {"PATH_INFO": path, "QUERY_STRING": query}
+        setup_testing_defaults(environ)
+        status: list[str] = []
+        body = b"".join(app(environ, lambda st, headers, exc=None: status.append(st)))
+        assert status[0].startswith("200"), (path, status, body[:300])
+        return json.loads(body)
+
+    (study,) = get("/api/studies")["study_summaries"]
+    detail = get(f"/api/studies/{study['study_id']}", "after=0")
+    assert detail["name"] == "t" and detail["directions"] == ["maximize", "minimize"]
+    assert detail["objective_names"] == ["avg_acc", "total_mb"]
+    by_tid = {next(a["value"] for a in t["user_attrs"] if a["key"] == TUNE_ID_ATTR): t for t in detail["trials"]}
+    assert set(by_tid) == {"a", "b"}
+    assert by_tid["a"]["constraints"] == [0.5] and by_tid["b"]["constraints"] == [pytest.approx(-0.3)]
+    assert {p["name"] for p in by_tid["a"]["params"]} >= {"method"}
+    # Optuna itself still sees one named constraint's feasibility: only "b" is feasible
+    again = optuna.load_study(study_name="t", storage=make_optuna_storage(str(tmp_path / "j.journal")))
+    assert [t.user_attrs[TUNE_ID_ATTR] for t in again.best_trials] == ["b"]
+
+
+def test_confirm_reruns_the_front_on_fresh_seeds_survives_kill_9_and_reports_mean_std(local_ray, tmp_path,
+                                                                                      kill_driver_when, capsys):
+    """`incsweep confirm` (issue 21, part 1): the front re-run on 2 fresh seeds and class orders, one
+    study per seed under <storage>/confirm; SIGKILLed mid-way and run again it finishes every
+    configuration once; analyze shows each front configuration's mean +- std and export carries it."""
+    import yaml
+
+    from incsweep.analysis import load_results, summarize
+    from incsweep.analysis.confirmation import CONFIRM_SUFFIX
+    from incsweep.study.cli import main
+    from incsweep.study.confirm import plan_confirmation, run_confirmation
+    from incsweep.study.runner import run_study
+
+    storage = tmp_path / "c"
+    slow = {**NET, "epochs": 6}  # ~1 s per task: the kill lands mid-confirmation
+    spec = StudySpec.from_dict(spec_dict(methods=["finetune"], trials=4, storage=str(storage),
+                                         search={"finetune": {**slow, "lr": {"low": 0.01, "high": 0.2}}},
+                                         benchmark={**SYNTH, "train_per_class": 48}))
+    assert run_study(spec).done
+    front = summarize(load_results(str(storage)), by=()).overall.front
+    plan = plan_confirmation(str(storage), seeds=2)
+    assert [c.seed for c in plan] == [1, 2] and [c.spec.benchmark.class_order for c in plan] == ["seed1994", "seed1995"]
+    assert all(c.spec.trials == len(front) and c.spec.name == "t" + CONFIRM_SUFFIX for c in plan)
+
+    def ready() -> bool:  # some confirmation rows written, the first seed's study not finished
+        first = Path(plan[0].storage)
+        rows = _rows(str(first), "t.confirm") if (first / "results").exists() else []
+        return sum(not r["is_final"] for r in rows) >= 2 and sum(r["is_final"] for r in rows) < len(front)
+
+    kill_driver_when(["confirm", storage, "--seeds", "2"], ready)
+    summaries = run_confirmation(plan_confirmation(str(storage), seeds=2))  # what `incsweep confirm` again does
+    for c, s in zip(plan, summaries):
+        assert s.done and s.statuses == Counter(complete=len(front)), (c.seed, s.statuses)
+        by_trial = _check_exactly_once(_rows(c.storage, "t.confirm"), 3)
+        assert len(by_trial) == len(front)
+        configs = [json.loads(r["config_json"]) for rs in by_trial.values() for r in rs if r["is_final"]]
+        assert {cfg["seed"] for cfg in configs} == {c.seed}
+        assert {cfg["benchmark"]["class_order"] for cfg in configs} == {c.spec.benchmark.class_order}
+        assert "RUNNING" not in _optuna_states(c.storage, "t.confirm")
+
+    # the study's own front is unchanged by the confirmation runs, and each member has 2 of them
+    summary = summarize(load_results(str(storage)), by=())
+    assert sorted(summary.overall.front) == sorted(front) and summary.confirmed.num_rows == 2 * len(front)
+    assert main(["analyze", str(storage), "--out", str(tmp_path / "a")]) == 0
+    text = capsys.readouterr().out
+    assert f"Confirmed on fresh seeds ({len(front)} front configurations)" in text
+    assert "Confirmed on fresh seeds" in (tmp_path / "a" / "report.html").read_text()
+    assert main(["export", str(storage), "--out", str(tmp_path / "e"), "--by", "none"]) == 0
+    capsys.readouterr()
+    for f in (tmp_path / "e").glob("*.yaml"):
+        confirmed = yaml.safe_load(f.read_text())["provenance"]["confirmed"]
+        assert confirmed["runs"] == 2 and set(confirmed["avg_acc"]) == {"mean", "std"}

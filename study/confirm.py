@@ -1,0 +1,113 @@
+"""``incsweep confirm``: re-run a study's selected configurations on fresh run seeds (and, where the
+study's class order is a seeded permutation, fresh class orders), each seed a study of its own.
+
+A front picked on one seed of a noisy validation split is a claim; confirmation measures how much
+of it holds. For seed k the selected configurations are enqueued into a study named
+``<study>.confirm`` in ``<storage>/confirm/seed-<k>``, with the study's methods, search section,
+benchmark, objectives, constraints and resources, a FIFO scheduler (nothing is stopped early) and
+one trial per configuration, so each runs exactly as it was searched but for the seed and class
+order. These are ordinary studies: Ray runs them with the same resources, Ctrl-C or kill -9 leaves
+them resumable (``incsweep confirm`` again resumes what is unfinished), and their rows sit beside
+the study's, where ``incsweep analyze <storage>`` reads them as confirmation runs
+(analysis/confirmation.py): never on a front, shown as mean +- std per configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from incsweep.analysis.confirmation import CONFIRM_SUFFIX
+from incsweep.incremental.errors import ConfigError
+
+from .layout import StudyLayout
+from .spec import StudySpec
+
+__all__ = ["Confirmation", "plan_confirmation", "run_confirmation", "CONFIRM_DIR"]
+
+log = logging.getLogger(__name__)
+
+CONFIRM_DIR = "confirm"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    seed: int
+    spec: StudySpec  # its storage is set
+
+    @property
+    def storage(self) -> str:
+        assert self.spec.storage is not None
+        return self.spec.storage
+
+
+def _selected(storage: str, spec: StudySpec, select: str) -> list[dict[str, Any]]:
+    """The configurations ``select`` picks on the study's own results, as enqueue entries."""
+    from incsweep.analysis.export import parse_select, select_runs
+    from incsweep.analysis.load import load_results
+    from incsweep.analysis.summary import summarize
+
+    parse_select(select)
+    summary = summarize(load_results(f"{storage.rstrip('/')}/results"), [str(o) for o in spec.objectives], by=())
+    picked = select_runs(summary, select)
+    if not picked:
+        raise ConfigError(f"--select {select}: no complete run of study {spec.name} qualifies")
+    space = spec.space()
+    entries = []
+    for i in picked:
+        row = summary.row(i)
+        method = str(row["method"])
+        params = {name: row[f"param_{name}"] for name in space.searched(method)}
+        missing = sorted(k for k, v in params.items() if v is None)
+        if missing:
+            raise ConfigError(f"trial {row['trial_id']} has no recorded value for {missing}; it cannot be re-run")
+        entries.append({"method": method, "params": params})
+    return entries
+
+
+def plan_confirmation(storage: str, *, seeds: int, select: str = "front",
+                      fresh_class_orders: bool = True) -> list[Confirmation]:
+    """One confirmation study per fresh seed (the study's seed + 1 .. + ``seeds``)."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: give at least 1")
+    stored = StudyLayout(storage).read_spec()
+    if stored is None:
+        raise FileNotFoundError(f"{storage} holds no study (no study.yaml)")
+    if str(stored.get("name", "")).endswith(CONFIRM_SUFFIX):
+        raise ConfigError(f"{storage} holds a confirmation study; confirm the study it confirms")
+    spec = StudySpec.from_dict({**stored, "storage": storage})
+    entries = _selected(storage, spec, select)
+    order = spec.benchmark.class_order
+    out = []
+    for k in range(1, seeds + 1):
+        seed = spec.seed + k
+        bench = dict(stored["benchmark"])
+        if fresh_class_orders and order.startswith("seed"):
+            bench["class_order"] = f"seed{int(order.removeprefix('seed')) + k}"
+        data = {**stored, "name": spec.name + CONFIRM_SUFFIX, "seed": seed, "benchmark": bench,
+                "sampler": {"name": "random"}, "scheduler": {"name": "fifo"}, "trials": len(entries),
+                "enqueue": entries, "storage": f"{storage.rstrip('/')}/{CONFIRM_DIR}/seed-{seed}",
+                "optuna_storage": None}
+        out.append(Confirmation(seed, StudySpec.from_dict(data)))
+    return out
+
+
+def run_confirmation(plan: list[Confirmation], *, address: str | None = None) -> list[Any]:
+    """Run (or resume) each confirmation study, on one Ray for all of them; their summaries."""
+    from .runner import _init_ray, run_study
+
+    owns_ray = _init_ray(address, None)
+    try:
+        summaries = []
+        for c in plan:
+            resume = StudyLayout(c.storage).read_spec() is not None
+            log.info("confirmation seed %d: %s %d configuration(s) in %s", c.seed, "resuming" if resume else "running",
+                     c.spec.trials, c.storage)
+            summaries.append(run_study(c.spec, resume=resume))
+        return summaries
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
