@@ -116,7 +116,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .tables import confirmation_table, front_table, groups_table, headline, render_text
+    from .tables import confirmation_table, evaluation_table, front_table, groups_table, headline, render_text
 
     _formats(args.format)  # a bad --format fails before any file is read
     if args.dpi is not None and not 10 <= args.dpi <= 2400:
@@ -134,6 +134,11 @@ def _analyze(args: argparse.Namespace) -> int:
             print()
             print(f"Confirmed on fresh seeds ({len(confirmed[1])} front configurations):")
             print(render_text(*confirmed))
+        evaluated = evaluation_table(summary)
+        if evaluated[1]:
+            print()
+            print(f"Tuned on vs evaluated on (protocol two_phase, {len(evaluated[1])} front configurations):")
+            print(render_text(*evaluated))
     written: list[str] = []
     if args.out:
         from .plots import plot_accuracy_vs_memory, plot_task_curves

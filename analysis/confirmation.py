@@ -20,20 +20,32 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["CONFIRM_SUFFIX", "is_confirmation", "split_confirmation", "config_key", "Confirmed", "confirmations"]
+__all__ = ["CONFIRM_SUFFIX", "EVALUATE_SUFFIX", "is_confirmation", "split_confirmation", "config_key", "method_key",
+           "Confirmed", "confirmations", "evaluations"]
 
 CONFIRM_SUFFIX = ".confirm"
+# Protocol two_phase: the front run on the evaluation benchmark (study/confirm.py plan_evaluation).
+EVALUATE_SUFFIX = ".evaluate"
 FLAG_SIGMAS = 2.0  # the search's value this many sample standard deviations from the confirmed mean: flagged
 
 
 def is_confirmation(study: str) -> bool:
-    return study.endswith(CONFIRM_SUFFIX)
+    return study.endswith((CONFIRM_SUFFIX, EVALUATE_SUFFIX))
 
 
 def split_confirmation(table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(the studies' own rows, confirmation rows)."""
-    mask = pc.ends_with(pc.cast(table["study"], pa.string()), CONFIRM_SUFFIX)
+    """(the studies' own rows, re-run rows: confirmations and two_phase evaluations)."""
+    study = pc.cast(table["study"], pa.string())
+    mask = pc.or_(pc.ends_with(study, CONFIRM_SUFFIX), pc.ends_with(study, EVALUATE_SUFFIX))
     return table.filter(pc.invert(mask)), table.filter(mask)
+
+
+def method_key(config_json: str | None) -> str | None:
+    """A run's method, its configuration and scenario: what two_phase keeps from tuning to evaluation."""
+    config = json.loads(config_json) if config_json else {}
+    if "method" not in config:
+        return None
+    return json.dumps({k: config.get(k) for k in ("method", "method_config", "scenario")}, sort_keys=True)
 
 
 def config_key(config_json: str | None) -> str | None:
@@ -64,6 +76,7 @@ def confirmations(runs: pa.Table, confirmed: pa.Table, indices: Any, columns: li
     """For each of ``indices`` (rows of ``runs``) that has complete confirmation runs, their figures."""
     if confirmed.num_rows == 0 or "config_json" not in runs.column_names:
         return []
+    confirmed = confirmed.filter(pc.ends_with(pc.cast(confirmed["study"], pa.string()), CONFIRM_SUFFIX))
     by_key: dict[str, list[int]] = {}
     for j, text in enumerate(confirmed["config_json"].to_pylist()):
         key = config_key(text)
@@ -87,3 +100,15 @@ def confirmations(runs: pa.Table, confirmed: pa.Table, indices: Any, columns: li
         flagged = bool(len(rows) > 1 and math.isfinite(d) and abs(s - m) > FLAG_SIGMAS * d)
         out.append(Confirmed(i, len(rows), searched, mean, std, flagged))
     return out
+
+
+def evaluations(runs: pa.Table, reruns: pa.Table, indices: Any, column: str) -> list[tuple[int, dict[str, Any]]]:
+    """Protocol two_phase: for each of ``indices`` (rows of ``runs``) its evaluation run (a study named
+    ``*.evaluate``): (index, that run's row)."""
+    if reruns.num_rows == 0 or "config_json" not in runs.column_names:
+        return []
+    study = pc.cast(reruns["study"], pa.string())
+    evaluated = reruns.filter(pc.ends_with(study, EVALUATE_SUFFIX)).to_pylist()
+    by_key = {method_key(r["config_json"]): r for r in evaluated}
+    keys = runs["config_json"].to_pylist()
+    return [(int(i), by_key[k]) for i in indices if (k := method_key(keys[int(i)])) in by_key]

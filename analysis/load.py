@@ -42,7 +42,8 @@ def _is_uri(text: str) -> bool:
 
 def _list_dir(fs: pafs.FileSystem, root: str) -> list[str]:
     # A study's storage also holds Tune and cache folders: look only under results/ when it is there,
-    # and under its confirmation studies' results (<storage>/confirm/seed-<k>/results, incsweep confirm).
+    # and under its re-runs' results: <storage>/confirm/seed-<k>/results (incsweep confirm) and
+    # <storage>/evaluate/results (protocol two_phase).
     base = root.rstrip("/")
     roots = [root]
     if fs.get_file_info(f"{base}/results").type == pafs.FileType.Directory:
@@ -52,6 +53,8 @@ def _list_dir(fs: pafs.FileSystem, root: str) -> list[str]:
             roots += [f"{i.path}/results" for i in fs.get_file_info(pafs.FileSelector(confirm))
                       if i.type == pafs.FileType.Directory
                       and fs.get_file_info(f"{i.path}/results").type == pafs.FileType.Directory]
+        if fs.get_file_info(f"{base}/evaluate/results").type == pafs.FileType.Directory:
+            roots.append(f"{base}/evaluate/results")
     found = []
     for r in roots:
         infos = fs.get_file_info(pafs.FileSelector(r, recursive=True))

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from .study_facts import study_facts
 from .summary import Summary
-from .tables import confirmation_table, front_table, groups_table, headline, test_front_table
+from .tables import confirmation_table, evaluation_table, front_table, groups_table, headline, test_front_table
 
 __all__ = ["write_report"]
 
@@ -60,6 +60,12 @@ def write_report(summary: Summary, path: str | Path, *, images: Sequence[Path] =
                   "(<code>incsweep confirm</code>): the mean and sample standard deviation; flagged where the "
                   "search's value is more than 2 standard deviations from the confirmed mean.</p>",
                   _table(*confirmed)]
+    evaluated = evaluation_table(summary)
+    if evaluated[1]:
+        parts += ["<h3>Tuned on vs evaluated on (protocol two_phase)</h3>",
+                  "<p class='muted'>The front chosen on the tuning benchmark, run unchanged on the evaluation "
+                  "benchmark (GTEP, Cha &amp; Cho 2024): the gap is what tuning on the same scenario would "
+                  "have overstated.</p>", _table(*evaluated)]
     for g in summary.groups.values():
         if len(g.front):
             parts += [f"<h3>Front of {html.escape(g.label)}</h3>", _table(*front_table(summary, g))]

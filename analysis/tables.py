@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -10,7 +11,7 @@ from incsweep.incremental.vocabulary import ACCURACY_METRICS, label, split_colum
 
 from .summary import GroupSummary, Summary
 
-__all__ = ["groups_table", "front_table", "test_front_table", "confirmation_table", "confirmed_figures",
+__all__ = ["groups_table", "front_table", "test_front_table", "confirmation_table", "confirmed_figures", "evaluation_table",
            "render_text", "headline"]
 
 
@@ -135,6 +136,33 @@ def confirmation_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
         cells += [f"{_num(c.mean[k], '.4f')} +- {_num(c.std[k], '.4f')}" for k in cols]
         cells.append("search outside 2 std" if c.flagged else "")
         rows.append(cells)
+    return header, rows
+
+
+def evaluation_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """Protocol two_phase: each front configuration tuned on one benchmark and evaluated on another,
+    side by side, with the generalisation gap (evaluated minus tuned, test split)."""
+    from .confirmation import evaluations
+
+    if summary.confirmed is None:
+        return [], []
+    acc = summary.accuracy
+    bare = acc[len("test_"):] if acc.startswith("test_") else acc
+    test = split_column(bare, "test")
+    found = evaluations(summary.runs, summary.confirmed, summary.overall.front, test)
+    header = ["method", "trial_id", "tuned on", f"tuned {acc}", f"tuned {test}", "evaluated on", f"evaluated {test}",
+              "gap (test)"]
+    rows = []
+    for i, ev in found:
+        run = summary.row(i)
+
+        def where(row: dict) -> str:
+            b = json.loads(row["config_json"])["benchmark"]
+            return f"{b['name']} ({b.get('class_order')})"
+
+        gap = (ev[test] - run[test]) if ev.get(test) is not None and run.get(test) is not None else None
+        rows.append([display_name(str(run["method"])), str(run["trial_id"]), where(run), _num(run[acc]),
+                     _num(run[test]), where(ev), _num(ev[test]), _num(gap, "+.4f")])
     return header, rows
 
 

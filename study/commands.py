@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from incsweep.incremental.errors import ConfigError
+
 from .layout import StudyLayout
 
 if TYPE_CHECKING:  # the spec imports the engine (torch): only when a command runs, not for --help
@@ -188,7 +190,8 @@ def _run(args: argparse.Namespace) -> int:
     _console_logging()
     storage = spec.storage or f"runs/{spec.name}"
     again = f"incsweep study run {args.spec} --storage {storage}"
-    return _drive(storage, lambda: run_study(dataclasses.replace(spec), address=args.address), again)
+    return _drive(storage, _then_evaluate(spec, storage, args.address,
+                                          lambda: run_study(dataclasses.replace(spec), address=args.address)), again)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -196,8 +199,29 @@ def _resume(args: argparse.Namespace) -> int:
 
     spec = _stored_spec(args.storage)
     _console_logging()
-    return _drive(args.storage, lambda: run_study(spec, address=args.address, resume=True),
+    return _drive(args.storage, _then_evaluate(spec, args.storage, args.address,
+                                               lambda: run_study(spec, address=args.address, resume=True)),
                   f"incsweep study resume {args.storage}")
+
+
+def _then_evaluate(spec: Any, storage: str, address: str | None, search: Callable[[], Any]) -> Callable[[], Any]:
+    """``search``, then, for protocol two_phase, its evaluation phase (the front on ``evaluate_on``)
+    once the search is done; resuming the study resumes whichever phase is unfinished."""
+
+    def both() -> Any:
+        summary = search()
+        if spec.protocol == "two_phase" and summary.done and summary.statuses.get("complete"):
+            from .confirm import plan_evaluation, run_confirmation
+
+            plan = plan_evaluation(storage)
+            print(f"two_phase: evaluating the front ({plan.spec.trials} configuration(s)) on "
+                  f"{plan.spec.benchmark.name} (class order {plan.spec.benchmark.class_order}) in {plan.storage}")
+            (evaluated,) = run_confirmation([plan], address=address)
+            print(f"two_phase evaluation: {evaluated.finished}/{evaluated.trials} finished; "
+                  f"see both with: incsweep analyze {storage}")
+        return summary
+
+    return both
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -209,6 +233,27 @@ def _migrate(args: argparse.Namespace) -> int:
     verb = "would rewrite" if args.dry_run else "rewrote"
     print(f"study {spec.name}: {verb} {rewritten} file(s) in the current layout; {current} already were")
     return 0
+
+
+def _front_and_elapsed(storage: str, spec: Any) -> tuple[int | None, float | None]:
+    """The size of the current Pareto front and the seconds since the first trial started (the same
+    figures the driver's progress lines end in), from the Parquet results; None where there are none."""
+    from datetime import datetime, timezone
+
+    from incsweep.analysis.load import load_results
+    from incsweep.analysis.summary import summarize as summarize_runs
+
+    try:
+        table = load_results(f"{storage.rstrip('/')}/results")
+    except (FileNotFoundError, ConfigError):
+        return None, None
+    started = [t for t in table["started_at"].to_pylist() if t is not None] if "started_at" in table.column_names else []
+    elapsed = (datetime.now(timezone.utc) - min(started)).total_seconds() if started else None
+    try:
+        front = len(summarize_runs(table, [str(o) for o in spec.objectives], by=()).overall.front)
+    except ConfigError:  # no complete run yet
+        front = None
+    return front, elapsed
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -227,6 +272,14 @@ def _status(args: argparse.Namespace) -> int:
     if s.unfinished:
         print(f"  running or interrupted: {len(s.unfinished)} ({', '.join(s.unfinished[:8])})")
     print(f"  task rows: {s.task_rows}")
+    front, elapsed = _front_and_elapsed(args.storage, spec)
+    if front is not None:
+        print(f"  front: {front} configuration(s) on {', '.join(str(o) for o in spec.objectives)}")
+    if elapsed is not None and not s.done:
+        remaining = max(s.trials * spec.n_tasks - s.task_rows, 0)  # an upper bound under ASHA
+        rate = s.task_rows / elapsed if elapsed > 0 else 0.0
+        eta = f"; ETA {remaining / rate:.0f}s" if rate > 0 else ""
+        print(f"  elapsed: {elapsed:.0f}s since the first trial started{eta}")
     if s.optuna_states:
         print("  optuna: " + ", ".join(f"{k} {v}" for k, v in sorted(s.optuna_states.items())))
     if not s.done:

@@ -18,17 +18,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from incsweep.analysis.confirmation import CONFIRM_SUFFIX
+from incsweep.analysis.confirmation import CONFIRM_SUFFIX, EVALUATE_SUFFIX
 from incsweep.incremental.errors import ConfigError
 
 from .layout import StudyLayout
 from .spec import StudySpec
 
-__all__ = ["Confirmation", "plan_confirmation", "run_confirmation", "CONFIRM_DIR"]
+__all__ = ["Confirmation", "plan_confirmation", "plan_evaluation", "run_confirmation", "CONFIRM_DIR", "EVALUATE_DIR"]
 
 log = logging.getLogger(__name__)
 
 CONFIRM_DIR = "confirm"
+EVALUATE_DIR = "evaluate"  # protocol two_phase: the front on the evaluation benchmark
 
 
 @dataclass(frozen=True)
@@ -66,17 +67,30 @@ def _selected(storage: str, spec: StudySpec, select: str) -> list[dict[str, Any]
     return entries
 
 
+def _stored(storage: str) -> tuple[dict[str, Any], StudySpec]:
+    stored = StudyLayout(storage).read_spec()
+    if stored is None:
+        raise FileNotFoundError(f"{storage} holds no study (no study.yaml)")
+    if str(stored.get("name", "")).endswith((CONFIRM_SUFFIX, EVALUATE_SUFFIX)):
+        raise ConfigError(f"{storage} holds a re-run of another study; name the study it re-runs")
+    return stored, StudySpec.from_dict({**stored, "storage": storage})
+
+
+def _rerun(stored: dict[str, Any], *, name: str, seed: int, benchmark: dict[str, Any], entries: list[dict[str, Any]],
+           storage: str) -> StudySpec:
+    """The study that runs ``entries`` as searched but for seed and benchmark: FIFO, one trial each."""
+    return StudySpec.from_dict({**stored, "name": name, "seed": seed, "benchmark": benchmark,
+                                "sampler": {"name": "random"}, "scheduler": {"name": "fifo"}, "trials": len(entries),
+                                "enqueue": entries, "storage": storage, "optuna_storage": None,
+                                "protocol": "end_of_training", "evaluate_on": None})
+
+
 def plan_confirmation(storage: str, *, seeds: int, select: str = "front",
                       fresh_class_orders: bool = True) -> list[Confirmation]:
     """One confirmation study per fresh seed (the study's seed + 1 .. + ``seeds``)."""
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: give at least 1")
-    stored = StudyLayout(storage).read_spec()
-    if stored is None:
-        raise FileNotFoundError(f"{storage} holds no study (no study.yaml)")
-    if str(stored.get("name", "")).endswith(CONFIRM_SUFFIX):
-        raise ConfigError(f"{storage} holds a confirmation study; confirm the study it confirms")
-    spec = StudySpec.from_dict({**stored, "storage": storage})
+    stored, spec = _stored(storage)
     entries = _selected(storage, spec, select)
     order = spec.benchmark.class_order
     out = []
@@ -85,12 +99,22 @@ def plan_confirmation(storage: str, *, seeds: int, select: str = "front",
         bench = dict(stored["benchmark"])
         if fresh_class_orders and order.startswith("seed"):
             bench["class_order"] = f"seed{int(order.removeprefix('seed')) + k}"
-        data = {**stored, "name": spec.name + CONFIRM_SUFFIX, "seed": seed, "benchmark": bench,
-                "sampler": {"name": "random"}, "scheduler": {"name": "fifo"}, "trials": len(entries),
-                "enqueue": entries, "storage": f"{storage.rstrip('/')}/{CONFIRM_DIR}/seed-{seed}",
-                "optuna_storage": None}
-        out.append(Confirmation(seed, StudySpec.from_dict(data)))
+        out.append(Confirmation(seed, _rerun(stored, name=spec.name + CONFIRM_SUFFIX, seed=seed, benchmark=bench,
+                                             entries=entries,
+                                             storage=f"{storage.rstrip('/')}/{CONFIRM_DIR}/seed-{seed}")))
     return out
+
+
+def plan_evaluation(storage: str) -> Confirmation:
+    """Protocol two_phase's second phase: the study's front on its ``evaluate_on`` benchmark, with the
+    study's seed, as ``<name>.evaluate`` in ``<storage>/evaluate``."""
+    stored, spec = _stored(storage)
+    if spec.protocol != "two_phase":
+        raise ConfigError(f"study {spec.name} uses protocol {spec.protocol}, not two_phase")
+    entries = _selected(storage, spec, "front")
+    bench = {**stored["benchmark"], **dict(spec.evaluate_on or {})}
+    return Confirmation(spec.seed, _rerun(stored, name=spec.name + EVALUATE_SUFFIX, seed=spec.seed, benchmark=bench,
+                                          entries=entries, storage=f"{storage.rstrip('/')}/{EVALUATE_DIR}"))
 
 
 def run_confirmation(plan: list[Confirmation], *, address: str | None = None) -> list[Any]:

@@ -148,6 +148,11 @@ class StudySpec:
     # Configurations to evaluate first, each {method: M, params: {field: value}} over M's searched
     # fields (Optuna's enqueue_trial): known good settings to start from, or `incsweep confirm`'s list.
     enqueue: tuple[Mapping[str, Any], ...] = ()
+    # How the study's answer is measured (docs/study.md, "Tuning protocols"): end_of_training (tune
+    # and report on this benchmark); two_phase (GTEP, Cha & Cho 2024: tune here, then the front is
+    # run on `evaluate_on`, benchmark fields that replace this one's, e.g. another class order).
+    protocol: str = spec("end_of_training", choices=("end_of_training", "two_phase"))
+    evaluate_on: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -171,6 +176,14 @@ class StudySpec:
         if self.scheduler.name == "asha" and self.scheduler.grace_period >= self.n_tasks:
             raise ConfigError(f"scheduler.grace_period={self.scheduler.grace_period} must be below the "
                               f"benchmark's {self.n_tasks} tasks")
+        if (self.protocol == "two_phase") != (self.evaluate_on is not None):
+            raise ConfigError("protocol: two_phase needs evaluate_on (benchmark fields to evaluate the front on, e.g. "
+                              "{class_order: seed7}); evaluate_on applies to protocol two_phase only")
+        if self.evaluate_on is not None:
+            evaluation = self.evaluation_benchmark()
+            if evaluation == self.benchmark:
+                raise ConfigError("evaluate_on: the evaluation benchmark equals the tuning one; change its name, "
+                                  "class_order or data (two_phase tunes on one and evaluates on another)")
         space = self.space()  # validate the search section now, not inside trials
         for k, entry in enumerate(self.enqueue):
             where = f"enqueue[{k}]"
@@ -190,6 +203,13 @@ class StudySpec:
 
     def space(self) -> StudySpace:
         return build_space(list(self.methods), self.search)
+
+    def evaluation_benchmark(self) -> BenchmarkConfig:
+        """The benchmark two_phase evaluates the front on: this one with ``evaluate_on``'s fields."""
+        if not isinstance(self.evaluate_on, Mapping):
+            raise ConfigError(f"evaluate_on: {self.evaluate_on!r} is not allowed; give benchmark fields, e.g. "
+                              "{class_order: seed7}")
+        return from_mapping(BenchmarkConfig, {**to_mapping(self.benchmark), **self.evaluate_on}, where="evaluate_on")
 
     def enqueued_params(self) -> list[dict[str, Any]]:
         """``enqueue`` in Optuna's parameter names (what the define-by-run space suggests)."""
@@ -216,7 +236,8 @@ class StudySpec:
             "prefix_cache": self.prefix_cache, "prefix_cache_max_gb": self.prefix_cache_max_gb,
             "eval_batch_size": self.eval_batch_size, "device": self.device,
             "callbacks": [t.to_dict() for t in self.callbacks],
-            "enqueue": [_plain(e) for e in self.enqueue],
+            "enqueue": [_plain(e) for e in self.enqueue], "protocol": self.protocol,
+            "evaluate_on": _plain(self.evaluate_on) if self.evaluate_on is not None else None,
         }
 
     @classmethod
@@ -287,7 +308,7 @@ class StudySpec:
 
 # StudySpec fields that are plain scalars (the rest are parsed by their own types above)
 _SCALARS = ("trials", "concurrency", "seed", "max_failures", "storage", "optuna_storage", "prefix_cache",
-            "prefix_cache_max_gb", "eval_batch_size", "device", "scenario", "name")
+            "prefix_cache_max_gb", "eval_batch_size", "device", "scenario", "name", "protocol")
 
 
 def _parse_objectives(objs: Any) -> tuple[Objective, ...]:

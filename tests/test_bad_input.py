@@ -248,3 +248,21 @@ def test_status_of_a_study_whose_every_trial_failed_exits_1(finished, tmp_path, 
     assert main(["study", "status", str(storage)]) == 1
     assert "no trial completed" in capsys.readouterr().out
     assert main(["study", "status", str(finished)]) == 0
+
+
+def test_status_shows_the_front_and_for_an_unfinished_study_elapsed_and_eta(finished, tmp_path, capsys):
+    """`incsweep study status` ends in what the driver's progress lines end in (issue 20, part 4)."""
+    import shutil
+
+    import yaml
+
+    assert main(["study", "status", str(finished)]) == 0
+    out = capsys.readouterr().out
+    assert "front: 1 configuration(s) on avg_acc:max, total_mb:min" in out and "elapsed" not in out
+    more = tmp_path / "more"
+    shutil.copytree(finished, more)
+    spec_file = more / "study.yaml"
+    spec_file.write_text(yaml.safe_dump({**yaml.safe_load(spec_file.read_text()), "trials": 3}))  # 1 of 3 done
+    assert main(["study", "status", str(more)]) == 0
+    out = capsys.readouterr().out
+    assert "1/3 trials finished" in out and "elapsed: " in out and "; ETA " in out

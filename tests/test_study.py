@@ -36,6 +36,14 @@ def spec_dict(**over) -> dict:
 # ---- spec ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("over, message", [
     ({"colour": 1}, "unknown key(s) ['colour']"),
+    # issue 21: tuning protocols and enqueued configurations
+    ({"protocol": "two_phase"}, "protocol: two_phase needs evaluate_on"),
+    ({"evaluate_on": {"class_order": "seed7"}}, "evaluate_on applies to protocol two_phase only"),
+    ({"protocol": "two_phase", "evaluate_on": {"class_order": "seed1993"}}, "the evaluation benchmark equals the tuning one"),
+    ({"protocol": "two_phase", "evaluate_on": {"class_order": "shuffled"}}, "class_order='shuffled' is not allowed"),
+    ({"protocol": "first_task"}, "protocol='first_task' is not allowed; choose one of ['end_of_training', 'two_phase']"),
+    ({"enqueue": [{"method": "joint", "params": {}}]}, "enqueue[0]: method 'joint' is not one of this study's"),
+    ({"enqueue": [{"method": "finetune", "params": {"width": 4}}]}, "enqueue[0]: ['width'] are not searched for finetune"),
     ({"objectives": ["test_avg_acc:max"]}, "test metrics are recorded, never optimised"),
     ({"objectives": ["accuracy:max"]}, "objective 'accuracy' is unknown"),
     ({"objectives": ["avg_acc:up"]}, "direction 'up' is not allowed; use max or min"),
@@ -614,3 +622,33 @@ def test_confirm_reruns_the_front_on_fresh_seeds_survives_kill_9_and_reports_mea
     for f in (tmp_path / "e").glob("*.yaml"):
         confirmed = yaml.safe_load(f.read_text())["provenance"]["confirmed"]
         assert confirmed["runs"] == 2 and set(confirmed["avg_acc"]) == {"mean", "std"}
+
+
+def test_two_phase_tunes_on_one_class_order_and_evaluates_the_front_on_another(local_ray, tmp_path, capsys):
+    """protocol: two_phase (GTEP, issue 21, part 2) from a spec through `incsweep study run`: the
+    search on seed1993, then its front run unchanged on evaluate_on's class order; analyze shows
+    both side by side with the gap."""
+    import yaml
+
+    from incsweep.analysis import load_results, summarize
+    from incsweep.study.cli import main
+
+    storage = tmp_path / "g"
+    spec_path = tmp_path / "g.yaml"
+    spec_path.write_text(yaml.safe_dump(spec_dict(protocol="two_phase", evaluate_on={"class_order": "seed7"},
+                                                  storage=str(storage))))
+    assert main(["study", "run", str(spec_path)]) == 0
+    assert "two_phase evaluation: " in capsys.readouterr().out
+    front = summarize(load_results(str(storage)), by=()).overall
+    tuned = {r["trial_id"]: json.loads(r["config_json"]) for r in _rows(str(storage), "t") if r["is_final"]}
+    evaluated = [json.loads(r["config_json"]) for r in _rows(str(storage / "evaluate"), "t.evaluate") if r["is_final"]]
+    assert len(evaluated) == len(front.front)
+    assert {e["benchmark"]["class_order"] for e in evaluated} == {"seed7"}
+    assert {t["benchmark"]["class_order"] for t in tuned.values()} == {"seed1993"}
+    same = [(e["method"], e["method_config"]) for e in evaluated]
+    assert all((t["method"], t["method_config"]) in same for t in (tuned[tid] for tid in
+               summarize(load_results(str(storage)), by=()).runs.take(front.front)["trial_id"].to_pylist()))
+    assert main(["analyze", str(storage)]) == 0
+    out = capsys.readouterr().out
+    assert f"Tuned on vs evaluated on (protocol two_phase, {len(front.front)} front configurations)" in out
+    assert "synthetic (seed7)" in out and "gap (test)" in out
