@@ -85,7 +85,7 @@ def test_entry_points_register_methods_and_benchmarks(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("nosuch", "unknown method 'nosuch'; registered: ['finetune'"),  # noqa: E501
+    ("nosuch", "unknown method 'nosuch'; registered: ['finetune'"),
     ("no_such_module_xyz:Cls", "module 'no_such_module_xyz' is not installed in this environment"),
     ("myplug:Missing", "module 'myplug' has no attribute 'Missing'"),
     ("myplug:NotAMethod", "not a subclass of incsweep.incremental.methods.Method"),
