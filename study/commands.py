@@ -80,12 +80,9 @@ def _console_logging() -> None:
 
 
 def _stored_spec(storage: str) -> StudySpec:
-    from .spec import StudySpec
+    from .spec import stored_spec
 
-    data = StudyLayout(storage).read_spec()
-    if data is None:
-        raise FileNotFoundError(f"{storage} holds no study (no study.yaml); start one with `incsweep study run SPEC.yaml`")
-    return StudySpec.from_dict({**data, "storage": storage})
+    return stored_spec(storage)[1]
 
 
 def _sub_uri(storage: str, name: str) -> str:

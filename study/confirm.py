@@ -22,7 +22,7 @@ from incsweep.analysis.confirmation import CONFIRM_SUFFIX, EVALUATE_SUFFIX
 from incsweep.incremental.errors import ConfigError
 
 from .layout import StudyLayout
-from .spec import StudySpec
+from .spec import StudySpec, stored_spec
 
 __all__ = ["Confirmation", "plan_confirmation", "plan_evaluation", "run_confirmation", "CONFIRM_DIR", "EVALUATE_DIR"]
 
@@ -68,12 +68,10 @@ def _selected(storage: str, spec: StudySpec, select: str) -> list[dict[str, Any]
 
 
 def _stored(storage: str) -> tuple[dict[str, Any], StudySpec]:
-    stored = StudyLayout(storage).read_spec()
-    if stored is None:
-        raise FileNotFoundError(f"{storage} holds no study (no study.yaml)")
-    if str(stored.get("name", "")).endswith((CONFIRM_SUFFIX, EVALUATE_SUFFIX)):
+    stored, spec = stored_spec(storage)
+    if spec.name.endswith((CONFIRM_SUFFIX, EVALUATE_SUFFIX)):
         raise ConfigError(f"{storage} holds a re-run of another study; name the study it re-runs")
-    return stored, StudySpec.from_dict({**stored, "storage": storage})
+    return stored, spec
 
 
 def _rerun(stored: dict[str, Any], *, name: str, seed: int, benchmark: dict[str, Any], entries: list[dict[str, Any]],

@@ -335,6 +335,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def stored_spec(storage: str) -> tuple[dict[str, Any], StudySpec]:
+    """The spec a study keeps in its storage (``study.yaml``), as stored and parsed (storage set)."""
+    from .layout import StudyLayout
+
+    data = StudyLayout(storage).read_spec()
+    if data is None:
+        raise FileNotFoundError(f"{storage} holds no study (no study.yaml); start one with `incsweep study run SPEC.yaml`")
+    return data, StudySpec.from_dict({**data, "storage": storage})
+
+
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study spec file."""
     if not Path(path).exists():

@@ -8,6 +8,7 @@ the explicit "no default space"), trainable, memory plan.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 from typing import Iterator, Mapping
@@ -76,8 +77,6 @@ def check_method_class(obj: object, name: str) -> type[Method]:
                           "of config field -> Float/Int/Choice, or to None for no default space")
     space = obj.search_space
     if space is not None:
-        import dataclasses
-
         fields = {f.name for f in dataclasses.fields(obj.config_cls)}
         stray = sorted(set(space) - fields)
         if stray:
