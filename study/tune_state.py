@@ -13,6 +13,7 @@ itself hangs) is caught the same way. docs/cluster.md, "Trust", says what this d
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import pickle
@@ -28,7 +29,10 @@ __all__ = ["check_tune_state", "pickle_globals", "ALLOWED_MODULES", "ALLOWED_BUI
 # studies: FIFO/ASHA/ParetoASHA, TPE/GP/NSGA-II/random, local and pyarrow filesystems).
 ALLOWED_MODULES = ("incsweep", "optuna", "numpy", "ray.tune", "ray.train", "ray.air", "datetime", "uuid",
                    "collections", "copyreg", "pyarrow._fs", "pyarrow._s3fs", "pyarrow._gcsfs", "pyarrow._hdfs",
-                   "pathlib", "_codecs", "enum", "decimal", "fractions")
+                   "pathlib", "_codecs", "enum", "decimal", "fractions",
+                   # a failed trial's error.pkl: Ray's exception types (ActorDiedError when a worker is
+                   # killed, OutOfMemoryError, RayTaskError wrapping the trial's own exception)
+                   "ray.exceptions")
 # builtins a pickle may name: containers and plain values; never getattr, eval, exec, open, __import__
 ALLOWED_BUILTINS = frozenset({"set", "frozenset", "list", "dict", "tuple", "bytearray", "bytes", "complex",
                               "range", "slice", "object", "int", "float", "str", "bool", "type"})
@@ -80,7 +84,9 @@ def pickle_globals(data: bytes) -> set[tuple[str, str]]:
 
 def _allowed(module: str, name: str) -> bool:
     if module == "builtins":
-        return name in ALLOWED_BUILTINS
+        # plus the builtin exception types (a RayTaskError's cause); looking a builtin up runs nothing
+        kind = getattr(builtins, name, None)
+        return name in ALLOWED_BUILTINS or (isinstance(kind, type) and issubclass(kind, BaseException))
     return any(module == m or module.startswith(m + ".") for m in ALLOWED_MODULES)
 
 
