@@ -137,7 +137,7 @@ def _analyze(args: argparse.Namespace) -> int:
         evaluated = evaluation_table(summary)
         if evaluated[1]:
             print()
-            print(f"Tuned on vs evaluated on (protocol two_phase, {len(evaluated[1])} front configurations):")
+            print(f"Tuned on vs evaluated on ({len(evaluated[1])} front configurations):")
             print(render_text(*evaluated))
     written: list[str] = []
     if args.out:

@@ -24,7 +24,7 @@ __all__ = ["CONFIRM_SUFFIX", "EVALUATE_SUFFIX", "is_confirmation", "split_confir
            "Confirmed", "confirmations", "evaluations"]
 
 CONFIRM_SUFFIX = ".confirm"
-# Protocol two_phase: the front run on the evaluation benchmark (study/confirm.py plan_evaluation).
+# Protocols two_phase and first_task: the front run in the evaluation phase (study/confirm.py plan_evaluation).
 EVALUATE_SUFFIX = ".evaluate"
 FLAG_SIGMAS = 2.0  # the search's value this many sample standard deviations from the confirmed mean: flagged
 
@@ -34,14 +34,14 @@ def is_confirmation(study: str) -> bool:
 
 
 def split_confirmation(table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(the studies' own rows, re-run rows: confirmations and two_phase evaluations)."""
+    """(the studies' own rows, re-run rows: confirmations and evaluation phases)."""
     study = pc.cast(table["study"], pa.string())
     mask = pc.or_(pc.ends_with(study, CONFIRM_SUFFIX), pc.ends_with(study, EVALUATE_SUFFIX))
     return table.filter(pc.invert(mask)), table.filter(mask)
 
 
 def method_key(config_json: str | None) -> str | None:
-    """A run's method, its configuration and scenario: what two_phase keeps from tuning to evaluation."""
+    """A run's method, its configuration and scenario: what an evaluation phase keeps from tuning."""
     config = json.loads(config_json) if config_json else {}
     if "method" not in config:
         return None
@@ -103,7 +103,7 @@ def confirmations(runs: pa.Table, confirmed: pa.Table, indices: Any, columns: li
 
 
 def evaluations(runs: pa.Table, reruns: pa.Table, indices: Any, column: str) -> list[tuple[int, dict[str, Any]]]:
-    """Protocol two_phase: for each of ``indices`` (rows of ``runs``) its evaluation run (a study named
+    """Protocols two_phase and first_task: for each of ``indices`` (rows of ``runs``) its evaluation run (a study named
     ``*.evaluate``): (index, that run's row)."""
     if reruns.num_rows == 0 or "config_json" not in runs.column_names:
         return []

@@ -43,7 +43,7 @@ def _is_uri(text: str) -> bool:
 def _list_dir(fs: pafs.FileSystem, root: str) -> list[str]:
     # A study's storage also holds Tune and cache folders: look only under results/ when it is there,
     # and under its re-runs' results: <storage>/confirm/seed-<k>/results (incsweep confirm) and
-    # <storage>/evaluate/results (protocol two_phase).
+    # <storage>/evaluate/results (protocols two_phase and first_task).
     base = root.rstrip("/")
     roots = [root]
     if fs.get_file_info(f"{base}/results").type == pafs.FileType.Directory:

@@ -140,8 +140,9 @@ def confirmation_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
 
 
 def evaluation_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
-    """Protocol two_phase: each front configuration tuned on one benchmark and evaluated on another,
-    side by side, with the generalisation gap (evaluated minus tuned, test split)."""
+    """Protocols two_phase and first_task: each front configuration as tuned (on one benchmark, or on
+    task 0 only) and as evaluated (on another benchmark, or on the whole stream), side by side, with
+    the gap (evaluated minus tuned, test split)."""
     from .confirmation import evaluations
 
     if summary.confirmed is None:
@@ -158,7 +159,8 @@ def evaluation_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
 
         def where(row: dict) -> str:
             b = json.loads(row["config_json"])["benchmark"]
-            return f"{b['name']} ({b.get('class_order')})"
+            n = int(row["tasks_done"])
+            return f"{b['name']} ({b.get('class_order')}), {n} task{'s' if n != 1 else ''}"
 
         gap = (ev[test] - run[test]) if ev.get(test) is not None and run.get(test) is not None else None
         rows.append([display_name(str(run["method"])), str(run["trial_id"]), where(run), _num(run[acc]),

@@ -247,12 +247,14 @@ class PrefixCache:
 
 
 # ---- the hooks a trainable calls -------------------------------------------------------------
-def start_state(config: RunConfig, cache: PrefixCache | None) -> tuple[dict[str, Any] | None, int]:
-    """The longest stored prefix of ``config`` -> (state for ``run(initial_state=)``, tasks done);
-    (None, 0) on a miss or without a cache."""
+def start_state(config: RunConfig, cache: PrefixCache | None,
+                max_tasks: int | None = None) -> tuple[dict[str, Any] | None, int]:
+    """The longest stored prefix of ``config`` of at most ``max_tasks`` tasks (None: any) -> (state
+    for ``run(initial_state=)``, tasks done); (None, 0) on a miss or without a cache."""
     if cache is None:
         return None, 0
-    for n_done in range(len(config.benchmark.task_sizes), 0, -1):
+    longest = len(config.benchmark.task_sizes) if max_tasks is None else min(max_tasks, len(config.benchmark.task_sizes))
+    for n_done in range(longest, 0, -1):
         state = cache.get(config, n_done)
         if state is not None:
             log.info("prefix cache: %s starts after task %d", config.method, n_done - 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from .metrics import Metrics, compute_metrics
 from .process_state import run_process_state, scoped_global_rng
 from .provenance import code_version
 from .ranges import EVAL_BATCH_SIZE, SEED
-from .vocabulary import TEST_PREFIX, WALL_TIME
+from .vocabulary import CPU_TIME, TEST_PREFIX, WALL_TIME
 
 __all__ = ["RunConfig", "TaskResult", "RunResult", "run", "load_run_config", "CHECKPOINT_FILE", "code_version"]
 
@@ -170,6 +171,7 @@ class TaskResult:
     wall_s: float  # this task, training + evaluation
     elapsed_s: float  # run so far (excluding time before a resume)
     method_stats: Mapping[str, float] = dataclasses.field(default_factory=dict)  # Method.task_stats()
+    cpu_s: float = math.nan  # CPU seconds of this process on the task (NaN: a result recorded before it existed)
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -186,7 +188,7 @@ class TaskResult:
     def flat(self) -> dict[str, Any]:
         """Flat metrics: val metrics unprefixed (the study objectives), test ones ``test_``-prefixed."""
         return {"task": self.task, "n_tasks": self.n_tasks, **self.val.as_dict(), **self.test.as_dict(TEST_PREFIX),
-                **self.memory.as_dict(), WALL_TIME: self.wall_s}
+                **self.memory.as_dict(), WALL_TIME: self.wall_s, CPU_TIME: self.cpu_s}
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,7 @@ def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskRes
     start = time.perf_counter()
     last = bench.n_tasks if stop_after is None else min(bench.n_tasks, stop_after)
     for task in bench.tasks[len(results):last]:
-        tic = time.perf_counter()
+        tic, cpu_tic = time.perf_counter(), time.process_time()
         _seed_all(derive_seed(config.seed, task.index))
         method.begin_task(task)
         method.train_task(task)
@@ -324,6 +326,7 @@ def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskRes
             task=task.index, n_tasks=bench.n_tasks, scenario=config.task_scenario, acc_row=tuple(row),
             val_acc_row=tuple(val_row), seen_acc=seen_acc, val_seen_acc=val_seen, test=test_m, val=val_m,
             memory=method.memory(), wall_s=now - tic, elapsed_s=now - start, method_stats=method.task_stats(),
+            cpu_s=time.process_time() - cpu_tic,
         )
         results.append(result)
         log.info("%s task %d/%d: acc %.4f avg %.4f memory %.3f MB (%.1f s)", config.method, task.index + 1,

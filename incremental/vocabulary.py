@@ -15,8 +15,8 @@ from .errors import ConfigError
 from .memory_report import MemoryReport
 from .metrics import Metrics
 
-__all__ = ["ACCURACY_METRICS", "TEST_PREFIX", "TEST_METRICS", "MEMORY_COLUMNS", "WALL_TIME", "OPTIMISABLE",
-           "REPORTED", "MEMORY_METRIC", "AVG_ACC", "LAST_ACC", "SPLITS", "split_column", "LABELS", "label"]
+__all__ = ["ACCURACY_METRICS", "TEST_PREFIX", "TEST_METRICS", "MEMORY_COLUMNS", "WALL_TIME", "CPU_TIME", "FROM_CACHE",
+           "OPTIMISABLE", "REPORTED", "MEMORY_METRIC", "AVG_ACC", "LAST_ACC", "SPLITS", "split_column", "LABELS", "label"]
 
 # Accuracy metrics, once per split: validation unprefixed (what studies optimise), test prefixed
 # (recorded, never optimised: docs/protocols.md, "Validation and test").
@@ -30,11 +30,17 @@ MEMORY_COLUMNS: dict[str, type] = MemoryReport.columns()
 AVG_ACC = "avg_acc"  # average incremental accuracy: the study's default accuracy objective
 LAST_ACC = "last_acc"  # accuracy on all seen classes after the last task so far
 WALL_TIME = "wall_s"  # seconds of the task (a run's final row: the whole run)
+# CPU seconds of the process running the task, all its threads (a run's final row: the whole run):
+# a study's compute, robust to other load on the machine (benchmarks/study_efficiency.py sums it).
+CPU_TIME = "cpu_s"
+# A results row whose task was reused from the prefix cache: its wall_s and cpu_s were spent by the
+# trial that stored the prefix, not by this one (null on final rows).
+FROM_CACHE = "from_cache"
 MEMORY_METRIC = "total_mb"  # the memory axis of every accuracy/memory question (docs/protocols.md)
 # What a trial reports on every task that a study may optimise or constrain.
-OPTIMISABLE: tuple[str, ...] = ACCURACY_METRICS + tuple(MEMORY_COLUMNS) + (WALL_TIME,)
+OPTIMISABLE: tuple[str, ...] = ACCURACY_METRICS + tuple(MEMORY_COLUMNS) + (WALL_TIME, CPU_TIME)
 # Every scalar result of a task, both splits (the export's metric columns).
-REPORTED: tuple[str, ...] = ACCURACY_METRICS + TEST_METRICS + tuple(MEMORY_COLUMNS) + (WALL_TIME,)
+REPORTED: tuple[str, ...] = ACCURACY_METRICS + TEST_METRICS + tuple(MEMORY_COLUMNS) + (WALL_TIME, CPU_TIME)
 
 
 def split_column(name: str, split: str) -> str:
@@ -47,7 +53,7 @@ def split_column(name: str, split: str) -> str:
 
 # What people read for each name (axis labels, table headings): from the dataclasses' field metadata.
 LABELS: dict[str, str] = {**{f.name: f.metadata["label"] for f in dataclasses.fields(Metrics)},
-                          **MemoryReport.labels(), WALL_TIME: "wall time (s)"}
+                          **MemoryReport.labels(), WALL_TIME: "wall time (s)", CPU_TIME: "CPU time (s)"}
 _SPLIT_NAMES = {"val": "validation", "test": "test"}
 
 

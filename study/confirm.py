@@ -21,7 +21,7 @@ from typing import Any
 from incsweep.analysis.confirmation import CONFIRM_SUFFIX, EVALUATE_SUFFIX
 from incsweep.incremental.errors import ConfigError
 
-from .layout import StudyLayout
+from .layout import EVALUATE_DIR, StudyLayout
 from .spec import StudySpec, stored_spec
 
 __all__ = ["Confirmation", "plan_confirmation", "plan_evaluation", "run_confirmation", "CONFIRM_DIR", "EVALUATE_DIR"]
@@ -29,7 +29,6 @@ __all__ = ["Confirmation", "plan_confirmation", "plan_evaluation", "run_confirma
 log = logging.getLogger(__name__)
 
 CONFIRM_DIR = "confirm"
-EVALUATE_DIR = "evaluate"  # protocol two_phase: the front on the evaluation benchmark
 
 
 @dataclass(frozen=True)
@@ -75,12 +74,13 @@ def _stored(storage: str) -> tuple[dict[str, Any], StudySpec]:
 
 
 def _rerun(stored: dict[str, Any], *, name: str, seed: int, benchmark: dict[str, Any], entries: list[dict[str, Any]],
-           storage: str) -> StudySpec:
-    """The study that runs ``entries`` as searched but for seed and benchmark: FIFO, one trial each."""
+           storage: str, protocol: str = "end_of_training") -> StudySpec:
+    """The study that runs ``entries`` as searched but for seed and benchmark: FIFO, one trial each.
+    ``protocol``: first_task keeps a confirmation on the search's horizon (task 0), so that the two compare."""
     return StudySpec.from_dict({**stored, "name": name, "seed": seed, "benchmark": benchmark,
                                 "sampler": {"name": "random"}, "scheduler": {"name": "fifo"}, "trials": len(entries),
                                 "enqueue": entries, "storage": storage, "optuna_storage": None,
-                                "protocol": "end_of_training", "evaluate_on": None})
+                                "protocol": protocol, "evaluate_on": None})
 
 
 def plan_confirmation(storage: str, *, seeds: int, select: str = "front",
@@ -97,18 +97,21 @@ def plan_confirmation(storage: str, *, seeds: int, select: str = "front",
         bench = dict(stored["benchmark"])
         if fresh_class_orders and order.startswith("seed"):
             bench["class_order"] = f"seed{int(order.removeprefix('seed')) + k}"
+        protocol = "first_task" if spec.protocol == "first_task" else "end_of_training"
         out.append(Confirmation(seed, _rerun(stored, name=spec.name + CONFIRM_SUFFIX, seed=seed, benchmark=bench,
-                                             entries=entries,
+                                             entries=entries, protocol=protocol,
                                              storage=f"{storage.rstrip('/')}/{CONFIRM_DIR}/seed-{seed}")))
     return out
 
 
 def plan_evaluation(storage: str) -> Confirmation:
-    """Protocol two_phase's second phase: the study's front on its ``evaluate_on`` benchmark, with the
-    study's seed, as ``<name>.evaluate`` in ``<storage>/evaluate``."""
+    """The evaluation phase of protocols two_phase and first_task: the study's front, with the study's
+    seed, as ``<name>.evaluate`` in ``<storage>/evaluate``, on the ``evaluate_on`` benchmark (two_phase)
+    or on the whole stream of the study's own (first_task, whose trials ran task 0 only)."""
     stored, spec = _stored(storage)
-    if spec.protocol != "two_phase":
-        raise ConfigError(f"study {spec.name} uses protocol {spec.protocol}, not two_phase")
+    if not spec.evaluates_front:
+        raise ConfigError(f"study {spec.name} uses protocol {spec.protocol}, which has no evaluation phase "
+                          "(two_phase and first_task have one)")
     entries = _selected(storage, spec, "front")
     bench = {**stored["benchmark"], **dict(spec.evaluate_on or {})}
     return Confirmation(spec.seed, _rerun(stored, name=spec.name + EVALUATE_SUFFIX, seed=spec.seed, benchmark=bench,

@@ -12,10 +12,11 @@ from incsweep.incremental.errors import ConfigError
 
 from .results import resolve_storage
 
-__all__ = ["StudyLayout"]
+__all__ = ["StudyLayout", "EVALUATE_DIR"]
 
 SPEC_FILE = "study.yaml"
 TUNE_NAME = "tune"  # Tune's experiment directory under the storage
+EVALUATE_DIR = "evaluate"  # protocols two_phase and first_task: the front's evaluation phase (study/confirm.py)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,14 @@ class StudyLayout:
         return str(self.local_root / "optuna.journal")
 
     def prefix_cache_dir(self) -> str | None:
-        return str(self.local_root / "prefix_cache") if self.is_local else None
+        """``<storage>/prefix_cache``; an evaluation phase (``<study>/evaluate``) shares its study's, so
+        under first_task the front's whole-stream runs start from the task-0 states its search stored."""
+        if not self.is_local:
+            return None
+        root = self.local_root
+        if root.name == EVALUATE_DIR and (root.parent / SPEC_FILE).exists():
+            root = root.parent
+        return str(root / "prefix_cache")
 
     def read_spec(self) -> dict | None:
         fs = self._resolved[0]

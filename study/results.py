@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from incsweep.incremental.errors import ConfigError, DataFormatError
 from incsweep.incremental.memory_report import MemoryReport
 from incsweep.incremental.provenance import code_version
-from incsweep.incremental.vocabulary import ACCURACY_METRICS, TEST_METRICS, WALL_TIME
+from incsweep.incremental.vocabulary import ACCURACY_METRICS, CPU_TIME, FROM_CACHE, TEST_METRICS, WALL_TIME
 
 if TYPE_CHECKING:  # the engine (torch) only for annotations: analysis and the CLI's help stay torch-free
     from incsweep.incremental.run import RunResult, TaskResult
@@ -63,20 +63,25 @@ def trial_path(root: str, study: str, method: str, trial_id: str) -> str:
 
 def task_row(result: TaskResult | Mapping[str, Any], *, study: str, trial_id: str, method: str, benchmark: str,
              seed: int, config_json: str, params: Mapping[str, Any], started_at: datetime,
-             finished_at: datetime | None = None, version: str | None = None) -> dict[str, Any]:
-    """The row of one finished task (``result``: a TaskResult or its ``as_dict()``)."""
+             finished_at: datetime | None = None, version: str | None = None,
+             n_tasks: int | None = None, from_cache: bool = False) -> dict[str, Any]:
+    """The row of one finished task (``result``: a TaskResult or its ``as_dict()``). ``n_tasks``: the
+    tasks the run covers when it stops early by design (protocol first_task: 1); None: the benchmark's.
+    ``from_cache``: the task was reused from the prefix cache, not computed by this trial."""
     r = dict(result) if isinstance(result, Mapping) else result.as_dict()
+    covered = int(r["n_tasks"]) if n_tasks is None else int(n_tasks)
     memory = MemoryReport(**{k: int(v) for k, v in r["memory"].items() if k not in MemoryReport.DERIVED})
     row: dict[str, Any] = {
         "study": study, "trial_id": trial_id, "method": method, "benchmark": benchmark,
-        "scenario": r["scenario"], "task": int(r["task"]), "n_tasks": int(r["n_tasks"]),
+        "scenario": r["scenario"], "task": int(r["task"]), "n_tasks": covered,
         "tasks_done": int(r["task"]) + 1, "is_final": False,
-        "complete": int(r["task"]) + 1 == int(r["n_tasks"]), "status": TASK_STATUS, "error": None,
+        "complete": int(r["task"]) + 1 == covered, "status": TASK_STATUS, "error": None,
         **{name: r["val"][name] for name in ACCURACY_METRICS},
         **{test_name: r["test"][name] for name, test_name in zip(ACCURACY_METRICS, TEST_METRICS)},
         "acc_row": [float(a) for a in r["acc_row"]], "val_acc_row": [float(a) for a in r["val_acc_row"]],
         **memory.as_dict(),
-        WALL_TIME: float(r[WALL_TIME]), "seed": int(seed), "config_json": config_json,
+        WALL_TIME: float(r[WALL_TIME]), CPU_TIME: float(r.get(CPU_TIME, math.nan)), FROM_CACHE: bool(from_cache),
+        "seed": int(seed), "config_json": config_json,
         "code_version": version if version is not None else code_version(),
         "started_at": started_at, "finished_at": finished_at or utcnow(),
     }
@@ -96,6 +101,7 @@ def final_row(task_rows: Sequence[Mapping[str, Any]], *, status: str, error: str
         last = max(task_rows, key=lambda row: row["task"])
         row = dict(last)
         row[WALL_TIME] = float(sum(r[WALL_TIME] for r in task_rows)) if wall_s is None else wall_s
+        row[CPU_TIME] = float(sum(r.get(CPU_TIME, math.nan) for r in task_rows))
     else:
         if template is None:
             raise ValueError("final_row needs task rows or a template")
@@ -105,6 +111,7 @@ def final_row(task_rows: Sequence[Mapping[str, Any]], *, status: str, error: str
         for name in ACCURACY_METRICS + TEST_METRICS:
             row[name] = math.nan
     row.update(is_final=True, status=status, error=error, finished_at=finished_at or utcnow())
+    row[FROM_CACHE] = None
     row["complete"] = bool(row.get("tasks_done") == row.get("n_tasks")) and status == "complete"
     return row
 

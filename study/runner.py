@@ -325,7 +325,7 @@ def _param_space(spec: StudySpec, layout: StudyLayout) -> dict[str, Any]:
 
     return TrialConfig.shared(study=spec.name, base=spec.base_run(), prefix_cache=cache, device=spec.device,
                               prefix_cache_max_bytes=int(spec.prefix_cache_max_gb * 2**30),
-                              threads=max(1, int(spec.resources.cpu)))
+                              threads=max(1, int(spec.resources.cpu)), tasks=spec.trial_tasks)
 
 
 def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = False,

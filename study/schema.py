@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from incsweep.incremental.vocabulary import ACCURACY_METRICS, MEMORY_COLUMNS, TEST_METRICS, WALL_TIME
+from incsweep.incremental.vocabulary import ACCURACY_METRICS, CPU_TIME, FROM_CACHE, MEMORY_COLUMNS, TEST_METRICS, WALL_TIME
 
 __all__ = ["RESULTS_SCHEMA", "PARTITION_KEYS", "study_file_schema", "file_schema", "PARAM_PREFIX", "STAT_PREFIX",
            "FINAL_STATUSES", "TASK_STATUS", "param_column", "stat_column"]
@@ -57,6 +57,8 @@ RESULTS_SCHEMA = pa.schema(
         # MemoryReport's fields and totals (total_mb = total_bytes / 2**20; train_state_bytes: training only)
         *(pa.field(name, _ARROW[kind]) for name, kind in MEMORY_COLUMNS.items()),
         pa.field(WALL_TIME, pa.float64()),  # wall time of this task (final row: whole run)
+        pa.field(CPU_TIME, pa.float64()),  # CPU seconds of this task (final row: whole run); NaN: not measured
+        pa.field(FROM_CACHE, pa.bool_()),  # task reused from the prefix cache (its times were another trial's); final: null
         pa.field("seed", pa.int64()),
         pa.field("config_json", pa.string()),  # the full resolved RunConfig as JSON
         pa.field("code_version", pa.string()),

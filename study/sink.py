@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 from ray.tune import Callback
 
-from incsweep.incremental.vocabulary import AVG_ACC, MEMORY_METRIC, WALL_TIME
+from incsweep.incremental.vocabulary import AVG_ACC, FROM_CACHE, MEMORY_METRIC, WALL_TIME
 from incsweep.trainables.boundary import TrialConfig
 
 from .results import final_row, read_trial_file, task_row, utcnow, write_trial_file
@@ -107,7 +107,8 @@ class ParquetSink(Callback):
             task, study=self.study, trial_id=trial.trial_id, method=method,
             benchmark=json.loads(result["config_json"])["benchmark"]["name"], seed=int(json.loads(result["config_json"])["seed"]),
             config_json=result["config_json"], params=self._params(trial),
-            started_at=datetime.fromisoformat(result["started_at"]))
+            started_at=datetime.fromisoformat(result["started_at"]), n_tasks=self.n_tasks,
+            from_cache=bool(result.get(FROM_CACHE)))
         self._final.pop(trial.trial_id, None)  # a resumed trial reports again: its end is not known yet
         self._write(trial.trial_id)
 
@@ -215,7 +216,7 @@ class ProgressLog(Callback):
         self._trained += 1
         if self._first is None:
             self._first = self._clock()
-        cached = " (cached prefix)" if result.get("from_cache") else ""
+        cached = " (cached prefix)" if result.get(FROM_CACHE) else ""
         log.info("%s %-6s task %d/%d  val avg_acc %.4f  total %.3f MB  %.1f s%s  %s", trial.trial_id, result["method"],
                  result["tasks_done"], self.n_tasks, result[AVG_ACC], result[MEMORY_METRIC], result[WALL_TIME], cached,
                  self.progress())

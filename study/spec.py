@@ -39,6 +39,8 @@ __all__ = ["StudySpec", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec
 METRICS = OPTIMISABLE
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a path segment and an Optuna study name
 _OPS = ("<=", ">=")
+# docs/study.md, "Tuning protocols": the first is the default.
+PROTOCOLS = ("end_of_training", "two_phase", "first_task")
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,10 @@ class StudySpec:
     enqueue: tuple[Mapping[str, Any], ...] = ()
     # How the study's answer is measured (docs/study.md, "Tuning protocols"): end_of_training (tune
     # and report on this benchmark); two_phase (GTEP, Cha & Cho 2024: tune here, then the front is
-    # run on `evaluate_on`, benchmark fields that replace this one's, e.g. another class order).
-    protocol: str = spec("end_of_training", choices=("end_of_training", "two_phase"))
+    # run on `evaluate_on`, benchmark fields that replace this one's, e.g. another class order);
+    # first_task (Lee et al. 2024: trials run task 0 only and are judged there, then the front runs
+    # the whole stream with those values fixed).
+    protocol: str = spec("end_of_training", choices=PROTOCOLS)
     evaluate_on: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -173,6 +177,9 @@ class StudySpec:
         if self.benchmark.val_fraction <= 0 and self.benchmark.val_per_class is None:
             raise ConfigError("benchmark.val_fraction must be > 0 (or benchmark.val_per_class set): study objectives "
                               "are measured on the validation split")
+        if self.protocol == "first_task" and self.scheduler.name == "asha":
+            raise ConfigError("scheduler: asha stops trials between tasks, but protocol first_task runs one task per "
+                              "trial; use scheduler: {name: fifo}")
         if self.scheduler.name == "asha" and self.scheduler.grace_period >= self.n_tasks:
             raise ConfigError(f"scheduler.grace_period={self.scheduler.grace_period} must be below the "
                               f"benchmark's {self.n_tasks} tasks")
@@ -199,13 +206,27 @@ class StudySpec:
 
     @property
     def n_tasks(self) -> int:
-        return len(self.benchmark.task_sizes)
+        """The tasks each search trial runs: the whole stream, or task 0 alone under first_task."""
+        return 1 if self.protocol == "first_task" else len(self.benchmark.task_sizes)
+
+    @property
+    def trial_tasks(self) -> int | None:
+        """What trials are told to stop after (None: the whole stream)."""
+        return 1 if self.protocol == "first_task" else None
+
+    @property
+    def evaluates_front(self) -> bool:
+        """Whether the search is followed by an evaluation phase (the front run again, study/confirm.py)."""
+        return self.protocol in ("two_phase", "first_task")
 
     def space(self) -> StudySpace:
         return build_space(list(self.methods), self.search)
 
     def evaluation_benchmark(self) -> BenchmarkConfig:
-        """The benchmark two_phase evaluates the front on: this one with ``evaluate_on``'s fields."""
+        """The benchmark the evaluation phase runs the front on: this one with ``evaluate_on``'s fields
+        (two_phase), or this one (first_task: the whole stream)."""
+        if self.evaluate_on is None:
+            return self.benchmark
         if not isinstance(self.evaluate_on, Mapping):
             raise ConfigError(f"evaluate_on: {self.evaluate_on!r} is not allowed; give benchmark fields, e.g. "
                               "{class_order: seed7}")

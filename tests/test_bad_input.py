@@ -266,3 +266,31 @@ def test_status_shows_the_front_and_for_an_unfinished_study_elapsed_and_eta(fini
     assert main(["study", "status", str(more)]) == 0
     out = capsys.readouterr().out
     assert "1/3 trials finished" in out and "elapsed: " in out and "; ETA " in out
+
+
+def test_a_failed_trials_error_pickle_passes_the_resume_guard_and_a_planted_one_does_not(tmp_path):
+    """A trial whose Ray worker died (OOM killer, kill -9) leaves Tune an error.pkl holding Ray's
+    exception (found when a kill -9 test's worker died: `study resume` then refused the study). Ray's
+    exception types and a wrapped builtin exception pass; a planted callable still does not."""
+    import pickle
+
+    import ray.exceptions as ray_errors
+    from ray import cloudpickle
+
+    from incsweep.incremental.errors import ConfigError
+    from incsweep.study.tune_state import check_tune_state
+
+    trial = tmp_path / "tune" / "trial_1"
+    trial.mkdir(parents=True)
+    for error in (ray_errors.ActorDiedError(), ray_errors.OutOfMemoryError("worker killed"),
+                  ray_errors.RayTaskError("run_trial", "traceback", RuntimeError("CUDA error"))):
+        (trial / "error.pkl").write_bytes(cloudpickle.dumps(error))
+        assert check_tune_state(str(tmp_path / "tune")) == 1
+
+    class Planted:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    (trial / "error.pkl").write_bytes(pickle.dumps(Planted()))
+    with pytest.raises(ConfigError, match="refers to posix.system"):
+        check_tune_state(str(tmp_path / "tune"))

@@ -41,7 +41,10 @@ def spec_dict(**over) -> dict:
     ({"evaluate_on": {"class_order": "seed7"}}, "evaluate_on applies to protocol two_phase only"),
     ({"protocol": "two_phase", "evaluate_on": {"class_order": "seed1993"}}, "the evaluation benchmark equals the tuning one"),
     ({"protocol": "two_phase", "evaluate_on": {"class_order": "shuffled"}}, "class_order='shuffled' is not allowed"),
-    ({"protocol": "first_task"}, "protocol='first_task' is not allowed; choose one of ['end_of_training', 'two_phase']"),
+    ({"protocol": "warmup"}, "protocol='warmup' is not allowed; choose one of ['end_of_training', 'two_phase', 'first_task']"),
+    ({"protocol": "first_task", "scheduler": {"name": "asha", "grace_period": 1}},
+     "protocol first_task runs one task per trial; use scheduler: {name: fifo}"),
+    ({"protocol": "first_task", "evaluate_on": {"class_order": "seed7"}}, "evaluate_on applies to protocol two_phase only"),
     ({"enqueue": [{"method": "joint", "params": {}}]}, "enqueue[0]: method 'joint' is not one of this study's"),
     ({"enqueue": [{"method": "finetune", "params": {"width": 4}}]}, "enqueue[0]: ['width'] are not searched for finetune"),
     ({"objectives": ["test_avg_acc:max"]}, "test metrics are recorded, never optimised"),
@@ -650,5 +653,56 @@ def test_two_phase_tunes_on_one_class_order_and_evaluates_the_front_on_another(l
                summarize(load_results(str(storage)), by=()).runs.take(front.front)["trial_id"].to_pylist()))
     assert main(["analyze", str(storage)]) == 0
     out = capsys.readouterr().out
-    assert f"Tuned on vs evaluated on (protocol two_phase, {len(front.front)} front configurations)" in out
-    assert "synthetic (seed7)" in out and "gap (test)" in out
+    assert f"Tuned on vs evaluated on ({len(front.front)} front configurations)" in out
+    assert "synthetic (seed7), 3 tasks" in out and "gap (test)" in out
+
+
+def test_first_task_tunes_on_task_0_and_runs_the_front_on_the_whole_stream(local_ray, tmp_path, capsys):
+    """protocol: first_task (Lee et al. 2024; issue 21, part 2) from a spec through `incsweep study
+    run`: every search trial runs task 0 only and counts as complete there (Optuna COMPLETE, its rows
+    say 1 task of 1); the front then runs the whole stream with the same values, starting from the
+    task-0 states the search stored; analyze shows task 0 beside the whole stream."""
+    import yaml
+
+    from incsweep.analysis import load_results, summarize
+    from incsweep.study.cli import main
+    from incsweep.study.confirm import plan_confirmation
+
+    storage = tmp_path / "f"
+    spec_path = tmp_path / "f.yaml"
+    spec_path.write_text(yaml.safe_dump(spec_dict(protocol="first_task", storage=str(storage))))
+    assert main(["study", "run", str(spec_path)]) == 0
+    assert "first_task evaluation: " in capsys.readouterr().out
+
+    search = _check_exactly_once(_rows(str(storage), "t"), 1)
+    assert len(search) == 4
+    for rows in search.values():
+        final = next(r for r in rows if r["is_final"])
+        assert [r["task"] for r in rows if not r["is_final"]] == [0]
+        assert final["status"] == "complete" and final["complete"] and final["n_tasks"] == 1
+    assert set(_optuna_states(str(storage), "t")) == {"COMPLETE"}
+
+    front = summarize(load_results(str(storage)), by=()).overall
+    evaluated = _check_exactly_once(_rows(str(storage / "evaluate"), "t.evaluate"), 3)
+    assert len(evaluated) == len(front.front)
+    task0_of_search = {(r["config_json"], r["wall_s"]) for rows in search.values() for r in rows if not r["is_final"]}
+    for rows in evaluated.values():
+        final = next(r for r in rows if r["is_final"])
+        assert final["complete"] and final["n_tasks"] == 3
+        # the whole-stream run resumed from the search's cached task-0 state: that task's row is the
+        # search's own (same wall time to the last digit), not a re-training
+        first = next(r for r in rows if r["task"] == 0 and not r["is_final"])
+        assert (first["config_json"], first["wall_s"]) in task0_of_search
+        # and its rows say so: compute spent by this run is that of tasks 1 and 2 only
+        assert [r["from_cache"] for r in sorted(rows, key=lambda r: r["task"]) if not r["is_final"]] == [True, False, False]
+        assert all(r["cpu_s"] > 0 for r in rows) and final["from_cache"] is None
+    assert not any(r["from_cache"] for rows in search.values() for r in rows if not r["is_final"])
+
+    assert main(["analyze", str(storage)]) == 0
+    out = capsys.readouterr().out
+    assert f"Tuned on vs evaluated on ({len(front.front)} front configurations)" in out
+    assert "synthetic (seed1993), 1 task " in out and "synthetic (seed1993), 3 tasks" in out
+
+    # a confirmation of a first_task front stays on the search's horizon, so the two compare
+    (plan,) = plan_confirmation(str(storage), seeds=1)
+    assert plan.spec.protocol == "first_task" and plan.spec.n_tasks == 1

@@ -32,6 +32,7 @@ class TrialConfig:
     prefix_cache: str | None = None  # directory of the study's prefix cache; None: off
     prefix_cache_max_bytes: int | None = None
     threads: int = 1  # torch threads: the trial's CPU share
+    tasks: int | None = None  # stop after this many tasks (protocol first_task: 1); None: the whole stream
 
     def __post_init__(self) -> None:
         for name, kind in (("study", str), ("method", str)):
@@ -46,14 +47,19 @@ class TrialConfig:
             raise ConfigError(f"trial config: device={self.device!r}; allowed {list(DEVICES)}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
             raise ConfigError(f"trial config: threads={self.threads!r} must be a whole number >= 1")
+        if self.tasks is not None and (isinstance(self.tasks, bool) or not isinstance(self.tasks, int) or self.tasks < 1):
+            raise ConfigError(f"trial config: tasks={self.tasks!r} must be a whole number >= 1 or None")
 
     @classmethod
     def shared(cls, *, study: str, base: Mapping[str, Any], device: str, prefix_cache: str | None,
-               prefix_cache_max_bytes: int | None, threads: int) -> dict[str, Any]:
+               prefix_cache_max_bytes: int | None, threads: int, tasks: int | None = None) -> dict[str, Any]:
         """The study's part of Tune's ``param_space`` (validated as a whole trial would be)."""
         probe = cls(study=study, method="?", base=dict(base), params={}, device=device, prefix_cache=prefix_cache,
-                    prefix_cache_max_bytes=prefix_cache_max_bytes, threads=threads)
-        return {k: v for k, v in probe.to_tune().items() if k not in ("method", "params")}
+                    prefix_cache_max_bytes=prefix_cache_max_bytes, threads=threads, tasks=tasks)
+        # Studies written before ``tasks`` existed keep their Tune config unchanged: the key only
+        # travels when a trial stops early by design.
+        return {k: v for k, v in probe.to_tune().items()
+                if k not in ("method", "params") and not (k == "tasks" and v is None)}
 
     @classmethod
     def from_tune(cls, config: Mapping[str, Any]) -> "TrialConfig":

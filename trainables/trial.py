@@ -26,7 +26,7 @@ import torch
 from incsweep.incremental.errors import ConfigError, DivergedError
 from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint, run
-from incsweep.incremental.vocabulary import OPTIMISABLE
+from incsweep.incremental.vocabulary import FROM_CACHE, OPTIMISABLE
 
 __all__ = ["TrialSpec", "run_trial", "task_metrics", "OBJECTIVE_SENTINEL"]
 
@@ -47,6 +47,13 @@ class TrialSpec:
     prefix_cache: str | None
     prefix_cache_max_bytes: int | None
     threads: int
+    tasks: int | None = None  # stop after this many tasks (protocol first_task); None: the whole stream
+
+    @property
+    def horizon(self) -> int:
+        """The tasks this trial runs (its last report ends the run)."""
+        n = len(self.run_config.benchmark.task_sizes)
+        return n if self.tasks is None else min(self.tasks, n)
 
     @classmethod
     def from_trial_config(cls, trial: TrialConfig, device: str) -> "TrialSpec":
@@ -54,13 +61,15 @@ class TrialSpec:
                     "method_config": {**dict(trial.base.get("method_config") or {}), **trial.params}}
         return cls(study=trial.study, run_config=RunConfig.from_dict(run_dict), params=dict(trial.params),
                    prefix_cache=trial.prefix_cache, prefix_cache_max_bytes=trial.prefix_cache_max_bytes,
-                   threads=trial.threads)
+                   threads=trial.threads, tasks=trial.tasks)
 
 
-def task_metrics(result: TaskResult, config: RunConfig, started_at: str) -> dict[str, Any]:
-    """The metrics of one task as reported to Tune (flat scalars plus the JSON the sink needs)."""
+def task_metrics(result: TaskResult, config: RunConfig, started_at: str, horizon: int | None = None) -> dict[str, Any]:
+    """The metrics of one task as reported to Tune (flat scalars plus the JSON the sink needs);
+    ``horizon``: the tasks the trial runs (None: the benchmark's), whose last report ends the run."""
     flat = result.flat()
-    return {**flat, "tasks_done": result.task + 1, OBJECTIVE_SENTINEL: result.task + 1 == result.n_tasks,
+    last = result.n_tasks if horizon is None else horizon
+    return {**flat, "tasks_done": result.task + 1, OBJECTIVE_SENTINEL: result.task + 1 == last,
             "diverged": False, "method": config.method, "task_result_json": json.dumps(result.as_dict()),
             "config_json": config.to_json(), "started_at": started_at}
 
@@ -100,29 +109,30 @@ def run_trial(config: Mapping[str, Any]) -> None:
             state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
         log.info("trial resumes after %d task(s) from its Tune checkpoint", len(state["results"]))
 
-    if state is not None and len(state["results"]) == len(run_cfg.benchmark.task_sizes):
+    horizon = spec.horizon
+    if state is not None and len(state["results"]) >= horizon:
         # Restored after its last task (the driver died before recording the end): report the final
         # task again so the trial ends with the whole run's objectives, not an older report's.
-        tune.report(task_metrics(TaskResult.from_dict(state["results"][-1]), run_cfg, started_at))
+        tune.report(task_metrics(TaskResult.from_dict(state["results"][horizon - 1]), run_cfg, started_at, horizon))
         return
 
     with tempfile.TemporaryDirectory(prefix="incsweep-trial-") as work:
         ckpt_dir = Path(work)
         if state is None and cache is not None:
-            state, n_done = start_state(run_cfg, cache)
+            state, n_done = start_state(run_cfg, cache, max_tasks=horizon)
             if state is not None:
                 log.info("trial starts from a cached prefix of %d task(s)", n_done)
-                _report_cached(run_cfg, state, ckpt_dir, started_at)
+                _report_cached(run_cfg, state, ckpt_dir, started_at, horizon)
 
         def on_task_end(result: TaskResult) -> None:
             path = ckpt_dir / CHECKPOINT_FILE
             if cache is not None:
                 cache.put(run_cfg, path, result.task + 1)
-            tune.report(task_metrics(result, run_cfg, started_at),
+            tune.report(task_metrics(result, run_cfg, started_at, horizon),
                         checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
 
         try:
-            run(run_cfg, on_task_end, checkpoint_dir=ckpt_dir, initial_state=state)
+            run(run_cfg, on_task_end, checkpoint_dir=ckpt_dir, initial_state=state, stop_after=spec.tasks)
         except (ConfigError, FileNotFoundError) as exc:  # deterministic: no Tune retry (issue 18)
             done = len(load_checkpoint(ckpt_dir / CHECKPOINT_FILE)["results"]) if (ckpt_dir / CHECKPOINT_FILE).exists() else 0
             tune.report(_failed_report(exc, run_cfg.method, run_cfg.to_json(), done, started_at))
@@ -143,7 +153,7 @@ def _failed_report(exc: BaseException, method: str, config_json: str, done: int,
             "started_at": started_at}
 
 
-def _report_cached(config: RunConfig, state: Mapping[str, Any], ckpt_dir: Path, started_at: str) -> None:
+def _report_cached(config: RunConfig, state: Mapping[str, Any], ckpt_dir: Path, started_at: str, horizon: int) -> None:
     """Report the tasks a prefix-cache hit carries (so the sink and the scheduler see them), the
     last one with the checkpoint that Tune would resume from."""
     from ray import tune
@@ -153,7 +163,7 @@ def _report_cached(config: RunConfig, state: Mapping[str, Any], ckpt_dir: Path, 
     save_checkpoint(ckpt_dir / CHECKPOINT_FILE, dict(state))
     results = cached_results(state)
     for i, result in enumerate(results):
-        metrics = task_metrics(result, config, started_at)
-        metrics["from_cache"] = True
+        metrics = task_metrics(result, config, started_at, horizon)
+        metrics[FROM_CACHE] = True
         last = i == len(results) - 1
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)) if last else None)
