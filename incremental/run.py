@@ -33,12 +33,15 @@ from .provenance import code_version
 from .ranges import EVAL_BATCH_SIZE, SEED
 from .vocabulary import CPU_TIME, TEST_PREFIX, WALL_TIME
 
-__all__ = ["RunConfig", "TaskResult", "RunResult", "run", "load_run_config", "CHECKPOINT_FILE", "code_version"]
+__all__ = ["RunConfig", "TaskResult", "RunResult", "run", "load_run_config", "CHECKPOINT_FILE", "code_version", "PHASES"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
 CHECKPOINT_FORMAT = 1
+# A task's wall time by phase: training (begin_task + train_task), consolidation (end_task: exemplar
+# selection, weight aligning, BMKP's projection), evaluation (test and validation of every seen task).
+PHASES = ("train", "consolidate", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -172,17 +175,21 @@ class TaskResult:
     elapsed_s: float  # run so far (excluding time before a resume)
     method_stats: Mapping[str, float] = dataclasses.field(default_factory=dict)  # Method.task_stats()
     cpu_s: float = math.nan  # CPU seconds of this process on the task (NaN: a result recorded before it existed)
+    # Wall seconds of the task by phase (PHASES); empty in results recorded before it existed.
+    phase_s: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["acc_row"], d["val_acc_row"] = list(self.acc_row), list(self.val_acc_row)
         d["method_stats"] = dict(self.method_stats)
+        d["phase_s"] = dict(self.phase_s)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TaskResult":
         return cls(**{**d, "acc_row": tuple(d["acc_row"]), "val_acc_row": tuple(d["val_acc_row"]),
                       "method_stats": dict(d.get("method_stats") or {}),  # absent in older checkpoints
+                      "phase_s": dict(d.get("phase_s") or {}),
                       "test": Metrics(**d["test"]), "val": Metrics(**d["val"]), "memory": MemoryReport(**d["memory"])})
 
     def flat(self) -> dict[str, Any]:
@@ -314,10 +321,13 @@ def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskRes
         _seed_all(derive_seed(config.seed, task.index))
         method.begin_task(task)
         method.train_task(task)
+        trained = time.perf_counter()
         method.end_task(task)
+        consolidated = time.perf_counter()
         seen = bench.tasks[: task.index + 1]
         row, seen_acc = evaluate(method, seen, "test", config.task_scenario)
         val_row, val_seen = evaluate(method, seen, "val", config.task_scenario)
+        evaluated = time.perf_counter()
         prev = results
         test_m = compute_metrics([list(r.acc_row) for r in prev] + [row], [r.seen_acc for r in prev] + [seen_acc])
         val_m = compute_metrics([list(r.val_acc_row) for r in prev] + [val_row], [r.val_seen_acc for r in prev] + [val_seen])
@@ -327,6 +337,7 @@ def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskRes
             val_acc_row=tuple(val_row), seen_acc=seen_acc, val_seen_acc=val_seen, test=test_m, val=val_m,
             memory=method.memory(), wall_s=now - tic, elapsed_s=now - start, method_stats=method.task_stats(),
             cpu_s=time.process_time() - cpu_tic,
+            phase_s=dict(zip(PHASES, (trained - tic, consolidated - trained, evaluated - consolidated))),
         )
         results.append(result)
         log.info("%s task %d/%d: acc %.4f avg %.4f memory %.3f MB (%.1f s)", config.method, task.index + 1,

@@ -45,6 +45,13 @@ def test_run_prints_a_table_and_writes_the_result(tmp_path, capsys):
     # no validation split here: its metrics are NaN, written as null so the file is strict JSON
     assert final["val_seen_acc"] is None and final["val"]["avg_acc"] is None
     json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    # every task's time by phase (issue 22: the per-phase split), within its wall time; CPU time measured
+    for t in data["tasks"]:
+        assert set(t["phase_s"]) == {"train", "consolidate", "evaluate"} and min(t["phase_s"].values()) > 0
+        assert sum(t["phase_s"].values()) <= t["wall_s"] and t["cpu_s"] > 0
+    split = {name: sum(t["phase_s"][name] for t in data["tasks"]) for name in ("train", "consolidate", "evaluate")}
+    assert lines[6] == (f"time by phase: training {split['train']:.1f} s, consolidation (exemplar selection, "
+                        f"aligning) {split['consolidate']:.1f} s, evaluation {split['evaluate']:.1f} s")
 
 
 def test_run_task_il_and_resume_from_checkpoint(tmp_path, capsys):

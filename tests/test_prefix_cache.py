@@ -49,7 +49,7 @@ def config(method: str = "finetune", seed: int = 0, bench: dict | None = None, *
 
 
 def untimed(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in ("wall_s", "elapsed_s", "cpu_s")} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ("wall_s", "elapsed_s", "cpu_s", "phase_s")} for row in rows]
 
 
 def comparable(result) -> list[dict]:
