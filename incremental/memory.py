@@ -10,7 +10,8 @@ from torch import nn
 from .memory_report import MemoryReport
 from .units import MB
 
-__all__ = ["MB", "MemoryReport", "tensor_bytes", "module_bytes", "exemplars_for_budget", "aligned_exemplars"]
+__all__ = ["MB", "MemoryReport", "tensor_bytes", "module_bytes", "held_modules", "held_module_bytes",
+           "exemplars_for_budget", "aligned_exemplars"]
 
 
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
@@ -27,6 +28,36 @@ def module_bytes(module: nn.Module) -> int:
     params = tensor_bytes(module.parameters())
     buffers = tensor_bytes(b for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
     return params + buffers
+
+
+def held_modules(obj: object) -> dict[str, nn.Module]:
+    """The modules an object holds in its attributes (directly, or in lists, tuples and dicts), by path."""
+    found: dict[str, nn.Module] = {}
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, nn.Module):
+            found[path] = value
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}[{k!r}]")
+
+    for name, value in vars(obj).items():
+        walk(value, name)
+    return found
+
+
+def held_module_bytes(obj: object) -> int:
+    """Bytes of the distinct parameters and buffers of every module ``obj`` holds (``module_bytes``'s
+    rule: ``num_batches_tracked`` left out; a tensor shared by two modules counted once)."""
+    seen: dict[int, int] = {}
+    for module in held_modules(obj).values():
+        for name, t in [*module.named_parameters(), *module.named_buffers()]:
+            if not name.endswith("num_batches_tracked"):
+                seen[id(t)] = t.numel() * t.element_size()
+    return sum(seen.values())
 
 
 def exemplars_for_budget(total_mb: float, model_bytes: int, image_bytes: int) -> int:

@@ -266,11 +266,15 @@ def build_method(config: RunConfig, device: torch.device) -> Method:
     policy = config.augment_policy or (bench_cfg.spec.augmentation if bench_cfg.augment else "none")
     augmenter = Augmenter(AUGMENTATIONS[policy], bench_cfg.spec.mean, bench_cfg.spec.std, device,
                           compile_step=config.compile, bf16=config.precision == "bf16")
+    cls = get_method(config.method)
+    # M is fixed once for the run, from the plan's final memory (docs/protocols.md); plan() builds
+    # on the meta device and leaves the global RNGs as they were.
+    total = cls.plan(config.method_config, bench_cfg).exemplar_total
     ctx = RunContext(device=device, scenario=config.task_scenario, benchmark=bench_cfg, augmenter=augmenter,
-                     eval_batch_size=config.eval_batch_size, seed=config.seed)
+                     eval_batch_size=config.eval_batch_size, seed=config.seed, exemplar_total=total)
     with scoped_global_rng(device):  # the caller's global RNGs are left as they were
         _seed_all(derive_seed(config.seed, -1))  # model construction
-        return get_method(config.method)(config.method_config, ctx)
+        return cls(config.method_config, ctx)
 
 
 def run(

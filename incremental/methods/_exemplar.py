@@ -6,12 +6,11 @@ a finished task's classes, shrinking old classes to their herding prefix, the fi
 
 Typical use in a method (see replay.py)::
 
-    # __init__: M is fixed for the whole run from the FINAL model's bytes (docs/protocols.md)
-    self.exemplars = ExemplarMemory.from_config(config, ctx.benchmark, final_model_bytes=...,
-                                                backbone_params=P, kept_params=P)
+    # __init__: M is fixed for the whole run by the engine from plan() (docs/protocols.md)
+    self.exemplars = ExemplarMemory(ctx.exemplar_total, config.memory_per_class)
     # train_task: x, y = with_exemplars(task, self.exemplars)
     # end_task:   self.exemplars.update(task, feature_fn)   # feature_fn: uint8 images -> features
-    # plan():     planned_exemplars(total, config.memory_per_class, benchmark)
+    # plan() (methods/planning.py): planned_exemplars(total, config.memory_per_class, benchmark)
 """
 
 from __future__ import annotations
@@ -104,13 +103,6 @@ class ExemplarMemory:
         self.total = total
         self.per_class = per_class
         self.store = ExemplarStore()
-
-    @classmethod
-    def from_config(cls, config: ExemplarConfig, benchmark: BenchmarkConfig, *, final_model_bytes: int,
-                    backbone_params: int, kept_params: int) -> "ExemplarMemory":
-        total = exemplar_total(config, benchmark, final_model_bytes=final_model_bytes,
-                               backbone_params=backbone_params, kept_params=kept_params)
-        return cls(total, config.memory_per_class)
 
     def quota(self, classes_seen: int) -> int:
         return quota(self.total, self.per_class, classes_seen)

@@ -102,6 +102,9 @@ class RunContext:
     augmenter: Augmenter
     eval_batch_size: int
     seed: int
+    # The run's exemplar budget M, fixed once by the engine from plan() before the method is built
+    # (docs/protocols.md). None: a fixed number per class, no exemplars, or plan()'s own shape-only build.
+    exemplar_total: int | None = None
 
     @property
     def n_tasks(self) -> int:
@@ -211,9 +214,27 @@ class Method(ABC, Generic[C]):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
     @classmethod
-    @abstractmethod
     def plan(cls, config: C, benchmark: BenchmarkConfig) -> BudgetPlan:
-        """The final memory of this configuration on this benchmark, without training."""
+        """The final memory of this configuration on this benchmark, without training.
+
+        Default: ``memory()`` of the method built on the meta device and grown by ``begin_task`` for
+        every task, plus the budget's exemplars and ``planned_extra_bytes()`` (methods/planning.py).
+        Override it only where sizes depend on the data (BMKP's ranks: then ``plan_is_exact = False``).
+        """
+        from .planning import measured_plan  # planning builds on this module
+
+        return measured_plan(cls, config, benchmark)
+
+    def planned_extra_bytes(self) -> int:
+        """Called by the default ``plan()`` on the method grown to the last task's shapes (meta
+        tensors): the extra bytes ``end_task`` will compute from data and keep (EWC's Fisher, class
+        means), which the grown method does not hold yet."""
+        return 0
+
+    def kept_backbone_params(self, backbone_params: int) -> int:
+        """Called like ``planned_extra_bytes``: the parameters this method keeps of DER's T backbones of
+        ``backbone_params`` each (the aligned budget's g + T*s; one backbone by default)."""
+        return backbone_params
 
     @classmethod
     def fields_for_tasks(cls, config: C, n_done: int) -> frozenset[str] | None:

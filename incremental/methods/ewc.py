@@ -19,18 +19,12 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from incsweep.incremental.api import (
-    BenchmarkConfig,
-    BudgetPlan,
     MemoryReport,
     MethodConfig,
     RunContext,
     SingleNetMethod,
     Task,
-    build_backbone,
-    count_params,
     first_task_fields,
-    head_bytes,
-    module_bytes,
     spec,
     tensor_bytes,
 )
@@ -136,14 +130,9 @@ class EWC(SingleNetMethod[EWCConfig]):
         kept = tensor_bytes(self.fisher.values()) + tensor_bytes(self.anchor.values())
         return MemoryReport(model_bytes=self.model_bytes(), extra_bytes=kept)
 
-    @classmethod
-    def plan(cls, config: EWCConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
-        c, h, w = benchmark.spec.image_shape
-        bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
-        head = head_bytes(bb.out_dim, benchmark.spec.n_classes)
-        params = count_params(bb) * 4 + head  # float32 parameters of the final network
-        return BudgetPlan(module_bytes(bb) + head, 2 * params, c * h * w, 0, backbone_params=count_params(bb),
-                          details={"fisher_bytes": params, "anchor_bytes": params})
+    def planned_extra_bytes(self) -> int:
+        """end_task keeps a Fisher and an anchor of every parameter's shape and dtype (see memory())."""
+        return 2 * tensor_bytes(self.net.parameters())
 
     @classmethod
     def fields_for_tasks(cls, config: EWCConfig, n_done: int) -> frozenset[str] | None:

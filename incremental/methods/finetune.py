@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from incsweep.search_spaces import spaces
 
-from ..benchmarks import BenchmarkConfig, Task
+from ..benchmarks import Task
 from ..memory import MemoryReport
 from ._prefix import first_task_fields
-from ._single import SingleNetMethod, backbone_params, head_bytes
-from .base import BudgetPlan, MethodConfig
+from ._single import SingleNetMethod
+from .base import MethodConfig
 
 
 class Finetune(SingleNetMethod[MethodConfig]):
@@ -21,16 +21,6 @@ class Finetune(SingleNetMethod[MethodConfig]):
 
     def memory(self) -> MemoryReport:
         return MemoryReport(model_bytes=self.model_bytes())
-
-    @classmethod
-    def plan(cls, config: MethodConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
-        from ..backbones import build_backbone
-        from ..memory import module_bytes
-
-        c, h, w = benchmark.spec.image_shape
-        bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
-        model = module_bytes(bb) + head_bytes(bb.out_dim, benchmark.spec.n_classes)
-        return BudgetPlan(model, 0, c * h * w, 0, backbone_params=backbone_params(config, c))
 
     @classmethod
     def fields_for_tasks(cls, config: MethodConfig, n_done: int) -> frozenset[str] | None:

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 
 from incsweep.search_spaces import spaces
 
-from ..backbones import build_backbone
 from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..memory import MemoryReport, module_bytes
@@ -22,7 +21,7 @@ from ._exemplar import class_means, nme_logits, rehearsal_ce, with_exemplars
 from ._prefix import budget_fields, first_task_fields
 from ._single import IncrementalNet
 from .base import BudgetPlan, ExemplarConfig, RunContext
-from .replay import Replay, exemplar_plan
+from .replay import Replay
 
 __all__ = ["ICaRLConfig", "ICaRL", "kd_loss"]
 
@@ -98,17 +97,16 @@ class ICaRL(Replay[ICaRLConfig]):
         return MemoryReport(model_bytes=base.model_bytes, exemplar_bytes=base.exemplar_bytes, extra_bytes=means,
                             n_exemplars=base.n_exemplars, train_state_bytes=self._train_state_bytes)
 
+    def planned_extra_bytes(self) -> int:
+        """The class means end_task computes (n_seen x feature dim, float32), when predicting by NME."""
+        return self.n_seen * self.net.backbone.out_dim * FLOAT_BYTES if self.config.classifier == "nme" else 0
+
     @classmethod
     def plan(cls, config: ICaRLConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
-        """Replay's plan plus the class means (n_classes x feature dim, float32) when predicting by NME.
-
-        The means are charged before M is derived (they count against ``memory_mb``); a run that
-        ends with no exemplars keeps no means (it predicts with the head), so they cost nothing then.
-        """
-        if config.classifier != "nme":
-            return exemplar_plan(config, benchmark)
-        d = build_backbone(config.backbone, benchmark.spec.image_shape[0], **config.backbone_kwargs()).out_dim
-        plan = exemplar_plan(config, benchmark, extra_bytes=benchmark.spec.n_classes * d * FLOAT_BYTES)
+        """The measured plan, whose extras are the class means: they are charged before M is derived
+        (they count against ``memory_mb``), and a run that ends with no exemplars keeps no means (it
+        predicts with the head), so they cost nothing then."""
+        plan = super().plan(config, benchmark)
         return plan if plan.n_exemplars else dataclasses.replace(plan, extra_bytes=0)
 
     @classmethod

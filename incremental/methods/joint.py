@@ -6,6 +6,7 @@ image at its raw uint8 size), so on an accuracy-vs-memory plot joint sits far to
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,6 @@ from ._exemplar import rehearsal_ce, train_images_by_class
 from ._prefix import first_task_fields
 from ._single import IncrementalNet, SingleNetMethod
 from .base import BudgetPlan, MethodConfig, RunContext
-from .finetune import Finetune
 
 __all__ = ["JointConfig", "Joint"]
 
@@ -61,10 +61,10 @@ class Joint(SingleNetMethod[JointConfig]):
 
     @classmethod
     def plan(cls, config: JointConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
-        net = Finetune.plan(config, benchmark)
+        """The measured plan (methods/planning.py) plus every training image, which it stores as exemplars."""
         n = sum(train_images_by_class(benchmark))
-        return BudgetPlan(net.model_bytes, 0, net.image_bytes, n, exemplar_total=n, backbone_params=net.backbone_params,
-                          details={"stored_training_images": n})
+        return dataclasses.replace(super().plan(config, benchmark), n_exemplars=n, exemplar_total=n,
+                                   details={"stored_training_images": n})
 
     @classmethod
     def fields_for_tasks(cls, config: JointConfig, n_done: int) -> frozenset[str] | None:

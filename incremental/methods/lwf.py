@@ -16,18 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from incsweep.incremental.api import (
-    BenchmarkConfig,
-    BudgetPlan,
     IncrementalNet,
     MemoryReport,
     MethodConfig,
     RunContext,
     SingleNetMethod,
     Task,
-    build_backbone,
-    count_params,
     first_task_fields,
-    head_bytes,
     module_bytes,
     spec,
 )
@@ -92,17 +87,6 @@ class LwF(SingleNetMethod[LwFConfig]):
 
     def memory(self) -> MemoryReport:
         return MemoryReport(model_bytes=self.model_bytes(), train_state_bytes=self._train_state_bytes)
-
-    @classmethod
-    def plan(cls, config: LwFConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
-        c, h, w = benchmark.spec.image_shape
-        bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
-        model = module_bytes(bb) + head_bytes(bb.out_dim, benchmark.spec.n_classes)
-        # The last task trains against a copy of the model after task n-2 (its head has fewer classes).
-        old = 0
-        if len(benchmark.task_sizes) > 1:
-            old = module_bytes(bb) + head_bytes(bb.out_dim, benchmark.spec.n_classes - benchmark.task_sizes[-1])
-        return BudgetPlan(model, 0, c * h * w, 0, backbone_params=count_params(bb), train_state_bytes=old)
 
     @classmethod
     def fields_for_tasks(cls, config: LwFConfig, n_done: int) -> frozenset[str] | None:

@@ -7,6 +7,7 @@ DER (der.py) is the same machinery with nothing shared.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -16,13 +17,13 @@ import torch.nn.functional as F
 
 from incsweep.search_spaces import spaces
 
-from ..backbones import Backbone, build_backbone
+from ..backbones import Backbone, build_backbone, count_params
 from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..memory import MemoryReport, module_bytes
 from ..ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
 from ..training import fit, predict_in_batches, recompute_bn_stats
-from ._exemplar import ExemplarMemory, exemplar_total, planned_exemplars, rehearsal_ce, with_exemplars
+from ._exemplar import ExemplarMemory, rehearsal_ce, with_exemplars
 from ._memo_net import SplitNet, meta_backbone, resolve_shared, split_points, split_sizes
 from ._prefix import budget_fields, first_task_fields
 from ._single import head_bytes
@@ -91,9 +92,7 @@ class MEMO(Method[XC]):
         backbone = build_backbone(config.backbone, ctx.image_shape[0], **config.backbone_kwargs())
         self.net = SplitNet(backbone, type(self).n_shared(config, backbone)).to(ctx.device)
         self.n_seen = 0
-        # M is fixed once for the run from the final memory (docs/protocols.md), as replay does.
-        self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).exemplar_total,
-                                        config.memory_per_class)
+        self.exemplars = ExemplarMemory(ctx.exemplar_total, config.memory_per_class)  # M: from plan(), as in replay
         self._aux_bytes = 0
 
     # ---- what differs between MEMO and DER ----------------------------------------------------------
@@ -162,13 +161,16 @@ class MEMO(Method[XC]):
                             n_exemplars=len(self.exemplars), train_state_bytes=self._aux_bytes)
 
     # ---- planning -----------------------------------------------------------------------------------
+    def kept_backbone_params(self, backbone_params: int) -> int:
+        """g + T*s: G and the T specialized copies (the aligned budget counts parameters, as the paper does)."""
+        return count_params(self.net.shared) + sum(count_params(s) for s in self.net.specialized)
+
     @classmethod
     def plan(cls, config: XC, benchmark: BenchmarkConfig) -> BudgetPlan:
-        """G + T copies of S + a classifier over T*d features, and the exemplars the budget leaves.
-
-        ``aligned`` keeps g + T*s of DER's T backbones, so M = base + floor((T*P - (g + T*s)) * 4 / img).
-        Bytes include BatchNorm running statistics; the aligned formula counts parameters, as the paper does.
-        """
+        """The measured plan (G + T copies of S + a classifier over T*d features, and the exemplars the
+        budget leaves: ``aligned`` gives M = base + floor((T*P - (g + T*s)) * 4 / img)), with the split
+        spelled out for people (``incsweep budget``)."""
+        plan = super().plan(config, benchmark)
         c, h, w = benchmark.spec.image_shape
         backbone = meta_backbone(config.backbone, c, config.backbone_kwargs())
         k = cls.n_shared(config, backbone)
@@ -176,9 +178,7 @@ class MEMO(Method[XC]):
         t, n_classes, d = len(benchmark.task_sizes), benchmark.spec.n_classes, backbone.out_dim
         g, s, p = sz["shared_params"], sz["specialized_params"], sz["backbone_params"]
         classifier = head_bytes(t * d, n_classes)
-        model = sz["shared_bytes"] + t * sz["specialized_bytes"] + classifier
-        total = exemplar_total(config, benchmark, final_model_bytes=model, backbone_params=p, kept_params=g + t * s)
-        n = planned_exemplars(total, config.memory_per_class, benchmark)
+        n, total = plan.n_exemplars, plan.exemplar_total
         names = {v: name for name, v in split_points(backbone).items()}
         details: dict[str, Any] = {
             "shared_blocks": "none (DER: a whole backbone per task)" if k is None else k,
@@ -192,7 +192,7 @@ class MEMO(Method[XC]):
         if config.budget == "aligned":
             details["aligned_formula"] = (f"{config.aligned_base} + floor(({t}*{p} - ({g} + {t}*{s})) * 4 / {c * h * w})"
                                           f" = {total}")
-        return BudgetPlan(model, 0, c * h * w, n, exemplar_total=total, backbone_params=p, details=details)
+        return dataclasses.replace(plan, details=details)
 
     @classmethod
     def fields_for_tasks(cls, config: XC, n_done: int) -> frozenset[str] | None:

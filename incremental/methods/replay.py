@@ -7,13 +7,12 @@ from typing import Any, ClassVar, TypeVar
 
 from incsweep.search_spaces import spaces
 
-from ..benchmarks import BenchmarkConfig, Task
+from ..benchmarks import Task
 from ..memory import MemoryReport
-from ._exemplar import ExemplarMemory, exemplar_total, planned_exemplars, rehearsal_ce, with_exemplars
+from ._exemplar import ExemplarMemory, rehearsal_ce, with_exemplars
 from ._prefix import budget_fields, first_task_fields
 from ._single import SingleNetMethod
-from .base import BudgetPlan, ExemplarConfig, RunContext
-from .finetune import Finetune
+from .base import ExemplarConfig, RunContext
 
 __all__ = ["Replay"]
 
@@ -27,9 +26,7 @@ class Replay(SingleNetMethod[EC]):
 
     def __init__(self, config: EC, ctx: RunContext):
         super().__init__(config, ctx)
-        # M is fixed once for the run, from the plan's final memory (docs/protocols.md).
-        self.exemplars = ExemplarMemory(type(self).plan(config, ctx.benchmark).exemplar_total,
-                                        config.memory_per_class)
+        self.exemplars = ExemplarMemory(ctx.exemplar_total, config.memory_per_class)  # M: from plan(), by the engine
 
     def train_task(self, task: Task) -> None:
         x, y = with_exemplars(task, self.exemplars)
@@ -44,10 +41,6 @@ class Replay(SingleNetMethod[EC]):
                             n_exemplars=len(self.exemplars))
 
     @classmethod
-    def plan(cls, config: EC, benchmark: BenchmarkConfig) -> BudgetPlan:
-        return exemplar_plan(config, benchmark)
-
-    @classmethod
     def fields_for_tasks(cls, config: EC, n_done: int) -> frozenset[str] | None:
         """Task 0 reads the network, its schedule and the budget (its exemplars are chosen at its end)."""
         return first_task_fields(config) | budget_fields() if n_done <= 1 else None
@@ -59,18 +52,3 @@ class Replay(SingleNetMethod[EC]):
         super().load_state_dict(state)
         self.exemplars.load_state_dict(state["exemplars"])
 
-
-def exemplar_plan(config: ExemplarConfig, benchmark: BenchmarkConfig, extra_bytes: int = 0) -> BudgetPlan:
-    """A single network (backbone + classifier over all classes) + ``extra_bytes`` + exemplars.
-
-    M is derived from the final model (and extras) for ``total_mb``; for ``aligned`` the method keeps
-    one backbone of DER's T, so it gets 2000 + floor((T-1) * P * 4 / img_bytes) exemplars.
-    """
-    net = Finetune.plan(config, benchmark)
-    p = net.backbone_params
-    assert p is not None, "Finetune.plan states the backbone's parameters"
-    total = exemplar_total(config, benchmark, final_model_bytes=net.model_bytes + extra_bytes,
-                           backbone_params=p, kept_params=p)
-    n = planned_exemplars(total, config.memory_per_class, benchmark)
-    return BudgetPlan(net.model_bytes, extra_bytes, net.image_bytes, n, exemplar_total=total, backbone_params=p,
-                      details={"per_class_final": n // benchmark.spec.n_classes})

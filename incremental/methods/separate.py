@@ -9,13 +9,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..backbones import BACKBONES, build_backbone
-from ..benchmarks import BenchmarkConfig, Task
+from ..backbones import BACKBONES
+from ..benchmarks import Task
 from ..configs import spec
 from ..memory import MemoryReport, module_bytes
 from ..training import fit, predict_in_batches, recompute_bn_stats
-from ._single import IncrementalNet, head_bytes
-from .base import BudgetPlan, Method, MethodConfig, RunContext
+from ._single import IncrementalNet
+from .base import Method, MethodConfig, RunContext
 
 __all__ = ["SeparateConfig", "Separate"]
 
@@ -70,14 +70,6 @@ class Separate(Method[SeparateConfig]):
 
     def memory(self) -> MemoryReport:
         return MemoryReport(model_bytes=sum(module_bytes(net) for net in self.nets))
-
-    @classmethod
-    def plan(cls, config: SeparateConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
-        c, h, w = benchmark.spec.image_shape
-        bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
-        sizes = benchmark.task_sizes
-        nets = len(sizes) * module_bytes(bb) + sum(head_bytes(bb.out_dim, n) for n in sizes)
-        return BudgetPlan(nets, 0, c * h * w, 0, details={"n_networks": len(sizes), "backbone_bytes": module_bytes(bb)})
 
     def state_dict(self) -> dict[str, Any]:
         return {"nets": [net.state_dict() for net in self.nets],

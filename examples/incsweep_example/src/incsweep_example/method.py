@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from incsweep.incremental.api import (
-    BenchmarkConfig,
-    BudgetPlan,
     Float,
     Int,
     MemoryReport,
@@ -22,11 +20,7 @@ from incsweep.incremental.api import (
     RunContext,
     SingleNetMethod,
     Task,
-    build_backbone,
-    count_params,
     first_task_fields,
-    head_bytes,
-    module_bytes,
     predict_in_batches,
     spec,
 )
@@ -81,14 +75,10 @@ class FrozenNCM(SingleNetMethod[FrozenNCMConfig]):
         protos = 0 if self.prototypes is None else self.prototypes.numel() * FLOAT_BYTES
         return MemoryReport(model_bytes=self.model_bytes(), extra_bytes=protos)
 
-    @classmethod
-    def plan(cls, config: FrozenNCMConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
-        c, h, w = benchmark.spec.image_shape
-        bb = build_backbone(config.backbone, c, **config.backbone_kwargs())
-        # The head grows with every task (begin_task) although only task 0 trains it.
-        model = module_bytes(bb) + head_bytes(bb.out_dim, benchmark.spec.n_classes)
-        protos = benchmark.spec.n_classes * bb.out_dim * FLOAT_BYTES
-        return BudgetPlan(model, protos, c * h * w, 0, backbone_params=count_params(bb))
+    def planned_extra_bytes(self) -> int:
+        # plan() measures memory() of this method grown to the last task's shapes (begin_task grows
+        # the head); the prototypes come from data in end_task, one float32 row per class.
+        return self.n_seen * self.net.backbone.out_dim * FLOAT_BYTES
 
     @classmethod
     def fields_for_tasks(cls, config: FrozenNCMConfig, n_done: int) -> frozenset[str] | None:
