@@ -412,6 +412,11 @@ def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict 
                 import ray
 
                 ray.shutdown()
+                # Trials killed with a driver or node leave their scratch checkpoints (trainables/workdir.py);
+                # this Ray's workers are ours and exit within a second or two of the shutdown.
+                from incsweep.trainables.workdir import sweep_orphaned_workdirs
+
+                sweep_orphaned_workdirs(wait_s=3.0)
 
 
 def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict | None,

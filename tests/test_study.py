@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -310,6 +311,7 @@ def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path, 
         rows = _rows(str(storage), "t") if (storage / "results").exists() else []
         return sum(not r["is_final"] for r in rows) >= 4
 
+    started = time.time()
     kill_driver_when(spec_path, ready)
     before = _rows(str(storage), "t")
     assert sum(r["is_final"] for r in before) < 6
@@ -324,6 +326,25 @@ def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path, 
     assert len(real) == 6 and all(f["status"] == "complete" for f in real)
     states = _optuna_states(str(storage), "t")
     assert "RUNNING" not in states and states["COMPLETE"] == 6
+    # The killed trials' scratch checkpoints were swept by the resumed ones (trainables/workdir.py):
+    # nothing this test made is left in the temporary directory but what live processes hold.
+    assert _scratch_left_since(started) == []
+
+
+def _scratch_left_since(started: float) -> list[str]:
+    import re
+    import tempfile
+
+    from incsweep.trainables.workdir import WORKDIR_PREFIX, process_alive
+
+    left = []
+    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        if path.stat().st_mtime < started:
+            continue
+        m = re.match(re.escape(WORKDIR_PREFIX) + r"(\d+)-", path.name)
+        if m is None or not process_alive(int(m.group(1))):
+            left.append(path.name)
+    return left
 
 
 @pytest.mark.parametrize("prefix_cache", [False, True])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +30,7 @@ from incsweep.incremental.vocabulary import FROM_CACHE, OPTIMISABLE
 __all__ = ["TrialSpec", "run_trial", "task_metrics", "OBJECTIVE_SENTINEL"]
 
 from .boundary import TrialConfig
+from .workdir import trial_workdir
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def run_trial(config: Mapping[str, Any]) -> None:
         tune.report(task_metrics(TaskResult.from_dict(state["results"][horizon - 1]), run_cfg, started_at, horizon))
         return
 
-    with tempfile.TemporaryDirectory(prefix="incsweep-trial-") as work:
+    with trial_workdir() as work:
         ckpt_dir = Path(work)
         if state is None and cache is not None:
             state, n_done = start_state(run_cfg, cache, max_tasks=horizon)
