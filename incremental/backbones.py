@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-__all__ = ["Backbone", "BACKBONES", "build_backbone", "CifarResNet", "ReducedResNet18", "ResNet18", "TinyConvNet", "GrowingHead",
-           "count_params"]
+__all__ = ["Backbone", "BACKBONES", "build_backbone", "meta_backbone", "CifarResNet", "ReducedResNet18", "ResNet18",
+           "TinyConvNet", "GrowingHead", "count_params"]
 
 
 class Backbone(nn.Module):
@@ -228,3 +228,9 @@ def build_backbone(name: str, in_channels: int, **kwargs) -> Backbone:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     return BACKBONES[name](in_channels, **kwargs)
+
+
+def meta_backbone(name: str, in_channels: int, kwargs: dict[str, Any]) -> Backbone:
+    """The backbone's structure on torch's meta device: shapes, no storage (for plans and validation)."""
+    with torch.device("meta"):
+        return build_backbone(name, in_channels, **kwargs)

@@ -16,8 +16,6 @@ from .units import MB
 __all__ = ["register"]
 
 _SCENARIO_NAMES = {"class_il": "class-IL", "task_il": "task-IL"}
-_PHASE_NAMES = {"train": "training", "consolidate": "consolidation (exemplar selection, aligning)",
-                "evaluate": "evaluation"}  # incremental.run.PHASES
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -141,7 +139,7 @@ def _mb(n_bytes: float) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .run import CHECKPOINT_FILE, PHASES, TaskResult, load_checkpoint, run
+    from .run import CHECKPOINT_FILE, PHASE_LABELS, TaskResult, load_checkpoint, run
 
     config = _load(args, device=args.device, seed=args.seed)
     if args.out and not Path(args.out).resolve().parent.is_dir():
@@ -170,8 +168,8 @@ def _run(args: argparse.Namespace) -> int:
           f"{final.test.last_acc:.4f}, forgetting {final.test.forgetting:.4f}, BWT {final.test.bwt:.4f}; memory "
           f"{_mb(final.memory.total_bytes)} MB ({final.memory.n_exemplars} exemplars); "
           f"{final.elapsed_s:.1f} s")
-    phases = {name: sum(t.phase_s.get(name, 0.0) for t in result.tasks) for name in PHASES}
-    print("time by phase: " + ", ".join(f"{_PHASE_NAMES[name]} {sec:.1f} s" for name, sec in phases.items()))
+    phases = {label: sum(t.phase_s.get(name, 0.0) for t in result.tasks) for name, label in PHASE_LABELS.items()}
+    print("time by phase: " + ", ".join(f"{label} {sec:.1f} s" for label, sec in phases.items()))
     if args.out:
         # Strict JSON: NaN (e.g. validation metrics when benchmark.val_fraction is 0) is written as null.
         Path(args.out).write_text(json.dumps(_nan_to_none(result.to_dict()), indent=2, allow_nan=False) + "\n")

@@ -32,7 +32,7 @@ import torch
 from .benchmarks import Benchmark, load_benchmark
 from .errors import ConfigError
 from .memory import MB, held_module_bytes, held_modules
-from .methods import get_method
+from .methods import Method, get_method
 from .run import CHECKPOINT_FILE, RunConfig, RunResult, build_method, evaluate, load_checkpoint, run
 from .vocabulary import CPU_TIME, WALL_TIME
 
@@ -147,6 +147,12 @@ class Contract:
     def final_state(self, ckpt: Path) -> dict[str, Any]:
         return load_checkpoint(ckpt / CHECKPOINT_FILE)["method"]
 
+    def final_method(self, ckpt: Path) -> Method:
+        """A fresh method with the final state of the run checkpointed in ``ckpt`` loaded."""
+        method = build_method(self.config, torch.device(self.config.device))
+        method.load_state_dict(self.final_state(ckpt))
+        return method
+
     def reports(self) -> None:
         result, _ = self.reference
         n = len(self.bench.tasks)
@@ -199,8 +205,7 @@ class Contract:
             raise ContractViolation("memory() after the last task vs plan(): " + "; ".join(off))
         # plan() measures memory() of the grown method (methods/planning.py), so an under-report
         # made in memory() alone would agree with it: the modules the method holds are the check.
-        method = build_method(self.config, torch.device(self.config.device))
-        method.load_state_dict(self.final_state(ckpt))
+        method = self.final_method(ckpt)
         held, now = held_module_bytes(method), method.memory()
         accounted = now.model_bytes + now.extra_bytes + now.train_state_bytes
         if held > accounted:
@@ -211,8 +216,7 @@ class Contract:
     def state_round_trip(self) -> None:
         result, ckpt = self.reference
         cfg = self.config
-        method = build_method(cfg, torch.device(cfg.device))
-        method.load_state_dict(self.final_state(ckpt))
+        method = self.final_method(ckpt)
         row, seen = evaluate(method, self.bench.tasks, "test", cfg.task_scenario)
         if tuple(row) != result.final.acc_row or seen != result.final.seen_acc:
             raise ContractViolation(f"the loaded final state scores {row}, the run reported {result.final.acc_row}")

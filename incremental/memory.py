@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -10,7 +10,7 @@ from torch import nn
 from .memory_report import MemoryReport
 from .units import MB
 
-__all__ = ["MB", "MemoryReport", "tensor_bytes", "module_bytes", "held_modules", "held_module_bytes",
+__all__ = ["MB", "MemoryReport", "tensor_bytes", "inference_tensors", "module_bytes", "held_modules", "held_module_bytes",
            "exemplars_for_budget", "aligned_exemplars"]
 
 
@@ -19,15 +19,19 @@ def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def module_bytes(module: nn.Module) -> int:
+def inference_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
     """Parameters and buffers a module needs at inference.
 
     BatchNorm's ``num_batches_tracked`` is left out: it only drives cumulative-average momentum
     during training and plays no part in prediction.
     """
-    params = tensor_bytes(module.parameters())
-    buffers = tensor_bytes(b for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
-    return params + buffers
+    yield from module.parameters()
+    yield from (b for name, b in module.named_buffers() if not name.endswith("num_batches_tracked"))
+
+
+def module_bytes(module: nn.Module) -> int:
+    """Bytes of ``inference_tensors(module)``."""
+    return tensor_bytes(inference_tensors(module))
 
 
 def held_modules(obj: object) -> dict[str, nn.Module]:
@@ -50,14 +54,9 @@ def held_modules(obj: object) -> dict[str, nn.Module]:
 
 
 def held_module_bytes(obj: object) -> int:
-    """Bytes of the distinct parameters and buffers of every module ``obj`` holds (``module_bytes``'s
-    rule: ``num_batches_tracked`` left out; a tensor shared by two modules counted once)."""
-    seen: dict[int, int] = {}
-    for module in held_modules(obj).values():
-        for name, t in [*module.named_parameters(), *module.named_buffers()]:
-            if not name.endswith("num_batches_tracked"):
-                seen[id(t)] = t.numel() * t.element_size()
-    return sum(seen.values())
+    """Bytes of the ``inference_tensors`` of every module ``obj`` holds, a tensor shared by two counted once."""
+    distinct = {id(t): t for module in held_modules(obj).values() for t in inference_tensors(module)}
+    return tensor_bytes(distinct.values())
 
 
 def exemplars_for_budget(total_mb: float, model_bytes: int, image_bytes: int) -> int:

@@ -26,22 +26,26 @@ from .configs import apply_overrides, from_mapping, parse_override, read_yaml_fi
 from .errors import ConfigError
 from .memory import MemoryReport
 from .methods import Method, RunContext, get_method
-from .methods.base import MethodConfig, derive_seed
+from .methods.base import ExemplarConfig, MethodConfig, derive_seed
 from .metrics import Metrics, compute_metrics
 from .process_state import run_process_state, scoped_global_rng
 from .provenance import code_version
 from .ranges import EVAL_BATCH_SIZE, SEED
 from .vocabulary import CPU_TIME, TEST_PREFIX, WALL_TIME
 
-__all__ = ["RunConfig", "TaskResult", "RunResult", "run", "load_run_config", "CHECKPOINT_FILE", "code_version", "PHASES"]
+__all__ = ["RunConfig", "TaskResult", "RunResult", "run", "load_run_config", "CHECKPOINT_FILE", "code_version", "PHASES",
+           "PHASE_LABELS"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
 CHECKPOINT_FORMAT = 1
-# A task's wall time by phase: training (begin_task + train_task), consolidation (end_task: exemplar
-# selection, weight aligning, BMKP's projection), evaluation (test and validation of every seen task).
-PHASES = ("train", "consolidate", "evaluate")
+# A task's wall time by phase, with what people read for it: training (begin_task + train_task),
+# consolidation (end_task: exemplar selection, weight aligning, BMKP's projection), evaluation (test
+# and validation of every seen task).
+PHASE_LABELS = {"train": "training", "consolidate": "consolidation (exemplar selection, aligning)",
+                "evaluate": "evaluation"}
+PHASES = tuple(PHASE_LABELS)
 
 
 @dataclass(frozen=True)
@@ -268,8 +272,9 @@ def build_method(config: RunConfig, device: torch.device) -> Method:
                           compile_step=config.compile, bf16=config.precision == "bf16")
     cls = get_method(config.method)
     # M is fixed once for the run, from the plan's final memory (docs/protocols.md); plan() builds
-    # on the meta device and leaves the global RNGs as they were.
-    total = cls.plan(config.method_config, bench_cfg).exemplar_total
+    # on the meta device and leaves the global RNGs as they were. Only an exemplar budget has an M.
+    total = (cls.plan(config.method_config, bench_cfg).exemplar_total
+             if isinstance(config.method_config, ExemplarConfig) else None)
     ctx = RunContext(device=device, scenario=config.task_scenario, benchmark=bench_cfg, augmenter=augmenter,
                      eval_batch_size=config.eval_batch_size, seed=config.seed, exemplar_total=total)
     with scoped_global_rng(device):  # the caller's global RNGs are left as they were

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from incsweep.incremental.contract import TIMING
 from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.methods.base import MethodConfig
 from incsweep.incremental.prefix_cache import PrefixCache, prefix_fields, prefix_key, prefix_state, start_state, store
@@ -49,7 +50,7 @@ def config(method: str = "finetune", seed: int = 0, bench: dict | None = None, *
 
 
 def untimed(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in ("wall_s", "elapsed_s", "cpu_s", "phase_s")} for row in rows]
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
 def comparable(result) -> list[dict]:

@@ -332,17 +332,15 @@ def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path, 
 
 
 def _scratch_left_since(started: float) -> list[str]:
-    import re
+    """Trial scratch directories made since ``started`` that no live process holds."""
     import tempfile
 
-    from incsweep.trainables.workdir import WORKDIR_PREFIX, process_alive
+    from incsweep.trainables.workdir import WORKDIR_PREFIX, process_alive, workdir_pid
 
     left = []
     for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
-        if path.stat().st_mtime < started:
-            continue
-        m = re.match(re.escape(WORKDIR_PREFIX) + r"(\d+)-", path.name)
-        if m is None or not process_alive(int(m.group(1))):
+        pid = workdir_pid(path)
+        if path.stat().st_mtime >= started and (pid is None or not process_alive(pid)):
             left.append(path.name)
     return left
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["WORKDIR_PREFIX", "trial_workdir", "sweep_orphaned_workdirs", "process_alive"]
+__all__ = ["WORKDIR_PREFIX", "trial_workdir", "sweep_orphaned_workdirs", "workdir_pid", "process_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,12 @@ def trial_workdir() -> tempfile.TemporaryDirectory:
     """A fresh scratch directory named after this process (orphans of dead trials swept first)."""
     sweep_orphaned_workdirs()
     return tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+
+
+def workdir_pid(path: str | os.PathLike) -> int | None:
+    """The pid a trial scratch directory is named after (None: not one of ours, or an older name)."""
+    m = _NAME.match(Path(path).name)
+    return int(m.group(1)) if m else None
 
 
 def process_alive(pid: int) -> bool:
@@ -55,10 +61,10 @@ def sweep_orphaned_workdirs(root: str | os.PathLike | None = None, *, wait_s: fl
     while True:
         pending = []
         for path in base.glob(f"{WORKDIR_PREFIX}*"):
-            m = _NAME.match(path.name)
-            if m is None or not path.is_dir():
+            pid = workdir_pid(path)
+            if pid is None or not path.is_dir():
                 continue  # not ours (or written by an older incsweep without a pid: left alone)
-            if process_alive(int(m.group(1))):
+            if process_alive(pid):
                 pending.append(path)
                 continue
             shutil.rmtree(path, ignore_errors=True)

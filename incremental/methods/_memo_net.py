@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, cast
+from typing import cast
 
 import torch
 from torch import nn
 
-from ..backbones import Backbone, build_backbone, count_params
+from ..backbones import Backbone, count_params
 from ..errors import ConfigError
 from ..memory import module_bytes
 
-__all__ = ["stage_ends", "split_points", "resolve_shared", "Specialized", "SplitNet", "meta_backbone", "split_sizes"]
+__all__ = ["stage_ends", "split_points", "resolve_shared", "Specialized", "SplitNet", "split_sizes"]
 
 
 def stage_ends(backbone: Backbone) -> tuple[int, ...]:
@@ -41,12 +41,6 @@ def split_points(backbone: Backbone) -> dict[str, int]:
     """
     ends = stage_ends(backbone)
     return {"stem": 0, **{f"layer{i + 1}": end for i, end in enumerate(ends[:-1])}}
-
-
-def meta_backbone(name: str, in_channels: int, kwargs: dict[str, Any]) -> Backbone:
-    """The backbone's structure without allocating or initialising weights (for plans and validation)."""
-    with torch.device("meta"):
-        return build_backbone(name, in_channels, **kwargs)
 
 
 def resolve_shared(backbone: Backbone, backbone_name: str, shared_blocks: int | None, split_after: str | None) -> int:

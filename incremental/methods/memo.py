@@ -17,14 +17,14 @@ import torch.nn.functional as F
 
 from incsweep.search_spaces import spaces
 
-from ..backbones import Backbone, build_backbone, count_params
+from ..backbones import Backbone, build_backbone, count_params, meta_backbone
 from ..benchmarks import BenchmarkConfig, Task
 from ..configs import spec
 from ..memory import MemoryReport, module_bytes
 from ..ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
 from ..training import fit, predict_in_batches, recompute_bn_stats
 from ._exemplar import ExemplarMemory, rehearsal_ce, with_exemplars
-from ._memo_net import SplitNet, meta_backbone, resolve_shared, split_points, split_sizes
+from ._memo_net import SplitNet, resolve_shared, split_points, split_sizes
 from ._prefix import budget_fields, first_task_fields
 from ._single import head_bytes
 from .base import BudgetPlan, ExemplarConfig, Method, RunContext

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..augment import AUGMENTATIONS, Augmenter
-from ..backbones import build_backbone, count_params
+from ..backbones import count_params, meta_backbone
 from ..benchmarks import BenchmarkConfig, Split, Task
 from ..errors import ConfigError
 from ..process_state import scoped_global_rng
@@ -80,8 +80,7 @@ def measured_plan(cls: type[Method], config: MethodConfig, benchmark: BenchmarkC
     mem = grown.memory()
     extra = mem.extra_bytes + grown.planned_extra_bytes()
     c, h, w = benchmark.spec.image_shape
-    with torch.device(META):
-        p = count_params(build_backbone(config.backbone, c, **config.backbone_kwargs()))
+    p = count_params(meta_backbone(config.backbone, c, config.backbone_kwargs()))
     if not isinstance(config, ExemplarConfig):
         return BudgetPlan(mem.model_bytes, extra, c * h * w, 0, backbone_params=p,
                           train_state_bytes=mem.train_state_bytes)
