@@ -29,6 +29,11 @@ def _common(parser: argparse.ArgumentParser, *, by_default: str) -> None:
     parser.add_argument("--ref", default=None, metavar="COL=V,...",
                         help="hypervolume reference point, one value per objective "
                              "(default: the worst observed value of each objective)")
+    parser.add_argument("--constraint", action="append", default=[], metavar="'METRIC <= X'",
+                        help="keep only runs meeting this constraint, on top of each study's own (repeatable; "
+                             "e.g. 'total_mb <= 1.2'); infeasible runs are shown but never on a front")
+    parser.add_argument("--ignore-constraints", action="store_true",
+                        help="set the studies' own constraints aside and analyse every complete run")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (the same results, for scripts) instead of the tables")
 
@@ -96,16 +101,22 @@ def _check_out(out: str | None) -> None:
 
 
 def _summary(args: argparse.Namespace, under_mb=()):
+    from incsweep.incremental.constraints import parse_constraints
+
     from .load import load_results
+    from .study_facts import study_specs
     from .summary import summarize
 
     _check_out(getattr(args, "out", None))
     for x in under_mb:
         if not x > 0:
             raise ConfigError(f"--under-mb {x}: a memory size must be > 0 MB")
+    ad_hoc = parse_constraints(args.constraint)  # a bad constraint fails before any file is read
     table = load_results(args.paths)
+    specs = {name: spec.get("constraints") for name, spec in study_specs(args.paths).items()}
     return summarize(table, args.objectives, split=args.split, by=_by(args.by), reference=args.ref,
-                     under_mb=under_mb)
+                     under_mb=under_mb, constraints=ad_hoc, ignore_constraints=args.ignore_constraints,
+                     study_constraints=specs)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -127,7 +138,8 @@ def _analyze(args: argparse.Namespace) -> int:
         print()
         print(render_text(*groups_table(summary)))
         print()
-        print(f"Pareto front over all complete runs ({len(summary.overall.front)} configurations):")
+        feasible = " that meet the constraints" if summary.constrained else ""
+        print(f"Pareto front over all complete runs{feasible} ({len(summary.overall.front)} configurations):")
         print(render_text(*front_table(summary)))
         confirmed = confirmation_table(summary)
         if confirmed[1]:

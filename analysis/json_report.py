@@ -38,7 +38,7 @@ def _trial(summary: Summary, index: int | None) -> str | None:
 def _group(summary: Summary, g: GroupSummary) -> dict[str, Any]:
     return {
         "key": None if g is summary.overall else dict(zip(summary.by, map(_plain, g.key))), "label": g.label,
-        "complete_runs": int(len(g.rows)),
+        "complete_runs": int(len(g.rows)), "infeasible_runs": int(g.infeasible),
         "statuses": dict(g.statuses), "hypervolume": _plain(g.hypervolume), "knee": _trial(summary, g.knee),
         "auc": None if g.auc is None else {"auc_a": _plain(g.auc.auc_a), "auc_l": _plain(g.auc.auc_l),
                                            "lo_mb": _plain(g.auc.lo_mb), "hi_mb": _plain(g.auc.hi_mb)},
@@ -54,6 +54,9 @@ def summary_data(summary: Summary) -> dict[str, Any]:
         "reference": {o.column: _plain(float(r)) for o, r in zip(summary.objectives, summary.reference)},
         "reference_derived": summary.reference_derived,
         "rows": summary.table.num_rows, "complete_runs": summary.runs.num_rows,
+        "infeasible_runs": summary.infeasible.num_rows if summary.infeasible is not None else 0,
+        "constraints": dict(summary.constraints), "ad_hoc_constraints": summary.ad_hoc_constraints,
+        "ignored_stored_constraints": summary.ignored_stored_constraints,
         "overall": _group(summary, summary.overall),
         "groups": [_group(summary, g) for g in summary.groups.values()],
     }

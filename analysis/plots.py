@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from incsweep.incremental.builtin_methods import display_name
+from incsweep.incremental.constraints import parse_constraints
 from incsweep.incremental.vocabulary import LAST_ACC, label
 
 from .auc import memory_curve
@@ -112,6 +113,7 @@ def accuracy_vs_memory_figure(summary: Summary, ax=None):
         ax.plot(mem[g.front], acc[g.front], "o", color=color, ms=4)
         if g.knee is not None:
             ax.plot(mem[g.knee], acc[g.knee], "*", color=color, ms=14, mec="black", mew=0.6)
+    _draw_constraints(summary, ax)
     seeded = seed_groups(summary)
     for k, (m_seeds, a_seeds) in enumerate(seeded):
         ax.errorbar(m_seeds.mean(), a_seeds.mean(), yerr=a_seeds.std(ddof=1), xerr=m_seeds.std(ddof=1),
@@ -122,7 +124,8 @@ def accuracy_vs_memory_figure(summary: Summary, ax=None):
     ax.set_xlabel(label(mem_col))
     ax.set_ylabel(f"{label(acc_col)}, %")
     _percent(ax)
-    ax.set_title("Accuracy against memory: Pareto fronts (lines), all complete runs (points), knees (stars)",
+    ax.set_title("Accuracy against memory: Pareto fronts (lines), all complete runs (points), knees (stars)"
+                 + (", constraints (dashed)" if summary.constrained else ""),
                  fontsize=9)
     ax.grid(alpha=0.3)
     # Below the axes, outside them: inside, a fixed corner hid dominated runs (4 of 5 BMKP runs in a demo).
@@ -130,6 +133,24 @@ def accuracy_vs_memory_figure(summary: Summary, ax=None):
     if own:
         fig.tight_layout()
     return fig
+
+
+def _draw_constraints(summary: Summary, ax) -> None:
+    """Runs that break the constraints as grey crosses, and every bound on a plotted axis as a dashed line."""
+    broken = summary.infeasible
+    if broken is not None and broken.num_rows:
+        m = pc.cast(broken[summary.memory], pa.float64()).to_numpy(zero_copy_only=False)
+        a = pc.cast(broken[summary.accuracy], pa.float64()).to_numpy(zero_copy_only=False)
+        ax.scatter(m, a, s=22, marker="x", color="0.45", linewidths=1, zorder=2,
+                   label=f"breaks the constraints ({broken.num_rows} runs, on no front)")
+    drawn: set[tuple[str, float]] = set()
+    for text in summary.constraints.values():
+        for c in parse_constraints(text):
+            if (c.metric, c.bound) in drawn or c.metric not in (summary.memory, summary.accuracy):
+                continue
+            drawn.add((c.metric, c.bound))
+            line = ax.axvline if c.metric == summary.memory else ax.axhline
+            line(c.bound, color="firebrick", ls="--", lw=1.2, zorder=1, label=f"constraint {c}")
 
 
 def front_trials(summary: Summary) -> list[int]:

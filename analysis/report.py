@@ -48,7 +48,7 @@ def write_report(summary: Summary, path: str | Path, *, images: Sequence[Path] =
         parts += [f"<h2>Study {html.escape(study)}</h2>", _table(["fact", "value"], [[k, v] for k, v in facts])]
     parts += ["<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in headline(summary)) + "</ul>",
               "<h2>Groups</h2>", _table(*groups_table(summary)),
-              "<h2>Pareto front over all complete runs</h2>", _table(*front_table(summary)),
+              "<h2>Pareto front over all complete runs that meet the constraints</h2>", _table(*front_table(summary)),
               "<h3>The front on the test split</h3>",
               "<p class='muted'>The front is chosen on the objectives' split; these are the same "
               "configurations' test-split metrics (never optimised), as a paper reports them.</p>",
@@ -73,8 +73,9 @@ def write_report(summary: Summary, path: str | Path, *, images: Sequence[Path] =
     if images:
         parts.append("<h2>Plots</h2>")
         parts += [_image(p, Path(p).stem) for p in images]
-    parts.append("<p class='muted'>Only final rows of runs with status complete are analysed; pruned, "
-                 "error and diverged runs are counted but never on a front.</p></body></html>")
+    parts.append("<p class='muted'>Only final rows of runs with status complete that meet their study's "
+                 "constraints (and any given with --constraint) are analysed; infeasible, pruned, error and "
+                 "diverged runs are counted but never on a front.</p></body></html>")
     out = Path(path)
     out.write_text("\n".join(parts))
     return out

@@ -14,12 +14,12 @@ import yaml
 
 from incsweep.incremental.builtin_methods import display_name
 
-__all__ = ["study_facts"]
+__all__ = ["study_facts", "study_specs"]
 
 log = logging.getLogger(__name__)
 
 
-def _spec_files(inputs: Sequence[str]) -> dict[str, dict[str, Any]]:
+def study_specs(inputs: Sequence[str]) -> dict[str, dict[str, Any]]:
     """study name -> its saved spec, for every input that is a study's storage (or, for local paths,
     one of its two parents, e.g. ``<storage>/results``)."""
     from incsweep.study.layout import StudyLayout  # pyarrow and yaml only: no Ray
@@ -59,7 +59,7 @@ def _describe(value: Any) -> str:
 
 def study_facts(table: pa.Table, inputs: Sequence[str]) -> list[tuple[str, list[tuple[str, str]]]]:
     """For each study in ``table``: (name, [(fact, value), ...]) in a fixed order."""
-    specs = _spec_files(inputs)
+    specs = study_specs(inputs)
     out = []
     for study in _distinct(table, "study"):
         rows = table.filter(pc.equal(table["study"], study))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +18,7 @@ from incsweep.incremental.vocabulary import AVG_ACC, LAST_ACC
 
 from .auc import MemoryAUC, memory_aucs
 from .confirmation import split_confirmation
+from .feasibility import judge
 from .hypervolume import hypervolume, parse_reference, reference_point
 from .objectives import DEFAULT_OBJECTIVES, MEMORY_COLUMN, Objective, as_minimisation, parse_objectives, split_column
 from .pareto import group_indices, nondominated_mask, objective_matrix, usable_runs
@@ -42,6 +43,7 @@ class GroupSummary:
     auc: MemoryAUC | None
     best_under: dict[float, int | None]  # limit MB -> index into Summary.runs
     statuses: dict[str, int]  # final-row status counts (complete, pruned, error, diverged) of the group
+    infeasible: int = 0  # complete runs of the group that break the constraints (on no front)
 
     @property
     def label(self) -> str:
@@ -53,7 +55,7 @@ class Summary:
     objectives: tuple[Objective, ...]
     split: str
     by: tuple[str, ...]
-    runs: pa.Table  # usable complete final rows
+    runs: pa.Table  # usable complete final rows that meet the constraints (every front, pick and export uses these)
     table: pa.Table  # everything loaded (per-task rows included)
     reference: np.ndarray
     reference_derived: bool
@@ -61,6 +63,17 @@ class Summary:
     groups: dict[tuple, GroupSummary] = field(default_factory=dict)
     # complete final rows of confirmation runs (analysis/confirmation.py): never on a front
     confirmed: pa.Table | None = None
+    # usable complete final rows that break the constraints: drawn and counted, never on a front
+    infeasible: pa.Table | None = None
+    # study -> the constraints its rows were judged by ("" for none), and how (analysis/feasibility.py)
+    constraints: dict[str, str] = field(default_factory=dict)
+    ad_hoc_constraints: str = ""
+    ignored_stored_constraints: bool = False
+
+    @property
+    def constrained(self) -> bool:
+        """Whether any constraint was applied to any row."""
+        return any(self.constraints.values())
 
     @property
     def accuracy(self) -> str:
@@ -83,13 +96,25 @@ def _status_counts(table: pa.Table, mask: np.ndarray | None = None) -> dict[str,
 
 def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEFAULT_OBJECTIVES, *,
               split: str = "val", by: Sequence[str] = ("method",), reference: Any = None,
-              under_mb: Sequence[float] = ()) -> Summary:
+              under_mb: Sequence[float] = (), constraints: Any = None, ignore_constraints: bool = False,
+              study_constraints: Mapping[str, Any] | None = None) -> Summary:
     """Fronts, hypervolume, AUC-A/AUC-L, best under each of ``under_mb`` and the knee, overall and per
-    group of ``by`` columns. ``reference``: the hypervolume reference point (see parse_reference);
-    None derives the worst observed value per objective over all complete runs."""
+    group of ``by`` columns, over the complete runs that meet the constraints. ``reference``: the
+    hypervolume reference point (see parse_reference); None derives the worst observed value per
+    objective over those runs.
+
+    Constraints (analysis/feasibility.py): each row meets its own study's (stored in the row, else
+    ``study_constraints[study]``) and ``constraints`` (for every row); ``ignore_constraints`` sets
+    the studies' own aside."""
     objs = parse_objectives(objectives, split)
     table, confirmation_rows = split_confirmation(table)
-    runs = usable_runs(table, objs)
+    usable = usable_runs(table, objs)
+    verdict = judge(usable, study_constraints=study_constraints, ad_hoc=constraints, ignore_stored=ignore_constraints)
+    runs, infeasible = usable.filter(pa.array(verdict.feasible)), usable.filter(pa.array(~verdict.feasible))
+    if runs.num_rows == 0 and infeasible.num_rows:
+        rules = "; ".join(f"{k}: {v}" for k, v in verdict.applied.items() if v)
+        raise ConfigError(f"none of the {infeasible.num_rows} complete run(s) meets the constraints ({rules}); "
+                          "relax them, or pass --ignore-constraints to analyse every run")
     if runs.num_rows == 0:
         statuses = _status_counts(table)
         raise ConfigError(f"no complete run with values for {[o.column for o in objs]} in the results "
@@ -111,6 +136,8 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEF
 
     finals = table.filter(table["is_final"])
 
+    broken = group_indices(infeasible, list(by)) if by and infeasible.num_rows else {}
+
     def group(key: tuple, idx: np.ndarray, status_mask: np.ndarray | None) -> GroupSummary:
         front = idx[nondominated_mask(minimised[idx])]
         if mem is not None:
@@ -124,7 +151,8 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEF
         return GroupSummary(key=key, rows=idx, front=front, hypervolume=hypervolume(values[front], ref, senses),
                             knee=None if k is None else int(front[k]), auc=None, best_under=limits,
                             statuses=_status_counts(finals, status_mask) if status_mask is not None
-                            else _status_counts(finals))
+                            else _status_counts(finals),
+                            infeasible=infeasible.num_rows if key == OVERALL else len(broken.get(key, ())))
 
     overall = group(OVERALL, np.arange(runs.num_rows), None)
     groups: dict[tuple, GroupSummary] = {}
@@ -148,7 +176,9 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEF
         overall = _with_auc(overall, aucs[OVERALL])
     return Summary(objectives=objs, split=split, by=tuple(by), runs=runs, table=table, reference=ref,
                    reference_derived=reference is None, overall=overall, groups=groups,
-                   confirmed=usable_runs(confirmation_rows, objs) if confirmation_rows.num_rows else None)
+                   confirmed=usable_runs(confirmation_rows, objs) if confirmation_rows.num_rows else None,
+                   infeasible=infeasible, constraints=verdict.applied, ad_hoc_constraints=verdict.ad_hoc,
+                   ignored_stored_constraints=verdict.ignored_stored)
 
 
 def _with_auc(g: GroupSummary, auc: MemoryAUC | None) -> GroupSummary:

@@ -36,11 +36,14 @@ def headline(summary: Summary) -> list[str]:
     files = len(set(summary.table["source_file"].to_pylist())) if "source_file" in summary.table.column_names else "?"
     lines = [f"{summary.table.num_rows} rows from {files} file(s); {sum(finals.values())} trials ("
              + ", ".join(f"{k} {v}" for k, v in sorted(finals.items()))
-             + f"); {summary.runs.num_rows} complete runs analysed",
+             + f"); {summary.runs.num_rows} complete runs analysed"
+             + (f", {summary.infeasible.num_rows} more break the constraints (on no front)"
+                if summary.infeasible is not None and summary.infeasible.num_rows else ""),
              "objectives: " + ", ".join(map(str, summary.objectives)) + f" (split {summary.split})",
              "hypervolume reference: " + ", ".join(f"{o.column}={_num(float(r), '.6g')}"
                                                      for o, r in zip(summary.objectives, summary.reference))
              + (" (derived: worst observed value per objective)" if summary.reference_derived else " (given)")]
+    lines += constraint_lines(summary)
     measured = [(g.label, g.auc) for g in [*summary.groups.values(), summary.overall] if g.auc and g.auc.points]
     spans = {(auc.lo_mb, auc.hi_mb) for _, auc in measured}
     if len(spans) == 1:
@@ -55,15 +58,28 @@ def headline(summary: Summary) -> list[str]:
     return lines
 
 
+def constraint_lines(summary: Summary) -> list[str]:
+    """What each study's runs were judged by: their study's constraints, ad-hoc ones, or none."""
+    if not summary.constrained and not summary.ignored_stored_constraints:
+        return ["constraints: none"]
+    how = " (the studies' own set aside: --ignore-constraints)" if summary.ignored_stored_constraints else ""
+    texts = set(summary.constraints.values())
+    if len(texts) == 1:
+        return [f"constraints: {texts.pop() or 'none'}, on every run{how}"]
+    return [f"constraints, each study's runs by their own{how}: "
+            + "; ".join(f"{study}: {text or 'none'}" for study, text in summary.constraints.items())]
+
+
 def groups_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
     """One row per group (and one for all runs): counts, front size, hypervolume, AUCs, picks."""
     limits = list(summary.overall.best_under)
-    header = ["group", "complete", "runs", "front", "hypervolume", "AUC-A", "AUC-L", "knee (trial: acc @ MB)"]
+    header = ["group", "complete", "infeasible", "runs", "front", "hypervolume", "AUC-A", "AUC-L",
+              "knee (trial: acc @ MB)"]
     header += [f"best <= {x:g} MB" for x in limits]
 
     def row(g: GroupSummary) -> list[str]:
         auc = g.auc
-        cells = [g.label, str(len(g.rows)), str(sum(g.statuses.values())), str(len(g.front)),
+        cells = [g.label, str(len(g.rows)), str(g.infeasible), str(sum(g.statuses.values())), str(len(g.front)),
                  _num(g.hypervolume, ".6g"), _num(auc.auc_a if auc else None), _num(auc.auc_l if auc else None),
                  _pick(summary, g.knee)]
         return cells + [_pick(summary, g.best_under[x]) for x in limits]

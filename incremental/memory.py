@@ -10,7 +10,7 @@ from torch import nn
 from .memory_report import MemoryReport
 from .units import MB
 
-__all__ = ["MB", "MemoryReport", "tensor_bytes", "inference_tensors", "module_bytes", "held_modules", "held_module_bytes",
+__all__ = ["MB", "MemoryReport", "tensor_bytes", "inference_tensors", "module_bytes",
            "exemplars_for_budget", "aligned_exemplars"]
 
 
@@ -32,31 +32,6 @@ def inference_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
 def module_bytes(module: nn.Module) -> int:
     """Bytes of ``inference_tensors(module)``."""
     return tensor_bytes(inference_tensors(module))
-
-
-def held_modules(obj: object) -> dict[str, nn.Module]:
-    """The modules an object holds in its attributes (directly, or in lists, tuples and dicts), by path."""
-    found: dict[str, nn.Module] = {}
-
-    def walk(value: object, path: str) -> None:
-        if isinstance(value, nn.Module):
-            found[path] = value
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                walk(v, f"{path}[{i}]")
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{path}[{k!r}]")
-
-    for name, value in vars(obj).items():
-        walk(value, name)
-    return found
-
-
-def held_module_bytes(obj: object) -> int:
-    """Bytes of the ``inference_tensors`` of every module ``obj`` holds, a tensor shared by two counted once."""
-    distinct = {id(t): t for module in held_modules(obj).values() for t in inference_tensors(module)}
-    return tensor_bytes(distinct.values())
 
 
 def exemplars_for_budget(total_mb: float, model_bytes: int, image_bytes: int) -> int:

@@ -22,18 +22,20 @@ import torch
 
 from .augment import AUGMENTATIONS, Augmenter
 from .benchmarks import Benchmark, BenchmarkConfig, Task, load_benchmark
+from .census import MemoryMisreport, audit_memory, check_plan
 from .configs import apply_overrides, from_mapping, parse_override, read_yaml_file, spec, to_mapping, validate
 from .errors import ConfigError
 from .memory import MemoryReport
 from .methods import Method, RunContext, get_method
-from .methods.base import ExemplarConfig, MethodConfig, derive_seed
+from .methods.base import BudgetPlan, ExemplarConfig, MethodConfig, derive_seed
 from .metrics import Metrics, compute_metrics
 from .process_state import run_process_state, scoped_global_rng
 from .provenance import code_version
 from .ranges import EVAL_BATCH_SIZE, SEED
 from .vocabulary import CPU_TIME, TEST_PREFIX, WALL_TIME
 
-__all__ = ["RunConfig", "TaskResult", "RunResult", "run", "load_run_config", "CHECKPOINT_FILE", "code_version", "PHASES",
+__all__ = ["RunConfig", "TaskResult", "RunResult", "run", "run_plan", "build_method", "load_run_config",
+           "CHECKPOINT_FILE", "code_version", "PHASES",
            "PHASE_LABELS"]
 
 log = logging.getLogger(__name__)
@@ -265,16 +267,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def build_method(config: RunConfig, device: torch.device) -> Method:
+def run_plan(config: RunConfig) -> BudgetPlan:
+    """``plan()`` of the run's method for its config and benchmark: built on the meta device, leaving
+    the global RNGs as they were (methods/planning.py)."""
+    return get_method(config.method).plan(config.method_config, config.benchmark)
+
+
+def build_method(config: RunConfig, device: torch.device, plan: BudgetPlan | None = None) -> Method:
+    """The run's method, built as the run loop builds it. ``plan``: ``run_plan(config)`` when the
+    caller has it (it fixes an exemplar budget's M); computed here when that needs it."""
     bench_cfg = config.benchmark
     policy = config.augment_policy or (bench_cfg.spec.augmentation if bench_cfg.augment else "none")
     augmenter = Augmenter(AUGMENTATIONS[policy], bench_cfg.spec.mean, bench_cfg.spec.std, device,
                           compile_step=config.compile, bf16=config.precision == "bf16")
     cls = get_method(config.method)
-    # M is fixed once for the run, from the plan's final memory (docs/protocols.md); plan() builds
-    # on the meta device and leaves the global RNGs as they were. Only an exemplar budget has an M.
-    total = (cls.plan(config.method_config, bench_cfg).exemplar_total
-             if isinstance(config.method_config, ExemplarConfig) else None)
+    # M is fixed once for the run, from the plan's final memory (docs/protocols.md). Only an
+    # exemplar budget has an M.
+    if plan is None and isinstance(config.method_config, ExemplarConfig):
+        plan = run_plan(config)
+    total = plan.exemplar_total if plan is not None and isinstance(config.method_config, ExemplarConfig) else None
     ctx = RunContext(device=device, scenario=config.task_scenario, benchmark=bench_cfg, augmenter=augmenter,
                      eval_batch_size=config.eval_batch_size, seed=config.seed, exemplar_total=total)
     with scoped_global_rng(device):  # the caller's global RNGs are left as they were
@@ -290,6 +301,7 @@ def run(
     initial_state: Mapping[str, Any] | None = None,
     benchmark: Benchmark | None = None,
     stop_after: int | None = None,
+    memory_findings: list[MemoryMisreport] | None = None,
 ) -> RunResult:
     """Train task after task; after each, evaluate, checkpoint (if asked) and call ``on_task_end``.
 
@@ -297,20 +309,27 @@ def run(
     continues from it. ``initial_state``: a checkpoint already loaded (from Tune or the prefix
     cache) to continue from. ``benchmark``: preloaded data for ``config.benchmark``.
     ``stop_after``: stop once this many tasks are done (the result is then incomplete).
+
+    After every task the engine counts what the method holds and checks its ``memory()`` (and, after
+    the last task, its ``plan()``) against it (census.py): a mismatch raises MemoryMisreport.
+    ``memory_findings``: for the contract checks, which judge the rest of the run on its own: each
+    mismatch is appended there instead and the run goes on.
     """
     device = torch.device(config.device)
     # Threads, deterministic cuDNN and the global RNGs are the run's only while it runs (issue 16).
     with run_process_state(config.threads, device):
-        return _run(config, device, on_task_end, checkpoint_dir, initial_state, benchmark, stop_after)
+        return _run(config, device, on_task_end, checkpoint_dir, initial_state, benchmark, stop_after, memory_findings)
 
 
 def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskResult], None] | None,
          checkpoint_dir: str | os.PathLike | None, initial_state: Mapping[str, Any] | None,
-         benchmark: Benchmark | None, stop_after: int | None) -> RunResult:
+         benchmark: Benchmark | None, stop_after: int | None,
+         memory_findings: list[MemoryMisreport] | None) -> RunResult:
     bench = benchmark if benchmark is not None else load_benchmark(config.benchmark)
     if bench.config != config.benchmark:
         raise ConfigError("run(): the preloaded benchmark does not match config.benchmark")
-    method = build_method(config, device)
+    plan = run_plan(config) if isinstance(config.method_config, ExemplarConfig) else None
+    method = build_method(config, device, plan)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     state = initial_state
     if state is None and ckpt_path is not None and ckpt_path.exists():
@@ -340,11 +359,23 @@ def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskRes
         prev = results
         test_m = compute_metrics([list(r.acc_row) for r in prev] + [row], [r.seen_acc for r in prev] + [seen_acc])
         val_m = compute_metrics([list(r.val_acc_row) for r in prev] + [val_row], [r.val_seen_acc for r in prev] + [val_seen])
+        # The method's report is a claim: the engine counts what it holds (census.py) before
+        # anything records it, and the last task's memory must keep what plan() promised.
+        memory = method.memory()
+        try:
+            audit_memory(method, memory, image_bytes=bench.image_bytes, where=f"after task {task.index}")
+            if task.index == bench.n_tasks - 1:
+                plan = plan or run_plan(config)
+                check_plan(config.method, memory, plan, exact=type(method).plan_is_exact)
+        except MemoryMisreport as finding:
+            if memory_findings is None:
+                raise
+            memory_findings.append(finding)
         now = time.perf_counter()
         result = TaskResult(
             task=task.index, n_tasks=bench.n_tasks, scenario=config.task_scenario, acc_row=tuple(row),
             val_acc_row=tuple(val_row), seen_acc=seen_acc, val_seen_acc=val_seen, test=test_m, val=val_m,
-            memory=method.memory(), wall_s=now - tic, elapsed_s=now - start, method_stats=method.task_stats(),
+            memory=memory, wall_s=now - tic, elapsed_s=now - start, method_stats=method.task_stats(),
             cpu_s=time.process_time() - cpu_tic,
             phase_s=dict(zip(PHASES, (trained - tic, consolidated - trained, evaluated - consolidated))),
         )

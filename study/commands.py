@@ -98,6 +98,11 @@ def _finish(summary, elapsed: float) -> int:
     print(f"study {summary.study}: {summary.finished}/{summary.trials} trials finished ({statuses}); "
           f"{summary.task_rows} task rows in {_sub_uri(summary.storage, 'results')}; {elapsed:.0f} s")
     _tensorboard_hint(summary.storage)
+    for trial_id, error in sorted(summary.errors.items())[:8]:
+        print(f"trial {trial_id} failed: {error}", file=sys.stderr)
+    if len(summary.errors) > 8:
+        print(f"... and {len(summary.errors) - 8} more failed trial(s): incsweep study status {summary.storage}",
+              file=sys.stderr)
     if not summary.done:
         print(f"the study is not finished; continue it with: incsweep study resume {summary.storage}")
         return 130
@@ -105,6 +110,9 @@ def _finish(summary, elapsed: float) -> int:
         # every trial failed: the study answered nothing, which a script must see (issue 18)
         print(f"no trial completed; `incsweep study status {summary.storage}` and the results' error column say why",
               file=sys.stderr)
+        return 1
+    if summary.errors:
+        # the study finished, but some trials' answers are missing: a script must see that too
         return 1
     return 0
 
@@ -236,9 +244,10 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _front_and_elapsed(storage: str, spec: Any) -> tuple[int | None, float | None]:
-    """The size of the current Pareto front and the seconds since the first trial started (the same
-    figures the driver's progress lines end in), from the Parquet results; None where there are none."""
+def _front_and_elapsed(storage: str, spec: Any) -> tuple[int | None, int, float | None]:
+    """The size of the current Pareto front of runs meeting the study's constraints, how many complete
+    runs break them, and the seconds since the first trial started (the same figures the driver's
+    progress lines end in), from the Parquet results; None where there are none."""
     from datetime import datetime, timezone
 
     from incsweep.analysis.load import load_results
@@ -247,14 +256,16 @@ def _front_and_elapsed(storage: str, spec: Any) -> tuple[int | None, float | Non
     try:
         table = load_results(f"{storage.rstrip('/')}/results")
     except (FileNotFoundError, ConfigError):
-        return None, None
+        return None, 0, None
     started = [t for t in table["started_at"].to_pylist() if t is not None] if "started_at" in table.column_names else []
     elapsed = (datetime.now(timezone.utc) - min(started)).total_seconds() if started else None
     try:
-        front = len(summarize_runs(table, [str(o) for o in spec.objectives], by=()).overall.front)
-    except ConfigError:  # no complete run yet
-        front = None
-    return front, elapsed
+        runs = summarize_runs(table, [str(o) for o in spec.objectives], by=(),
+                              study_constraints={spec.name: spec.constraints})
+        front, infeasible = len(runs.overall.front), runs.overall.infeasible
+    except ConfigError:  # no complete run yet, or none that meets the constraints
+        front, infeasible = None, 0
+    return front, infeasible, elapsed
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -273,7 +284,11 @@ def _status(args: argparse.Namespace) -> int:
     if s.unfinished:
         print(f"  running or interrupted: {len(s.unfinished)} ({', '.join(s.unfinished[:8])})")
     print(f"  task rows: {s.task_rows}")
-    front, elapsed = _front_and_elapsed(args.storage, spec)
+    for trial_id, error in sorted(s.errors.items())[:8]:
+        print(f"  error in {trial_id}: {error}")
+    front, infeasible, elapsed = _front_and_elapsed(args.storage, spec)
+    if spec.constraints:
+        print(f"  constraints: {', '.join(map(str, spec.constraints))}; {infeasible} complete run(s) break them")
     if front is not None:
         print(f"  front: {front} configuration(s) on {', '.join(str(o) for o in spec.objectives)}")
     if elapsed is not None and not s.done:

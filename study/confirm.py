@@ -49,7 +49,8 @@ def _selected(storage: str, spec: StudySpec, select: str) -> list[dict[str, Any]
     from incsweep.analysis.summary import summarize
 
     parse_select(select)
-    summary = summarize(load_results(f"{storage.rstrip('/')}/results"), [str(o) for o in spec.objectives], by=())
+    summary = summarize(load_results(f"{storage.rstrip('/')}/results"), [str(o) for o in spec.objectives], by=(),
+                        study_constraints={spec.name: spec.constraints})
     picked = select_runs(summary, select)
     if not picked:
         raise ConfigError(f"--select {select}: no complete run of study {spec.name} qualifies")

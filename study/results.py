@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from incsweep.incremental.constraints import Constraint, feasible, format_constraints, violations
 from incsweep.incremental.errors import ConfigError, DataFormatError
 from incsweep.incremental.memory_report import MemoryReport
 from incsweep.incremental.provenance import code_version
@@ -87,7 +88,7 @@ def task_row(result: TaskResult | Mapping[str, Any], *, study: str, trial_id: st
     }
     row.update({param_column(k): v for k, v in params.items()})
     row.update({stat_column(k): float(v) for k, v in (r.get("method_stats") or {}).items()})
-    return row
+    return judge_row(row, ())  # no constraint: feasible; a study's sink judges its rows by its own
 
 
 def final_row(task_rows: Sequence[Mapping[str, Any]], *, status: str, error: str | None = None,
@@ -114,6 +115,14 @@ def final_row(task_rows: Sequence[Mapping[str, Any]], *, status: str, error: str
     row[FROM_CACHE] = None
     row["complete"] = bool(row.get("tasks_done") == row.get("n_tasks")) and status == "complete"
     return row
+
+
+def judge_row(row: Mapping[str, Any], constraints: Sequence[Constraint]) -> dict[str, Any]:
+    """``row`` with the study's ``constraints``, its ``feasible`` verdict and largest ``violation``."""
+    found = violations(constraints, row)
+    worst = max(found, key=lambda v: math.inf if math.isnan(v) else v) if found else None
+    return {**row, "constraints": format_constraints(constraints), "feasible": feasible(constraints, row),
+            "violation": worst}
 
 
 def rows_from_run(result: RunResult, *, study: str, trial_id: str, params: Mapping[str, Any] | None = None,

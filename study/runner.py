@@ -43,6 +43,7 @@ class StudySummary:
     unfinished: list[str] = field(default_factory=list)  # trial files without a final row
     task_rows: int = 0
     optuna_states: Counter = field(default_factory=Counter)
+    errors: dict[str, str] = field(default_factory=dict)  # trial id -> the error of a trial that ended in one
 
     @property
     def finished(self) -> int:
@@ -67,6 +68,8 @@ def summarize(storage: str, spec: StudySpec) -> StudySummary:
             summary.statuses["orphaned"] += 1
         else:
             summary.statuses[finals[0]["status"]] += 1
+            if finals[0]["status"] == "error" and finals[0]["error"]:
+                summary.errors[trial_id] = str(finals[0]["error"])
     layout = StudyLayout(storage)
     try:
         import optuna
@@ -426,11 +429,13 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     check_resources(spec.resources, spec.concurrency)  # before anything is written
     if stored is None:
         layout.write_spec({**spec.to_dict(), "storage": storage})
-    sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec))
+    constraints = [str(c) for c in spec.constraints]
+    sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec), constraints)
     before = summarize(storage, spec)  # read once: the progress counts and the fresh-Tuner path use it
     progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives], trials=spec.trials,
                            senses=[o.sense for o in spec.objectives],
-                           finished={k: v for k, v in before.statuses.items() if k != "orphaned"})
+                           finished={k: v for k, v in before.statuses.items() if k != "orphaned"},
+                           constraints=constraints)
     callbacks = [sink, progress, *tune_callbacks(spec.callbacks, study=spec.name, storage=storage)]
     run_config = tune.RunConfig(
         name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,

@@ -49,6 +49,12 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("complete", pa.bool_(), nullable=False),  # tasks_done == n_tasks
         pa.field("status", pa.string(), nullable=False),  # TASK_STATUS or one of FINAL_STATUSES
         pa.field("error", pa.string()),
+        # The study's constraints ("total_mb <= 1.2; ..."; "" for none), whether this row meets them by
+        # Optuna's rule (every violation <= 0) and the largest violation (null: no constraint):
+        # incremental/constraints.py. The analysis keeps infeasible runs off every front.
+        pa.field("constraints", pa.string()),
+        pa.field("feasible", pa.bool_()),
+        pa.field("violation", pa.float64()),
         # validation-split metrics (the study's objectives; NaN when the run has no val split), then the
         # test-split ones (reported, never optimised): incremental/vocabulary.py
         *(pa.field(name, pa.float64()) for name in ACCURACY_METRICS + TEST_METRICS),

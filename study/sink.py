@@ -13,16 +13,17 @@ import math
 import time
 from collections import Counter
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 from ray.tune import Callback
 
+from incsweep.incremental.constraints import feasible, parse_constraints
 from incsweep.incremental.vocabulary import AVG_ACC, FROM_CACHE, MEMORY_METRIC, WALL_TIME
 from incsweep.trainables.boundary import TrialConfig
 
-from .results import final_row, read_trial_file, task_row, utcnow, write_trial_file
+from .results import final_row, judge_row, read_trial_file, task_row, utcnow, write_trial_file
 
 __all__ = ["ParquetSink", "ProgressLog", "trial_error_text"]
 
@@ -52,8 +53,10 @@ class ParquetSink(Callback):
     """Writes one row per reported task and a final row per finished trial."""
 
     def __init__(self, storage: str, study: str, n_tasks: int, searched: Mapping[str, list[str]],
-                 schema: pa.Schema | None = None):
+                 schema: pa.Schema | None = None, constraints: Sequence[str] = ()):
         self.storage, self.study, self.n_tasks = storage, study, n_tasks
+        # Plain strings (pickled into tuner.pkl, like the schema bytes): every row is judged by them.
+        self.constraints = [str(c) for c in constraints]
         # Kept as Arrow IPC bytes: Tune pickles its callbacks into tuner.pkl, and resume lets that
         # file name only Tune's own modules (study/tune_state.py), not pyarrow's type factories.
         self._schema_ipc = schema.serialize().to_pybytes() if schema is not None else None
@@ -82,6 +85,8 @@ class ParquetSink(Callback):
         if trial_id in self._final:
             rows.append(self._final[trial_id])
         if rows:
+            judged = parse_constraints(self.constraints)
+            rows = [judge_row(r, judged) for r in rows]
             write_trial_file(self.storage, rows, self.schema)
 
     @property
@@ -164,11 +169,14 @@ class ParquetSink(Callback):
 class ProgressLog(Callback):
     """One log line per finished task and per finished trial (the CLI prints the study.progress
     logger), each ending in the study's progress: trials finished of those requested by status,
-    running, the size of the current Pareto front of completed trials, elapsed time and an ETA."""
+    running, the size of the current Pareto front of completed trials that meet the study's constraints,
+    elapsed time and an ETA."""
 
     def __init__(self, n_tasks: int, objectives: list[str], *, trials: int = 0, senses: list[str] | None = None,
-                 finished: Mapping[str, int] | None = None, clock: Callable[[], float] | None = None):
+                 finished: Mapping[str, int] | None = None, clock: Callable[[], float] | None = None,
+                 constraints: Sequence[str] = ()):
         self.n_tasks, self.objectives, self.trials = n_tasks, objectives, trials
+        self.constraints = [str(c) for c in constraints]  # plain strings: pickled into tuner.pkl
         self.senses = senses or ["max"] * len(objectives)
         self.statuses: Counter[str] = Counter(finished or {})  # earlier drivers' trials (resume) included
         self.done = 0  # trials finished under this driver
@@ -227,7 +235,7 @@ class ProgressLog(Callback):
         status = ("diverged" if last.get("diverged") else "error" if last.get("failed") else
                   "complete" if int(last.get("tasks_done", 0)) >= self.n_tasks else "pruned")
         self._finished(trial.trial_id, status)
-        if status == "complete":
+        if status == "complete" and feasible(parse_constraints(self.constraints), last):
             point = [float(last.get(m, math.nan)) for m in self.objectives]
             if all(math.isfinite(v) for v in point):
                 self._front.append(point)

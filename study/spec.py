@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
 from incsweep.incremental.benchmarks import BenchmarkConfig
 from incsweep.incremental.configs import coerce, from_mapping, read_yaml_file, spec, to_mapping, validate
+from incsweep.incremental.constraints import Constraint, parse_constraints
 from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.methods import get_method
 from incsweep.incremental.ranges import EVAL_BATCH_SIZE, SEED
@@ -38,33 +39,8 @@ __all__ = ["StudySpec", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec
 # from these. Test metrics are recorded but never optimised (docs/protocols.md: tune on validation).
 METRICS = OPTIMISABLE
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a path segment and an Optuna study name
-_OPS = ("<=", ">=")
 # docs/study.md, "Tuning protocols": the first is the default.
 PROTOCOLS = ("end_of_training", "two_phase", "first_task")
-
-
-@dataclass(frozen=True)
-class Constraint:
-    metric: str
-    op: str
-    bound: float
-
-    @classmethod
-    def parse(cls, text: str) -> "Constraint":
-        m = re.fullmatch(r"\s*([a-z_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*", str(text))
-        if not m:
-            raise ConfigError(f"constraint {text!r}: write METRIC <= NUMBER or METRIC >= NUMBER, e.g. 'total_mb <= 8'")
-        metric, op, bound = m.group(1), m.group(2), float(m.group(3))
-        if metric not in METRICS:
-            raise ConfigError(f"constraint {text!r}: unknown metric {metric!r}; choose from {list(METRICS)}")
-        return cls(metric, op, bound)
-
-    def violation(self, value: float) -> float:
-        """Optuna's convention: <= 0 is feasible."""
-        return value - self.bound if self.op == "<=" else self.bound - value
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.bound:g}"
 
 
 @dataclass(frozen=True)
@@ -297,8 +273,7 @@ class StudySpec:
             objs = d["objectives"]
             d["objectives"] = _parse_objectives(objs)
         if "constraints" in d:
-            cons = d["constraints"] or []
-            d["constraints"] = tuple(Constraint.parse(c) for c in ([cons] if isinstance(cons, str) else cons))
+            d["constraints"] = parse_constraints(d["constraints"])
         if "scheduler" in d:
             sched = d["scheduler"]
             d["scheduler"] = from_mapping(SchedulerSpec, {"name": sched} if isinstance(sched, str) else sched,

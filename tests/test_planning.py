@@ -13,8 +13,9 @@ import torch
 from incsweep.incremental import contract
 from incsweep.incremental.backbones import count_params, meta_backbone
 from incsweep.incremental.benchmarks import BenchmarkConfig
+from incsweep.incremental.census import take_census
 from incsweep.incremental.errors import ConfigError
-from incsweep.incremental.memory import held_module_bytes, module_bytes
+from incsweep.incremental.memory import module_bytes
 from incsweep.incremental.methods import METHODS, get_method
 from incsweep.incremental.methods._memo_net import split_sizes
 from incsweep.incremental.methods._single import head_bytes
@@ -99,10 +100,10 @@ def test_begin_task_that_needs_values_gets_a_one_line_error():
     assert "\n" not in msg and "DataHungryFinetune.plan()" in msg and "override plan()" in msg
 
 
-def test_held_module_bytes_counts_shared_tensors_once():
+def test_the_census_counts_shared_tensors_once():
     class Holder:
         def __init__(self):
             self.a = torch.nn.Linear(3, 2)
             self.b = [self.a, torch.nn.BatchNorm2d(4)]
     h = Holder()
-    assert held_module_bytes(h) == module_bytes(h.a) + module_bytes(h.b[1])
+    assert take_census(h).total == module_bytes(h.a) + module_bytes(h.b[1])
