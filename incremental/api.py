@@ -11,25 +11,42 @@ from incsweep.search_spaces.params import Choice, Fixed, Float, Int
 
 from .backbones import Backbone, GrowingHead, build_backbone, count_params
 from .benchmarks import BenchmarkConfig, BenchmarkSpec, Split, Task
+from .census import Census, MemoryMisreport, take_census
 from .configs import spec
 from .datasets import RawData
 from .errors import ConfigError, DataFormatError
+from .exemplars import ExemplarStore, herding_order
 from .file_benchmarks import array_benchmark, image_folder_benchmark, npz_benchmark
 from .memory import module_bytes, tensor_bytes
 from .memory_report import MemoryReport
+from .methods._exemplar import (
+    ExemplarMemory,
+    class_means,
+    exemplar_total,
+    l2_normalize,
+    nme_logits,
+    planned_exemplars,
+    quota,
+    rehearsal_ce,
+    with_exemplars,
+)
 from .methods._prefix import budget_fields, first_task_fields
 from .methods._single import IncrementalNet, SingleNetMethod, head_bytes
 from .methods.base import BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
-from .training import Schedule, fit, predict_in_batches
+from .training import Schedule, fit, predict_in_batches, recompute_bn_stats
 
 __all__ = [
     # the method contract and its configs
     "Method", "MethodConfig", "ExemplarConfig", "RunContext", "BudgetPlan", "MemoryReport", "spec", "ConfigError",
     # a single growing network trained by SGD, as finetune/replay/LwF/EWC use it
     "SingleNetMethod", "IncrementalNet", "Backbone", "GrowingHead", "build_backbone", "count_params", "head_bytes",
-    "fit", "predict_in_batches", "Schedule",
-    # memory accounting and prefix reuse
-    "module_bytes", "tensor_bytes", "first_task_fields", "budget_fields",
+    "fit", "predict_in_batches", "recompute_bn_stats", "Schedule",
+    # rehearsal: the budget (M from the engine: RunContext.exemplar_total; quota per class), the store,
+    # herding, the loss over batches that mix tasks (task-IL masking included), class means
+    "ExemplarMemory", "ExemplarStore", "herding_order", "with_exemplars", "quota", "planned_exemplars",
+    "exemplar_total", "rehearsal_ce", "l2_normalize", "class_means", "nme_logits",
+    # memory accounting (the engine's census checks every memory() report) and prefix reuse
+    "module_bytes", "tensor_bytes", "take_census", "Census", "MemoryMisreport", "first_task_fields", "budget_fields",
     # default search spaces
     "Float", "Int", "Choice", "Fixed",
     # data

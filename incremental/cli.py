@@ -169,12 +169,17 @@ def _run(args: argparse.Namespace) -> int:
           f"{_mb(final.memory.total_bytes)} MB ({final.memory.n_exemplars} exemplars); "
           f"{final.elapsed_s:.1f} s")
     phases = {label: sum(t.phase_s.get(name, 0.0) for t in result.tasks) for name, label in PHASE_LABELS.items()}
-    print("time by phase: " + ", ".join(f"{label} {sec:.1f} s" for label, sec in phases.items()))
+    print("time by phase: " + ", ".join(f"{label} {_seconds(sec)}" for label, sec in phases.items()))
     if args.out:
         # Strict JSON: NaN (e.g. validation metrics when benchmark.val_fraction is 0) is written as null.
         Path(args.out).write_text(json.dumps(_nan_to_none(result.to_dict()), indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.out}")
     return 0
+
+
+def _seconds(sec: float) -> str:
+    """``12.3 s``; under a tenth of a second in ms (the memory census takes about a millisecond)."""
+    return f"{sec:.1f} s" if sec >= 0.1 else f"{sec * 1000:.1f} ms"
 
 
 def _nan_to_none(value: Any) -> Any:

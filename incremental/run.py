@@ -44,9 +44,9 @@ CHECKPOINT_FILE = "state.pt"
 CHECKPOINT_FORMAT = 1
 # A task's wall time by phase, with what people read for it: training (begin_task + train_task),
 # consolidation (end_task: exemplar selection, weight aligning, BMKP's projection), evaluation (test
-# and validation of every seen task).
+# and validation of every seen task), the engine's memory census (census.py).
 PHASE_LABELS = {"train": "training", "consolidate": "consolidation (exemplar selection, aligning)",
-                "evaluate": "evaluation"}
+                "evaluate": "evaluation", "census": "memory census (what the method holds, checked)"}
 PHASES = tuple(PHASE_LABELS)
 
 
@@ -371,13 +371,14 @@ def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskRes
             if memory_findings is None:
                 raise
             memory_findings.append(finding)
-        now = time.perf_counter()
+        audited = now = time.perf_counter()
         result = TaskResult(
             task=task.index, n_tasks=bench.n_tasks, scenario=config.task_scenario, acc_row=tuple(row),
             val_acc_row=tuple(val_row), seen_acc=seen_acc, val_seen_acc=val_seen, test=test_m, val=val_m,
             memory=memory, wall_s=now - tic, elapsed_s=now - start, method_stats=method.task_stats(),
             cpu_s=time.process_time() - cpu_tic,
-            phase_s=dict(zip(PHASES, (trained - tic, consolidated - trained, evaluated - consolidated))),
+            phase_s=dict(zip(PHASES, (trained - tic, consolidated - trained, evaluated - consolidated,
+                                      audited - evaluated))),
         )
         results.append(result)
         log.info("%s task %d/%d: acc %.4f avg %.4f memory %.3f MB (%.1f s)", config.method, task.index + 1,

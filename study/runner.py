@@ -25,7 +25,8 @@ from .spec import StudySpec
 from .trackers import env_defaults, tune_callbacks
 from .tune_state import check_tune_state
 
-__all__ = ["run_study", "StudySummary", "summarize", "check_resources", "check_storage", "check_data", "default_storage"]
+__all__ = ["run_study", "StudySummary", "summarize", "check_resources", "check_storage", "check_data", "check_methods",
+           "default_storage"]
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,27 @@ def check_data(spec: StudySpec) -> None:
     from incsweep.incremental.benchmarks import load_benchmark
 
     load_benchmark(spec.benchmark)  # DataNotFoundError / DataFormatError carry the fix in their message
+
+
+def check_methods(spec: StudySpec) -> None:
+    """Build every method of the study for its benchmark, once, in the driver: its plan() on the meta
+    device and the method itself on the CPU, with each searched field at its first candidate, so that
+    a constructor or plan that raises is one line before Ray starts, not an error in every trial."""
+    import torch
+
+    from incsweep.incremental.run import RunConfig, build_method, run_plan
+
+    space = spec.space()
+    for method in spec.methods:
+        values = {name: param.candidates()[0] for name, param in space.params(method).items()}
+        try:
+            cfg = RunConfig.from_dict({**spec.base_run(), "method": method, "method_config": values})
+            build_method(cfg, torch.device("cpu"), run_plan(cfg))
+        except ConfigError as exc:
+            raise ConfigError(f"method {method}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a user's method: its own error, in one line
+            raise ConfigError(f"method {method}: building it for benchmark {spec.benchmark.name} raised "
+                              f"{type(exc).__name__}: {exc}") from None
 
 
 @contextmanager
@@ -355,6 +377,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
             return finished
 
     check_data(spec)
+    check_methods(spec)
     if resume:
         check_tune_state(layout.tune_experiment, layout.tune_filesystem)  # before Ray starts and Tune unpickles it
         _reconcile_journal(spec, layout, storage)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from incsweep.incremental.cli import _seconds
 from incsweep.incremental.memory import MB
 from incsweep.incremental.methods import METHODS
 from incsweep.incremental.run import RunConfig
@@ -47,11 +48,12 @@ def test_run_prints_a_table_and_writes_the_result(tmp_path, capsys):
     json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     # every task's time by phase (issue 22: the per-phase split), within its wall time; CPU time measured
     for t in data["tasks"]:
-        assert set(t["phase_s"]) == {"train", "consolidate", "evaluate"} and min(t["phase_s"].values()) > 0
+        assert set(t["phase_s"]) == {"train", "consolidate", "evaluate", "census"} and min(t["phase_s"].values()) > 0
         assert sum(t["phase_s"].values()) <= t["wall_s"] and t["cpu_s"] > 0
-    split = {name: sum(t["phase_s"][name] for t in data["tasks"]) for name in ("train", "consolidate", "evaluate")}
-    assert lines[6] == (f"time by phase: training {split['train']:.1f} s, consolidation (exemplar selection, "
-                        f"aligning) {split['consolidate']:.1f} s, evaluation {split['evaluate']:.1f} s")
+    split = {name: sum(t["phase_s"][name] for t in data["tasks"]) for name in ("train", "consolidate", "evaluate", "census")}
+    assert lines[6] == (f"time by phase: training {_seconds(split['train'])}, consolidation (exemplar selection, "
+                        f"aligning) {_seconds(split['consolidate'])}, evaluation {_seconds(split['evaluate'])}, "
+                        f"memory census (what the method holds, checked) {_seconds(split['census'])}")
 
 
 def test_run_task_il_and_resume_from_checkpoint(tmp_path, capsys):

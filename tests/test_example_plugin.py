@@ -81,3 +81,36 @@ def test_a_study_over_the_plugin_on_local_ray_analyses_and_reruns_exactly(tmp_pa
     tasks = json.loads((tmp_path / "r.json").read_text())["tasks"]
     recorded = data["provenance"]["tasks"]
     assert [t["acc_row"] for t in tasks] == [t["acc_row"] for t in recorded]  # exact, not approximately
+
+
+def test_the_replay_plugin_is_built_on_the_public_api_alone():
+    """examples/incsweep_example's cosine_replay imports nothing of incsweep but incsweep.incremental.api."""
+    import ast
+
+    import incsweep_example.cosine_replay as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    used = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    used |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in used if m.startswith("incsweep")} == {"incsweep.incremental.api"}
+    checked = incsweep("check-method", "cosine_replay")
+    assert checked.returncode == 0 and "7/7 checks passed" in checked.stdout, checked.stdout
+
+
+def test_a_study_over_the_replay_plugin_runs_and_its_memory_is_checked(tmp_path):
+    spec = {"name": "cosine", "methods": ["cosine_replay"], "scenario": "task_il",
+            "benchmark": {"name": "toy-shapes", "val_fraction": 0.25},
+            "search": {"cosine_replay": {"backbone": "tiny", "width": 8, "batch_size": 32, "epochs": 2,
+                                         "memory_size": {"low": 6, "high": 60, "log": True}}},
+            "trials": 2, "concurrency": 2, "resources": {"cpu": 1, "gpu": 0}, "seed": 0}
+    path = tmp_path / "cosine.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    study = incsweep("study", "run", str(path), "--storage", str(tmp_path / "s"), timeout=900)
+    assert study.returncode == 0, study.stdout[-2000:] + study.stderr[-2000:]
+    finals = [r for r in pq.read_table(tmp_path / "s" / "results").to_pylist() if r["is_final"]]
+    assert len(finals) == 2 and all(r["status"] == "complete" for r in finals)
+    # task-IL on 3 tasks of 2 shapes: each task's own head is far above a coin flip
+    assert all(r["test_avg_acc"] > 0.6 for r in finals), [r["test_avg_acc"] for r in finals]
+    # memory: the census passed every task, and exemplars are what the budget bought (<= memory_size)
+    assert all(r["n_exemplars"] <= r["param_memory_size"] and r["exemplar_bytes"] == 256 * r["n_exemplars"]
+               for r in finals)

@@ -120,8 +120,11 @@ class RunContext:
         return c * h * w
 
     def generator(self, task_index: int, stream: int = 0) -> torch.Generator:
-        """A generator for task ``task_index``: a pure function of (seed, task, stream), so resume is exact."""
-        g = torch.Generator(device=self.device)
+        """A generator for task ``task_index``: a pure function of (seed, task, stream), so resume is exact.
+
+        On the meta device (plan()'s shape-only build) torch has no generator: a CPU one stands in,
+        so a begin_task that draws can still be planned (nothing is drawn into meta tensors)."""
+        g = torch.Generator(device=self.device if self.device.type != "meta" else "cpu")
         g.manual_seed(derive_seed(self.seed, task_index, stream))
         return g
 

@@ -62,6 +62,11 @@ def grown_for_plan(cls: type[Method], config: MethodConfig, benchmark: Benchmark
     with scoped_global_rng(META), torch.device(META):
         try:
             method = cls(config, ctx)
+        except (ConfigError, TypeError, ValueError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - named for the method's author
+            raise _constructor_error(cls, config, benchmark, exc) from exc
+        try:
             for task in shape_only_tasks(benchmark):
                 method.begin_task(task)
         except (ConfigError, TypeError, ValueError):
@@ -72,6 +77,23 @@ def grown_for_plan(cls: type[Method], config: MethodConfig, benchmark: Benchmark
                 f"failed ({type(exc).__name__}: {exc}); a method whose begin_task needs data or real tensors "
                 "must override plan()") from exc
     return method
+
+
+def _constructor_error(cls: type[Method], config: MethodConfig, benchmark: BenchmarkConfig,
+                       exc: Exception) -> ConfigError:
+    """A constructor that raised on the meta device: its own error when it raises on the CPU too,
+    else what the meta build needs from it."""
+    cpu = torch.device("cpu")
+    spec = benchmark.spec
+    ctx = RunContext(device=cpu, scenario=cls.scenarios[0], benchmark=benchmark,
+                     augmenter=Augmenter(AUGMENTATIONS["none"], spec.mean, spec.std, cpu), eval_batch_size=1, seed=0)
+    try:
+        with scoped_global_rng(cpu):
+            cls(config, ctx)
+    except Exception as again:  # noqa: BLE001 - the method's own error, whatever its type
+        return ConfigError(f"{cls.__name__}(config, ctx) raised {type(again).__name__}: {again}")
+    return ConfigError(f"{cls.__name__}.plan(): its constructor works on the CPU but not on the meta device "
+                       f"({type(exc).__name__}: {exc}); read tensor values in begin_task, or override plan()")
 
 
 def measured_plan(cls: type[Method], config: MethodConfig, benchmark: BenchmarkConfig) -> BudgetPlan:
