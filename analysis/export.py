@@ -93,6 +93,20 @@ def _task_metrics(summary: Summary, run: dict[str, Any]) -> list[dict[str, Any]]
     return [{"task": r["task"], **{k: _plain(r.get(k)) for k in _TASK_METRICS if k in r}} for r in rows]
 
 
+# BenchmarkConfig's fields that only the synthetic benchmark reads (incremental/benchmarks.py, "synthetic
+# only"): an exported config of any other benchmark leaves them out, so its YAML does not claim a class
+# count or image size that the data decides; reading it back restores their defaults, the same config.
+SYNTHETIC_ONLY = ("n_classes", "image_size", "channels")
+
+
+def exported_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run config as written to YAML: every field, less what does not apply to its benchmark."""
+    bench = dict(config.get("benchmark") or {})
+    if bench.get("name") != "synthetic":
+        bench = {k: v for k, v in bench.items() if k not in SYNTHETIC_ONLY}
+    return {**config, "benchmark": bench}
+
+
 def _filename(run: dict[str, Any]) -> str:
     raw = f"{run['study']}__{run['method']}__{run['trial_id']}"
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", raw) + ".yaml"
@@ -112,7 +126,7 @@ def export_configs(summary: Summary, indices: list[int], out_dir: str | Path, *,
         run = summary.row(i)
         if not run.get("config_json"):
             raise ConfigError(f"trial {run['trial_id']} ({run.get(SOURCE_COLUMN)}) has no config_json: cannot export it")
-        config = json.loads(run["config_json"])
+        config = exported_config(json.loads(run["config_json"]))
         if run.get("code_version") and run["code_version"] != here:
             log.warning("trial %s was recorded with code %s, this checkout is %s: a re-run may differ",
                         run["trial_id"], run["code_version"], here)
@@ -120,6 +134,8 @@ def export_configs(summary: Summary, indices: list[int], out_dir: str | Path, *,
             "study": run["study"], "trial_id": run["trial_id"], "method": run["method"],
             "benchmark": run.get("benchmark"), "seed": _plain(run.get("seed")),
             "selected_by": selected_by, "objectives": [str(o) for o in summary.objectives],
+            # what the run was judged by, and met: its study's constraints plus any --constraint
+            "constraints": summary.constraints.get(str(run["study"]), ""),
             "metrics": {k: _plain(run[k]) for k in _METRICS if k in run},
             "params": {k: _plain(v) for k, v in run.items() if k.startswith("param_") and v is not None},
             "tasks": _task_metrics(summary, run),

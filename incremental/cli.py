@@ -59,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "built-in method passes: same seed = same state, resume = uninterrupted, memory = plan, "
                     "state round trip, prefix fields, second scenario (docs/extending.md). Exit 1 if any fails.")
     check_p.add_argument("method", help="a registered name or module:Class")
-    check_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                         help="a method-config field for the tiny runs (e.g. width=4); repeatable")
+    check_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="a field for the tiny runs, as with `run`: a method-config field (width=4), a run "
+                              "field (threads=2, scenario=task_il) or benchmark.FIELD; repeatable")
     check_p.add_argument("--check", dest="checks", action="append", default=None, metavar="NAME",
                          help="run only this check (repeatable); default: all")
     check_p.set_defaults(func=_check_method)
@@ -73,15 +74,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check_method(args: argparse.Namespace) -> int:
     from .configs import parse_override
-    from .contract import CHECKS, check_method
+    from .contract import CHECKS, ContractViolation, check_method, tiny_config
     from .methods import get_method
+    from .run import RunConfig
 
     get_method(args.method)  # an unknown or broken reference is one line, exit 2, before any training
+    top = {f.name for f in dataclasses.fields(RunConfig)} - {"method", "method_config"}
     overrides: dict[str, Any] = {}
+    run_fields: dict[str, Any] = {}
     for text in args.overrides:
         path, value = parse_override(text)
-        overrides[".".join(path)] = value
+        if path[0] == "method_config":
+            path = path[1:]
+        (run_fields if path[0] in top else overrides)[".".join(path)] = value
     checks = tuple(args.checks) if args.checks else CHECKS
+    try:
+        tiny_config(args.method, overrides, run_fields=run_fields)  # unworkable settings: one line, exit 2
+    except ContractViolation as err:
+        raise ConfigError(str(err)) from None
     print(f"checking {args.method} on a tiny synthetic benchmark (3 tasks x 2 classes):")
 
     def show(r) -> None:
@@ -94,7 +104,9 @@ def _check_method(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         run_log.setLevel(logging.WARNING)
     try:
-        results = check_method(args.method, overrides, checks=checks, on_result=show)
+        results = check_method(args.method, overrides, checks=checks, run_fields=run_fields, on_result=show)
+    except ContractViolation as err:
+        raise ConfigError(str(err)) from None
     finally:
         run_log.setLevel(level)
     failed = [r.name for r in results if not r.passed]

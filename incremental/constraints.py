@@ -50,8 +50,9 @@ class Constraint:
             raise ConfigError(f"constraint {text!r}: unknown metric {metric!r}; choose from {list(OPTIMISABLE)}")
         return cls(metric, op, bound)
 
-    def violation(self, value: float) -> float:
-        """Optuna's convention: <= 0 is feasible (NaN for a missing value: infeasible)."""
+    def violation(self, value: Any) -> Any:
+        """Optuna's convention: <= 0 is feasible (NaN for a missing value: infeasible). ``value``: a
+        number, or a numpy array of them (the analysis judges a column at once)."""
         return value - self.bound if self.op == "<=" else self.bound - value
 
     def __str__(self) -> str:

@@ -32,6 +32,7 @@ import torch
 
 from .benchmarks import Benchmark, load_benchmark
 from .census import MemoryMisreport, audit_memory, plan_mismatches
+from .configs import apply_overrides
 from .errors import ConfigError
 from .memory import MB
 from .methods import Method, get_method
@@ -64,17 +65,22 @@ class CheckResult:
     seconds: float
 
 
-def tiny_config(method: str, overrides: Mapping[str, Any] | None = None, **fields: Any) -> RunConfig:
+def tiny_config(method: str, overrides: Mapping[str, Any] | None = None, *,
+                run_fields: Mapping[str, Any] | None = None, **fields: Any) -> RunConfig:
     """``method`` on TINY_BENCHMARK with TINY_FIELDS (those its config has), then ``overrides`` and
-    ``fields``. A config that is invalid or plans more than 1 MB is a ContractViolation."""
+    ``fields`` (method-config fields) and ``run_fields`` (RunConfig fields such as ``threads``, or
+    ``benchmark.<field>``). A config that is invalid or plans more than 1 MB is a ContractViolation."""
     cls = get_method(method)
     choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(cls.config_cls)}
     # A tiny value the field does not allow (BMKP has one backbone) leaves that field at its default.
     values = {k: v for k, v in TINY_FIELDS.items() if k in choices and v in (choices[k] or (v,))}
     values.update(overrides or {})
     values.update(fields)
+    data: dict[str, Any] = {"method": method, "benchmark": dict(TINY_BENCHMARK), "method_config": values}
+    for key, value in (run_fields or {}).items():
+        data = apply_overrides(data, key.split("."), value)
     try:
-        cfg = RunConfig.from_dict({"method": method, "benchmark": dict(TINY_BENCHMARK), "method_config": values})
+        cfg = RunConfig.from_dict(data)
     except ConfigError as err:
         raise ContractViolation(f"{method}: no workable tiny settings ({err}); pass the fields that make it tiny "
                                 "(incsweep check-method --set FIELD=VALUE)") from None
@@ -296,13 +302,14 @@ CHECKS: tuple[str, ...] = ("reports", "same_seed_same_state", "resume_equals_uni
 
 
 def check_method(method: str, overrides: Mapping[str, Any] | None = None, *, checks: tuple[str, ...] = CHECKS,
-                 workdir: str | Path | None = None,
+                 workdir: str | Path | None = None, run_fields: Mapping[str, Any] | None = None,
                  on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
-    """Run the contract checks for ``method`` on its tiny config; a failed check does not stop the rest."""
+    """Run the contract checks for ``method`` on its tiny config (``overrides``: method-config fields;
+    ``run_fields``: RunConfig fields, e.g. ``{"threads": 2}``); a failed check does not stop the rest."""
     unknown = [c for c in checks if c not in CHECKS]
     if unknown:
         raise ConfigError(f"unknown check(s) {unknown}; allowed: {list(CHECKS)}")
-    cfg = tiny_config(method, overrides)
+    cfg = tiny_config(method, overrides, run_fields=run_fields)
     with tempfile.TemporaryDirectory(prefix="incsweep-contract-") as tmp:
         contract = Contract(cfg, workdir or tmp)
         results = []

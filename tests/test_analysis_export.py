@@ -89,3 +89,21 @@ def test_export_knee_and_best_under(storage, tmp_path, capsys):
     knee = _exported(tmp_path, storage, "knee")
     assert len(knee) == 1 and knee[0]["selected_by"] == "knee" and knee[0]["trial_id"] in RUNS
     capsys.readouterr()
+
+
+def test_an_exported_config_carries_only_the_fields_of_its_benchmark():
+    """Synthetic-only fields (class count, image size, channels) are not written for other benchmarks;
+    reading the YAML back gives the recorded RunConfig (so the re-run is the same run)."""
+    import dataclasses
+
+    from incsweep.analysis.export import SYNTHETIC_ONLY, exported_config
+    from incsweep.incremental.benchmarks import BenchmarkConfig
+
+    assert set(SYNTHETIC_ONLY) <= {f.name for f in dataclasses.fields(BenchmarkConfig)}
+    recorded = RunConfig.from_dict({"method": "replay", "benchmark": {"name": "seq-fashionmnist", "train_per_class": 20},
+                                    "method_config": TINY_NET})
+    written = exported_config(json.loads(recorded.to_json()))
+    assert not set(SYNTHETIC_ONLY) & set(written["benchmark"]) and written["benchmark"]["train_per_class"] == 20
+    assert RunConfig.from_dict(yaml.safe_load(yaml.safe_dump(written))) == recorded
+    synthetic = json.loads(RunConfig.from_dict({"method": "replay", "benchmark": TINY_BENCHMARK}).to_json())
+    assert exported_config(synthetic)["benchmark"]["n_classes"] == TINY_BENCHMARK["n_classes"]

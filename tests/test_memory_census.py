@@ -206,3 +206,14 @@ def test_a_study_ends_a_misreporting_trial_in_error_and_says_why(tmp_path):
 
     finals = [r for f in storage.glob("results/**/*.parquet") for r in pq.read_table(f).to_pylist() if r["is_final"]]
     assert len(finals) == 2 and all(r["status"] == "error" and "bank" in r["error"] for r in finals)
+
+
+def test_check_method_takes_run_fields_like_run(capsys):
+    rc = main(["check-method", "replay", "--set", "threads=2", "--set", "scenario=task_il", "--check", "reports"])
+    assert rc == 0 and "1/1 checks passed" in capsys.readouterr().out
+    cfg = contract.tiny_config("replay", run_fields={"threads": 2, "scenario": "task_il"})
+    assert (cfg.threads, cfg.scenario) == (2, "task_il")
+    rc = main(["check-method", "replay", "--set", "threads=0"])
+    captured = capsys.readouterr()
+    assert rc == 2 and "threads=0" in captured.err and captured.err.strip().count("\n") == 0
+    assert "checking" not in captured.out
