@@ -38,7 +38,7 @@ RUNS = {
                                  "--set", "memory_size=12", "--set", "threads=1"],
     "memo (tiny, synthetic)": ["--method", "memo", "--benchmark", "synthetic", "--set", "benchmark.n_classes=6",
                                "--set", "backbone=tiny", "--set", "width=4", "--set", "batch_size=16",
-                               "--set", "init_epochs=1", "--set", "memory_size=12", "--set", "threads=1"],
+                               "--set", "init_epochs=1", "--set", "epochs=1", "--set", "memory_size=12", "--set", "threads=1"],
 }
 
 
