@@ -270,8 +270,9 @@ def _front_and_elapsed(storage: str, spec: Any) -> tuple[int | None, int, float 
 
 def _status(args: argparse.Namespace) -> int:
     from .runner import summarize
+    from .spec import stored_view
 
-    spec = _stored_spec(args.storage)
+    spec = stored_view(args.storage)  # none of the study's methods is imported: a broken one is still counted
     s = summarize(args.storage, spec)
     if args.json:
         print(json.dumps({"study": s.study, "storage": s.storage, "trials": s.trials, "finished": s.finished,
@@ -291,7 +292,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  constraints: {', '.join(map(str, spec.constraints))}; {infeasible} complete run(s) break them")
     if front is not None:
         print(f"  front: {front} configuration(s) on {', '.join(str(o) for o in spec.objectives)}")
-    if elapsed is not None and not s.done:
+    if elapsed is not None and not s.done and spec.n_tasks is not None:
         remaining = max(s.trials * spec.n_tasks - s.task_rows, 0)  # an upper bound under ASHA
         rate = s.task_rows / elapsed if elapsed > 0 else 0.0
         eta = f"; ETA {remaining / rate:.0f}s" if rate > 0 else ""

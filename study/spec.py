@@ -33,7 +33,8 @@ from incsweep.search_spaces import StudySpace, build_space, optuna_name
 
 from .trackers import TrackerSpec, parse_trackers
 
-__all__ = ["StudySpec", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec", "Resources", "load_spec", "METRICS"]
+__all__ = ["StudySpec", "StudyView", "stored_view", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec",
+           "Resources", "load_spec", "METRICS"]
 
 # Metrics a trial reports on every task (trainables.task_metrics); objectives and constraints pick
 # from these. Test metrics are recorded but never optimised (docs/protocols.md: tune on validation).
@@ -339,6 +340,42 @@ def stored_spec(storage: str) -> tuple[dict[str, Any], StudySpec]:
     if data is None:
         raise FileNotFoundError(f"{storage} holds no study (no study.yaml); start one with `incsweep study run SPEC.yaml`")
     return data, StudySpec.from_dict({**data, "storage": storage})
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What ``study status`` needs of a stored study, read without importing any of its methods (a
+    study whose method no longer imports can still be counted): name, trials requested, objectives,
+    constraints, the Optuna storage and, where its benchmark resolves, the tasks of a run."""
+
+    name: str
+    trials: int
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...]
+    optuna_storage: str | None
+    n_tasks: int | None
+
+
+def stored_view(storage: str) -> StudyView:
+    """The :class:`StudyView` of the study in ``storage`` (FileNotFoundError: none there)."""
+    from .layout import StudyLayout
+
+    data = StudyLayout(storage).read_spec()
+    if data is None:
+        raise FileNotFoundError(f"{storage} holds no study (no study.yaml); start one with `incsweep study run SPEC.yaml`")
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ConfigError(f"{storage}/study.yaml is not a study spec (no name)")
+    trials = data.get("trials", StudySpec.trials)
+    if isinstance(trials, bool) or not isinstance(trials, int):
+        raise ConfigError(f"{storage}/study.yaml: trials={trials!r} is not a whole number")
+    try:
+        n_tasks: int | None = len(from_mapping(BenchmarkConfig, data.get("benchmark") or {}, where="benchmark").task_sizes)
+    except Exception:  # noqa: BLE001 - a plugin benchmark that no longer resolves: counted without an ETA
+        n_tasks = None
+    return StudyView(name=data["name"], trials=trials,
+                     objectives=_parse_objectives(data.get("objectives") or DEFAULT_OBJECTIVES),
+                     constraints=parse_constraints(data.get("constraints")), optuna_storage=data.get("optuna_storage"),
+                     n_tasks=n_tasks)
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -161,3 +161,18 @@ def test_the_rule_is_optunas():
     for bad in ("total_mb <= inf", "total_mb < 3", "nope <= 3", 3):
         with pytest.raises(ConfigError):
             parse_constraints(bad if not isinstance(bad, int) else [bad])
+
+
+def test_the_plot_draws_the_budget_and_the_infeasible_runs(study):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from incsweep.analysis.plots import accuracy_vs_memory_figure
+
+    storage, _ = study
+    summary = summarize(load_results(str(storage / "results")), by=("method",))
+    ax = accuracy_vs_memory_figure(summary).axes[0]
+    budget = [line for line in ax.get_lines() if line.get_label() == f"constraint total_mb <= {BOUND_MB:g}"]
+    assert len(budget) == 1 and list(budget[0].get_xdata()) == [BOUND_MB, BOUND_MB]  # vertical, at the bound
+    crosses = [c for c in ax.collections if str(c.get_label()).startswith("breaks the constraints")]
+    assert len(crosses) == 1 and len(crosses[0].get_offsets()) == summary.infeasible.num_rows

@@ -206,6 +206,12 @@ def test_a_study_ends_a_misreporting_trial_in_error_and_says_why(tmp_path):
 
     finals = [r for f in storage.glob("results/**/*.parquet") for r in pq.read_table(f).to_pylist() if r["is_final"]]
     assert len(finals) == 2 and all(r["status"] == "error" and "bank" in r["error"] for r in finals)
+    # study status counts trials without importing the study's methods: one that no longer imports
+    spec = yaml.safe_load((storage / "study.yaml").read_text())
+    (storage / "study.yaml").write_text(yaml.safe_dump({**spec, "methods": ["no_such_module:Gone"]}))
+    status = _cli("study", "status", str(storage), timeout=120)
+    # (exit 1: no trial completed, as before; a method that failed to import would be exit 2)
+    assert status.returncode == 1 and "2/2 trials finished" in status.stdout, status.stdout + status.stderr
 
 
 def test_check_method_takes_run_fields_like_run(capsys):
