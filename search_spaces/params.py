@@ -23,6 +23,10 @@ class Float:
     def suggest(self, trial: Any, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
+    def admits(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter can take (an enqueued trial's, a re-run's)."""
+        return _real(value) and self.low <= float(value) <= self.high
+
     def candidates(self) -> tuple[Any, ...]:
         return (self.low, self.high)
 
@@ -39,6 +43,9 @@ class Int:
     def suggest(self, trial: Any, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log)
 
+    def admits(self, value: Any) -> bool:
+        return _real(value) and float(value) == int(value) and self.low <= int(value) <= self.high
+
     def candidates(self) -> tuple[Any, ...]:
         return (self.low, self.high)
 
@@ -54,6 +61,9 @@ class Choice:
     def suggest(self, trial: Any, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.values))
 
+    def admits(self, value: Any) -> bool:
+        return any(_same(value, v) for v in self.values)
+
     def candidates(self) -> tuple[Any, ...]:
         return self.values
 
@@ -65,12 +75,27 @@ class Fixed:
     def suggest(self, trial: Any, name: str) -> Any:  # noqa: ARG002 - a constant is not searched
         return self.value
 
+    def admits(self, value: Any) -> bool:
+        return _same(value, self.value)
+
     def candidates(self) -> tuple[Any, ...]:
         return (self.value,)
 
 
 Param = Union[Float, Int, Choice, Fixed]
 _KEYS = {"low", "high", "log", "choices", "value"}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values; a bool equals only a bool (True == 1 in Python), a number any equal number (results
+    store an integer choice of a numeric column as a float)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_bounds(low: float, high: float, log: bool) -> None:
@@ -81,10 +106,16 @@ def _check_bounds(low: float, high: float, log: bool) -> None:
 
 
 def _number(value: Any, what: str) -> float:
+    """A finite number from a spec value (PyYAML reads 5e-4 as a string); bools, lists, inf and NaN are not."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}={value!r} is not a number")
     try:
-        return float(value)  # PyYAML reads 5e-4 as a string
+        number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{what}={value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{what}={value!r} is not a finite number")
+    return number
 
 
 def parse_param(name: str, raw: Any, default: Param | None = None) -> Param:
@@ -113,15 +144,18 @@ def parse_param(name: str, raw: Any, default: Param | None = None) -> Param:
     high = raw.get("high", base.high if base else None)
     if low is None or high is None:
         raise ConfigError(f"search parameter {name!r}: a range needs low and high")
-    log = bool(raw.get("log", base.log if base else False))
+    log = raw.get("log", base.log if base else False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"search parameter {name!r}: log={log!r}; allowed: true or false")
     integer = isinstance(base, Int) or (base is None and isinstance(low, int) and isinstance(high, int)
                                         and not isinstance(low, bool))
     try:
+        lo, hi = _number(low, f"{name}.low"), _number(high, f"{name}.high")
         if integer:
-            if float(low) != int(float(low)) or float(high) != int(float(high)):
+            if lo != int(lo) or hi != int(hi):
                 raise ConfigError(f"search parameter {name!r} is an integer; got low={low!r}, high={high!r}")
-            return Int(int(float(low)), int(float(high)), log)
-        return Float(_number(low, f"{name}.low"), _number(high, f"{name}.high"), log)
+            return Int(int(lo), int(hi), log)
+        return Float(lo, hi, log)
     except ConfigError as exc:
         raise ConfigError(f"search parameter {name!r}: {exc}") from None
 

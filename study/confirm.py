@@ -84,11 +84,16 @@ def _rerun(stored: dict[str, Any], *, name: str, seed: int, benchmark: dict[str,
                                 "protocol": protocol, "evaluate_on": None})
 
 
+# Each seed is a study of its own (the selection re-run in full); a mean +- std over a handful
+# confirms a front, and more than this is a typo rather than a plan (issue 37: 10^8 ran until killed).
+MAX_SEEDS = 100
+
+
 def plan_confirmation(storage: str, *, seeds: int, select: str = "front",
                       fresh_class_orders: bool = True) -> list[Confirmation]:
     """One confirmation study per fresh seed (the study's seed + 1 .. + ``seeds``)."""
-    if seeds < 1:
-        raise ConfigError(f"--seeds {seeds}: give at least 1")
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise ConfigError(f"--seeds {seeds}: allowed 1 to {MAX_SEEDS} (each seed re-runs the whole selection)")
     stored, spec = _stored(storage)
     entries = _selected(storage, spec, select)
     order = spec.benchmark.class_order

@@ -228,6 +228,15 @@ def read_trial_file(storage: str, study: str, method: str, trial_id: str) -> lis
                               "(that trial's rows are lost, the rest stay)") from None
 
 
+def set_aside(storage: str, study: str, method: str, trial_id: str) -> str:
+    """Rename a damaged trial file to a hidden name beside it (no reader lists it; nothing is deleted)."""
+    fs, root = resolve_storage(storage)
+    path = trial_path(root, study, method, trial_id)
+    aside = f"{path.rsplit('/', 1)[0]}/.{trial_id}.damaged-{uuid.uuid4().hex[:8]}.parquet"
+    fs.move(path, aside)
+    return aside
+
+
 def list_trial_files(storage: str, study: str) -> Iterable[tuple[str, str]]:
     """(method, trial_id) of every trial file of ``study`` under ``storage``."""
     fs, root = resolve_storage(storage)
@@ -238,7 +247,8 @@ def list_trial_files(storage: str, study: str) -> Iterable[tuple[str, str]]:
     for info in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
         name = info.path.rsplit("/", 1)[-1]
         parent = info.path.rsplit("/", 2)[-2]
-        if info.type == pafs.FileType.File and name.endswith(".parquet") and parent.startswith("method="):
+        if (info.type == pafs.FileType.File and name.endswith(".parquet") and parent.startswith("method=")
+                and not name.startswith(".")):  # hidden: the sink's temporaries and damaged files set aside
             found.append((parent[len("method="):], name[: -len(".parquet")]))
     return sorted(found)
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.incremental.errors import ConfigError, DataFormatError
 
 from .layout import StudyLayout
 from .results import list_trial_files, read_trial_file
@@ -26,6 +26,7 @@ from .trackers import env_defaults, tune_callbacks
 from .tune_state import check_tune_state
 
 __all__ = ["run_study", "StudySummary", "summarize", "check_resources", "check_storage", "check_data", "check_methods",
+           "check_optuna_storage",
            "default_storage"]
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,15 @@ def summarize(storage: str, spec: StudySpec) -> StudySummary:
     """What the study's Parquet results and Optuna storage say (works while a study runs)."""
     summary = StudySummary(storage=storage, study=spec.name, trials=spec.trials)
     for method, trial_id in list_trial_files(storage, spec.name):
-        rows = read_trial_file(storage, spec.name, method, trial_id)
+        try:
+            rows = read_trial_file(storage, spec.name, method, trial_id)
+        except DataFormatError as exc:
+            # as analyze does: skipped with a warning, never rewritten; counted as finished (its trial
+            # reported before the file was damaged), so resume is not held back by it
+            log.warning("skipping %s", exc)
+            summary.statuses["unreadable"] += 1
+            summary.errors[trial_id] = str(exc)
+            continue
         summary.task_rows += sum(not r["is_final"] for r in rows)
         finals = [r for r in rows if r["is_final"]]
         if not finals:
@@ -155,6 +164,25 @@ def check_data(spec: StudySpec) -> None:
     from incsweep.incremental.benchmarks import load_benchmark
 
     load_benchmark(spec.benchmark)  # DataNotFoundError / DataFormatError carry the fix in their message
+
+
+def check_optuna_storage(spec: StudySpec, layout: StudyLayout) -> None:
+    """Open the study's Optuna storage once before Ray starts or anything is written: an unknown
+    scheme, a missing database driver or an unreachable database is one line, not a traceback after
+    study.yaml exists (a journal file needs nothing: it is created with the study)."""
+    url = layout.optuna_url(spec.optuna_storage)
+    if "://" not in url:
+        return
+    from .searcher import make_optuna_storage
+
+    try:
+        make_optuna_storage(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many types for one cause
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"optuna_storage {url!r} cannot be opened ({type(exc).__name__}: {first}); allowed: "
+                          "leave it out (a journal file in the study's storage), or an RDB URL whose driver is "
+                          "installed and whose database is reachable, e.g. sqlite:///PATH or "
+                          "postgresql+psycopg2://USER@HOST/DB") from None
 
 
 def check_methods(spec: StudySpec) -> None:
@@ -378,6 +406,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
 
     check_data(spec)
     check_methods(spec)
+    check_optuna_storage(spec, layout)
     if resume:
         check_tune_state(layout.tune_experiment, layout.tune_filesystem)  # before Ray starts and Tune unpickles it
         _reconcile_journal(spec, layout, storage)

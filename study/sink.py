@@ -20,10 +20,11 @@ import pyarrow as pa
 from ray.tune import Callback
 
 from incsweep.incremental.constraints import feasible, parse_constraints
+from incsweep.incremental.errors import DataFormatError
 from incsweep.incremental.vocabulary import AVG_ACC, FROM_CACHE, MEMORY_METRIC, WALL_TIME
 from incsweep.trainables.boundary import TrialConfig
 
-from .results import final_row, judge_row, read_trial_file, task_row, utcnow, write_trial_file
+from .results import final_row, judge_row, read_trial_file, set_aside, task_row, utcnow, write_trial_file
 
 __all__ = ["ParquetSink", "ProgressLog", "trial_error_text"]
 
@@ -69,7 +70,14 @@ class ParquetSink(Callback):
     # -- rows ----------------------------------------------------------------------------------
     def _load(self, trial_id: str, method: str) -> dict[int, dict[str, Any]]:
         if trial_id not in self._rows:
-            stored = read_trial_file(self.storage, self.study, method, trial_id)
+            try:
+                stored = read_trial_file(self.storage, self.study, method, trial_id)
+            except DataFormatError as exc:
+                # the trial reports again (resumed): its new rows must not be lost to a damaged file,
+                # and the damaged one is kept, hidden, for whoever wants to look at it
+                aside = set_aside(self.storage, self.study, method, trial_id)
+                log.warning("%s; set aside as %s, this trial's rows start again", exc, aside)
+                stored = []
             self._rows[trial_id] = {r["task"]: r for r in stored if not r["is_final"]}
             finals = [r for r in stored if r["is_final"]]
             if finals:

@@ -30,6 +30,7 @@ from incsweep.incremental.methods import get_method
 from incsweep.incremental.ranges import EVAL_BATCH_SIZE, SEED
 from incsweep.incremental.vocabulary import OPTIMISABLE, TEST_PREFIX
 from incsweep.search_spaces import StudySpace, build_space, optuna_name
+from incsweep.search_spaces.params import describe
 
 from .trackers import TrackerSpec, parse_trackers
 
@@ -180,6 +181,11 @@ class StudySpec:
             stray = sorted(set(params) - set(searched))
             if stray:
                 raise ConfigError(f"{where}: {stray} are not searched for {entry['method']}; allowed: {searched}")
+            # the same ranges as the search: an enqueued trial outside them would only fail inside Ray
+            for name, value in params.items():
+                param = space.params(entry["method"])[name]
+                if not param.admits(value):
+                    raise ConfigError(f"{where}: {name}={value!r} is outside the search's {describe(param)}")
 
     @property
     def n_tasks(self) -> int:

@@ -68,6 +68,9 @@ class TrackerSpec:
 
 def parse_trackers(raw: Any) -> tuple[TrackerSpec, ...]:
     """``callbacks:`` as a list of names or ``{name: ..., option: ...}`` mappings."""
+    if raw is not None and not isinstance(raw, (str, dict, list, tuple)):
+        raise ConfigError(f"callbacks: {raw!r} is not allowed; give a list of tracker names ({', '.join(TRACKERS)}) "
+                          "or of mappings like {name: mlflow, experiment_name: mine}")
     items = [raw] if isinstance(raw, (str, dict)) else list(raw or [])
     out = []
     for item in items:

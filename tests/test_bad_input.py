@@ -63,6 +63,21 @@ def one_line_error(capsys, *words: str) -> str:
     (spec(benchmark={"name": "seq-cifar100", "data_root": "/nonexistent/cifar"}),
      ["CIFAR-100 not found", "/nonexistent/cifar"]),  # checked in the driver, before Ray (was: every trial erred)
     (spec(benchmark={"name": "seq-cifar10"}, name="nodata"), ["CIFAR-10", "data root"]),
+    # issue 37: bounds that are not finite numbers, a log flag that is not a bool, trackers, the
+    # Optuna storage and enqueued values: each one line before Ray starts or anything is written
+    (spec(search={"finetune": {**NET, "lr": {"low": float("inf"), "high": 0.1}}}), ["lr.low=inf is not a finite"]),
+    (spec(search={"finetune": {**NET, "lr": {"low": float("nan"), "high": 0.1}}}), ["lr.low=nan is not a finite"]),
+    (spec(search={"finetune": {**NET, "lr": {"low": [1], "high": 0.1}}}), ["lr.low=[1] is not a number"]),
+    (spec(search={"finetune": {**NET, "lr": {"low": True, "high": 0.1}}}), ["lr.low=True is not a number"]),
+    (spec(search={"finetune": {**NET, "lr": {"low": 0.01, "high": 0.1, "log": "no"}}}),
+     ["log='no'; allowed: true or false"]),
+    (spec(callbacks=3), ["callbacks: 3 is not allowed"]),
+    (spec(optuna_storage="foo://x"), ["optuna_storage 'foo://x' cannot be opened", "NoSuchModuleError"]),
+    (spec(optuna_storage="sqlite:////nonexistent/dir/x.db"), ["cannot be opened", "unable to open database"]),
+    (spec(search={"finetune": {**NET, "lr": {"low": 0.01, "high": 0.1}}},
+          enqueue=[{"method": "finetune", "params": {"lr": "abc"}}]), ["enqueue[0]: lr='abc' is outside the search's"]),
+    (spec(search={"finetune": {**NET, "lr": {"low": 0.01, "high": 0.1}}},
+          enqueue=[{"method": "finetune", "params": {"lr": 50.0}}]), ["enqueue[0]: lr=50.0 is outside the search's"]),
     (b"name: x\nmethods: [finetune]\n# \xff\xfe\n", ["not UTF-8 text"]),
     (b"name: x\nmethods: [finetune\n", ["is not valid YAML at line"]),
 ])
@@ -130,7 +145,8 @@ def test_analyze_and_export_out_naming_a_file(finished, tmp_path, capsys, comman
     assert out.read_text() == "keep me"
 
 
-def test_a_corrupt_trial_file_is_one_line_for_status_and_resume(finished, tmp_path, capsys):
+def test_a_corrupt_trial_file_is_skipped_with_a_warning_by_status_and_resume(finished, tmp_path, capsys, caplog):
+    """As analyze does (issue 37): counted as 'unreadable', named, never rewritten; resume is not held back."""
     import shutil
 
     storage = tmp_path / "copy"
@@ -138,10 +154,20 @@ def test_a_corrupt_trial_file_is_one_line_for_status_and_resume(finished, tmp_pa
     (victim,) = storage.rglob("*.parquet")
     victim.write_bytes(os.urandom(100))
     before = victim.read_bytes()
-    for argv in (["study", "status", str(storage)], ["study", "resume", str(storage)]):
-        assert main(argv) == 2
-        one_line_error(capsys, "is not readable Parquet", "move it out of the study directory")
+    assert main(["study", "status", str(storage)]) == 1  # its one trial's answer is unreadable: none completed
+    out = capsys.readouterr().out
+    assert "unreadable" in out and victim.name in out and "1/1 trials finished" in out, out
+    assert any("is not readable Parquet" in r.getMessage() for r in caplog.records)
+    assert main(["study", "resume", str(storage)]) == 1  # finished, but one trial's answer is missing: said
+    err = capsys.readouterr().err
+    assert victim.name in err and "is not readable Parquet" in err
     assert victim.read_bytes() == before  # nothing rewritten
+
+
+@pytest.mark.parametrize("seeds", ["0", "101", "100000000"])
+def test_confirm_seeds_are_range_checked(finished, capsys, seeds):
+    assert main(["confirm", str(finished), "--seeds", seeds]) == 2
+    one_line_error(capsys, f"--seeds {seeds}: allowed 1 to 100")
 
 
 def test_a_study_whose_every_trial_failed_exits_non_zero(capsys):

@@ -145,12 +145,12 @@ def test_the_tracker_callback_pickles_to_what_the_resume_guard_allows(study):
     from ray import cloudpickle
 
     from incsweep.study.tracker_callbacks import TrackerCallbacks
-    from incsweep.study.tune_state import _allowed, check_tune_state, pickle_globals
+    from incsweep.study.tune_state import check_tune_state, pickle_use, refused
 
     storage, _, _ = study
     box = TrackerCallbacks(StudySpec.from_dict(SPEC).callbacks, study="trk", storage=str(storage))
     assert box.callbacks  # built (MLflow and W&B), then dropped from the pickle
-    found = pickle_globals(cloudpickle.dumps(box))
-    assert all(_allowed(m, n) for m, n in found), sorted(found)
+    use = pickle_use(cloudpickle.dumps(box))
+    assert not refused(use), (sorted(use.named), sorted(use.called))
     assert pickle.loads(cloudpickle.dumps(box))._built is None
     assert check_tune_state(str(storage / "tune")) > 0
