@@ -21,7 +21,7 @@ from incsweep.incremental.errors import ConfigError, DataFormatError
 from .layout import StudyLayout
 from .results import list_trial_files, read_trial_file
 from .sink import ParquetSink, ProgressLog
-from .spec import StudySpec
+from .spec import StudySpec, StudyView
 from .trackers import env_defaults, tune_callbacks
 from .tune_state import check_tune_state
 
@@ -57,8 +57,9 @@ class StudySummary:
         return not self.unfinished and self.finished >= self.trials
 
 
-def summarize(storage: str, spec: StudySpec) -> StudySummary:
-    """What the study's Parquet results and Optuna storage say (works while a study runs)."""
+def summarize(storage: str, spec: StudySpec | StudyView) -> StudySummary:
+    """What the study's Parquet results and Optuna storage say (works while a study runs); ``spec``:
+    the full spec, or the view ``study status`` reads without importing the study's methods."""
     summary = StudySummary(storage=storage, study=spec.name, trials=spec.trials)
     for method, trial_id in list_trial_files(storage, spec.name):
         try:

@@ -183,7 +183,7 @@ class PickleUse:
     def __init__(self) -> None:
         self.named: set[tuple[str, str]] = set()
         self.called: set[tuple[str, str]] = set()
-        self.nested: list[bytes] = []  # arguments of _NESTED calls: pickles in their own right
+        self.nested: list[bytes | bytearray] = []  # arguments of _NESTED calls: pickles in their own right
 
 
 def _global_stub(use: PickleUse, module: str, name: str) -> type:
