@@ -147,13 +147,17 @@ class Contract:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def _run(self, config: RunConfig, **kwargs: Any) -> RunResult:
+        """A run of the checks: the engine's census findings are recorded (memory_equals_plan judges
+        them), so that each other check judges its own promise only."""
+        return run(config, benchmark=self.bench, memory_findings=self.memory_findings, **kwargs)
+
     @property
     def reference(self) -> tuple[RunResult, Path]:
         """One uninterrupted run and the directory of its final checkpoint."""
         if self._reference is None:
             ckpt = self._dir("reference")
-            self._reference = run(self.config, benchmark=self.bench, checkpoint_dir=ckpt,
-                                  memory_findings=self.memory_findings), ckpt
+            self._reference = self._run(self.config, checkpoint_dir=ckpt), ckpt
         return self._reference
 
     def final_state(self, ckpt: Path) -> dict[str, Any]:
@@ -187,16 +191,16 @@ class Contract:
     def same_seed_same_state(self) -> None:
         result, ckpt = self.reference
         again = self._dir("same-seed")
-        _same_results(run(self.config, benchmark=self.bench, checkpoint_dir=again), result, "a second run of the same config")
+        _same_results(self._run(self.config, checkpoint_dir=again), result, "a second run of the same config")
         assert_same_state(self.final_state(again), self.final_state(ckpt))
 
     def resume_equals_uninterrupted(self) -> None:
         result, ckpt = self.reference
         path = self._dir("resume")
-        first = run(self.config, benchmark=self.bench, checkpoint_dir=path, stop_after=1)
+        first = self._run(self.config, checkpoint_dir=path, stop_after=1)
         if len(first.tasks) != 1 or first.complete:
             raise ContractViolation("stop_after=1 did not stop after one task")
-        resumed = run(self.config, benchmark=self.bench, checkpoint_dir=path)
+        resumed = self._run(self.config, checkpoint_dir=path)
         _same_results(resumed, result, "the run resumed after task 1")
         assert_same_state(self.final_state(path), self.final_state(ckpt))
 
@@ -267,8 +271,8 @@ class Contract:
         except (ConfigError, TypeError, ValueError):
             return  # the alternatives are only valid one at a time
         a, b = self._dir("prefix-a"), self._dir("prefix-b")
-        ra = run(cfg, benchmark=self.bench, checkpoint_dir=a, stop_after=1)
-        rb = run(changed, benchmark=self.bench, checkpoint_dir=b, stop_after=1)
+        ra = self._run(cfg, checkpoint_dir=a, stop_after=1)
+        rb = self._run(changed, checkpoint_dir=b, stop_after=1)
         _same_results(ra, rb, f"changing {alternatives} (declared irrelevant to task 0)")
         assert_same_state(self.final_state(a), self.final_state(b))
 
@@ -277,7 +281,7 @@ class Contract:
         if len(cls.scenarios) < 2:
             return
         other = next(s for s in cls.scenarios if s != self.config.scenario)
-        result = run(dataclasses.replace(self.config, scenario=other), benchmark=self.bench, stop_after=2)
+        result = self._run(dataclasses.replace(self.config, scenario=other), stop_after=2)
         for task in result.tasks:
             if task.scenario != other or not all(0.0 <= a <= 1.0 for a in task.acc_row):
                 raise ContractViolation(f"in {other}: task {task.task} reports {task.acc_row}")
