@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from incsweep.incremental.errors import ConfigError, DataFormatError
 
+from .driver_lock import DriverLock
 from .layout import StudyLayout
 from .results import list_trial_files, read_trial_file
 from .sink import ParquetSink, ProgressLog
@@ -388,32 +389,34 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
     storage = default_storage(spec)
     check_storage(storage)  # before Ray starts or anything is written (issue 18)
     layout = StudyLayout(storage)
-    stored = layout.read_spec()
-    if stored is not None and not resume and _launch_left_nothing(storage, stored):
-        # A launch that failed after writing study.yaml (Ray did not start, Ctrl-C during start-up)
-        # must not lock the directory: it holds no trial, so this run starts it over (issue 18).
-        log.info("%s holds only the spec of a launch that recorded no trial; starting over", storage)
-        stored = None
-    if stored is not None and not resume:
-        other = "" if stored.get("name") == spec.name else f" (this spec is study {spec.name!r})"
-        raise ConfigError(f"{storage} already holds study {stored.get('name')!r}{other}; continue it with "
-                          f"`incsweep study resume {storage}` or choose another --storage")
-
-    if resume and stored is not None:
-        finished = summarize(storage, spec)
-        if finished.done:
-            log.info("study %s is finished (%d trials); nothing to resume", spec.name, finished.finished)
-            return finished
-
+    # everything the input decides, before anything is written or locked
     check_data(spec)
     check_methods(spec)
     check_optuna_storage(spec, layout)
-    if resume:
-        check_tune_state(layout.tune_experiment, layout.tune_filesystem)  # before Ray starts and Tune unpickles it
-        _reconcile_journal(spec, layout, storage)
-    # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
-    # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
     with contextlib.ExitStack() as env:
+        # One live driver per study (driver_lock.py): taken before anything reads the study's state
+        # to act on it (a second driver's journal reconcile would fail the first one's running trials).
+        env.enter_context(DriverLock(storage))
+        stored = layout.read_spec()
+        if stored is not None and not resume and _launch_left_nothing(storage, stored):
+            # A launch that failed after writing study.yaml (Ray did not start, Ctrl-C during start-up)
+            # must not lock the directory: it holds no trial, so this run starts it over (issue 18).
+            log.info("%s holds only the spec of a launch that recorded no trial; starting over", storage)
+            stored = None
+        if stored is not None and not resume:
+            other = "" if stored.get("name") == spec.name else f" (this spec is study {spec.name!r})"
+            raise ConfigError(f"{storage} already holds study {stored.get('name')!r}{other}; continue it with "
+                              f"`incsweep study resume {storage}` or choose another --storage")
+        if resume and stored is not None:
+            finished = summarize(storage, spec)
+            if finished.done:
+                log.info("study %s is finished (%d trials); nothing to resume", spec.name, finished.finished)
+                return finished
+        if resume:
+            check_tune_state(layout.tune_experiment, layout.tune_filesystem)  # before Ray starts and Tune unpickles it
+            _reconcile_journal(spec, layout, storage)
+        # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
+        # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
         env.enter_context(_env_default("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"))
         for name, value in env_defaults(spec.callbacks).items():  # before ray.init: workers inherit them
             env.enter_context(_env_default(name, value))
