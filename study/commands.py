@@ -174,11 +174,18 @@ def _confirm(args: argparse.Namespace) -> int:
     except StudyTerminated:
         print(f"terminated (SIGTERM); results so far are kept; continue with: {again}")
         return 143
+    from .confirm import missing_configurations
+
     failed = 0
     for c, s in zip(plan, summaries):
         statuses = ", ".join(f"{n} {k}" for k, n in sorted(s.statuses.items())) or "none"
         print(f"seed {c.seed}: {s.finished}/{s.trials} finished ({statuses}) in {c.storage}")
         failed += s.finished - s.statuses.get("complete", 0)
+        # every selected configuration must have run on this seed, not a sampler's stand-in for it
+        for entry in missing_configurations(c):
+            print(f"seed {c.seed}: the configuration {entry['method']} {entry.get('params')} did not run "
+                  f"(a trial in its place ran something else); continue with: {again}", file=sys.stderr)
+            failed += 1
     print(f"confirmation done in {time.perf_counter() - tic:.0f} s; see it with: incsweep analyze {args.storage}")
     return 1 if failed else 0
 

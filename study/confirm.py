@@ -15,8 +15,9 @@ the study's, where ``incsweep analyze <storage>`` reads them as confirmation run
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from incsweep.analysis.confirmation import CONFIRM_SUFFIX, EVALUATE_SUFFIX
 from incsweep.incremental.errors import ConfigError
@@ -108,6 +109,33 @@ def plan_confirmation(storage: str, *, seeds: int, select: str = "front",
                                              entries=entries, protocol=protocol,
                                              storage=f"{storage.rstrip('/')}/{CONFIRM_DIR}/seed-{seed}")))
     return out
+
+
+def missing_configurations(confirmation: Confirmation) -> list[dict[str, Any]]:
+    """The selected configurations that no finished trial of ``confirmation``'s study ran (after an
+    interruption a sampler could have filled an enqueued trial's place): [] when every one ran."""
+    from .results import list_trial_files, read_trial_file
+
+    def key(method: str, params: Mapping[str, Any]) -> tuple:
+        return method, tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+    spec = confirmation.spec
+    ran: Counter[tuple] = Counter()
+    for method, trial_id in list_trial_files(confirmation.storage, spec.name):
+        finals = [r for r in read_trial_file(confirmation.storage, spec.name, method, trial_id) if r["is_final"]]
+        if not finals or (finals[0].get("error") or "").startswith("orphaned"):
+            continue
+        entry = next((e for e in spec.enqueue if e["method"] == method), None)
+        names = list((entry or {}).get("params") or {})
+        ran[key(method, {n: finals[0].get(f"param_{n}") for n in names})] += 1
+    missing = []
+    for entry in spec.enqueue:
+        k = key(entry["method"], entry.get("params") or {})
+        if ran[k]:
+            ran[k] -= 1
+        else:
+            missing.append(dict(entry))
+    return missing
 
 
 def plan_evaluation(storage: str) -> Confirmation:

@@ -101,8 +101,9 @@ def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str
 
 def reconcile_orphans(study: optuna.Study, known_tune_ids: set[str]) -> list[int]:
     """Fail every running Optuna trial whose Tune trial is unknown (asked after Tune's last snapshot,
-    then the driver died); returns their Optuna numbers. WAITING trials are enqueued ones not yet
-    asked (``enqueue``, incsweep confirm): the next asks take them."""
+    then the driver died), and enqueue again the configuration of those that were enqueued; returns
+    their Optuna numbers. WAITING trials are enqueued ones not yet asked (``enqueue``, incsweep
+    confirm): the next asks take them."""
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get(TUNE_ID_ATTR) in known_tune_ids:
@@ -110,6 +111,12 @@ def reconcile_orphans(study: optuna.Study, known_tune_ids: set[str]) -> list[int
         study._storage.set_trial_user_attr(t._trial_id, "orphaned", "driver stopped before Tune recorded this trial")
         study.tell(t.number, state=TrialState.FAIL)
         failed.append(t.number)
+        fixed = t.system_attrs.get("fixed_params")
+        if fixed:
+            # an enqueued configuration (incsweep confirm, enqueue:, an evaluation phase) must run as
+            # asked: queued again, so the sampler does not fill its place with a configuration of its own
+            study.enqueue_trial(dict(fixed), skip_if_exists=False)
+            log.warning("re-enqueued the configuration of orphaned Optuna trial %d: %s", t.number, fixed)
     if failed:
         log.warning("failed %d orphaned Optuna trial(s) left RUNNING by an interrupted driver: %s", len(failed), failed)
     return failed

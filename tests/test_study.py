@@ -725,3 +725,44 @@ def test_first_task_tunes_on_task_0_and_runs_the_front_on_the_whole_stream(local
     # a confirmation of a first_task front stays on the search's horizon, so the two compare
     (plan,) = plan_confirmation(str(storage), seeds=1)
     assert plan.spec.protocol == "first_task" and plan.spec.n_tasks == 1
+
+
+def test_an_orphaned_enqueued_configuration_is_queued_again_not_replaced():
+    """Issue 37: a driver killed after asking an enqueued trial (incsweep confirm's configurations) left
+    it RUNNING; reconciling failed it and the sampler filled its place with a random configuration."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"x": 0.123})
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    asked = study.ask(dist)
+    asked.set_user_attr(TUNE_ID_ATTR, "lost")  # Tune never recorded it: the driver died
+    assert reconcile_orphans(study, known_tune_ids=set()) == [asked.number]
+    assert study.trials[asked.number].state == TrialState.FAIL
+    again = study.ask(dist)
+    assert again.params == {"x": 0.123}  # the configuration asked for, not the sampler's
+
+
+def test_confirm_names_a_configuration_that_did_not_run(tmp_path):
+    from incsweep.study.confirm import Confirmation, missing_configurations
+    from incsweep.study.results import final_row, write_trial_file
+
+    entries = [{"method": "finetune", "params": {"lr": 0.05}}, {"method": "finetune", "params": {"lr": 0.07}}]
+    spec = StudySpec.from_dict({"name": "c.confirm", "methods": ["finetune"], "trials": 2, "seed": 1,
+                                "benchmark": {"name": "synthetic", "n_classes": 4},
+                                "search": {"finetune": {"lr": {"low": 0.01, "high": 0.1}}},
+                                "enqueue": entries, "storage": str(tmp_path)})
+    confirmation = Confirmation(seed=1, spec=spec)
+
+    def ran(trial_id: str, lr: float, error: str | None = None) -> None:
+        template = {"study": spec.name, "trial_id": trial_id, "method": "finetune", "benchmark": "synthetic",
+                    "scenario": "class_il", "n_tasks": 2, "seed": 1, "config_json": "{}", "code_version": "",
+                    "started_at": None, "param_lr": lr}
+        write_trial_file(str(tmp_path), [final_row([], status="error" if error else "complete", error=error,
+                                                   template=template)])
+
+    ran("a", 0.05)
+    ran("b", 0.0311)  # the sampler's stand-in after an interruption
+    ran("c", 0.07, error="orphaned: the driver stopped before Tune recorded this trial")
+    assert missing_configurations(confirmation) == [entries[1]]
+    ran("d", 0.07)
+    assert missing_configurations(confirmation) == []
