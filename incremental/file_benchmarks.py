@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,11 @@ def check_raw(raw: RawData, path: Path) -> RawData:
         raise DataFormatError(f"{path}: training images are {list(raw.x_train.shape[1:])}, test images "
                               f"{list(raw.x_test.shape[1:])}; both splits must share one C x H x W")
     n_classes = int(raw.y_train.max()) + 1
+    if n_classes > len(raw.y_train):
+        # every class 0..K-1 needs a training image: a larger label is out of range whatever K is
+        # meant to be (and counting up to it would allocate K counters: 2^40 asked for 8.8 TB)
+        raise DataFormatError(f"{path}: y_train holds label {n_classes - 1} but only {len(raw.y_train)} training "
+                              f"images; allowed: labels 0..K-1 with every class present in both splits")
     for split, y in (("y_train", raw.y_train), ("y_test", raw.y_test)):
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= n_classes:
@@ -144,13 +150,21 @@ def _decode_folder(files: list[tuple[Path, str]], index: dict[str, int], mode: s
     arrays = []
     for path, _ in files:
         try:
-            with Image.open(path) as img:
+            with warnings.catch_warnings():
+                # PIL warns above Image.MAX_IMAGE_PIXELS (89.5 MP by default) and refuses twice that: here
+                # both refuse, before a single image can take gigabytes of memory
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(path)
+            with img:
                 if size is None:
                     size = img.size
                 if img.size != size:
                     raise DataFormatError(f"{path}: {img.size[0]}x{img.size[1]} image; the set's images are "
                                           f"{size[0]}x{size[1]} (all must share one size)")
                 arrays.append(np.asarray(img.convert(mode)))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DataFormatError(f"{path}: {exc}; allowed: images up to {Image.MAX_IMAGE_PIXELS} pixels "
+                                  "(PIL's Image.MAX_IMAGE_PIXELS)") from None
         except (UnidentifiedImageError, OSError) as exc:
             raise DataFormatError(f"{path}: not a readable image ({type(exc).__name__})") from None
     x = np.stack(arrays)
@@ -164,9 +178,15 @@ def _folder_mode(files: list[tuple[Path, str]]) -> str:
 
     for path, _ in files:
         try:
-            with Image.open(path) as img:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(path)
+            with img:
                 if img.mode not in ("L", "1", "I;16", "I"):
                     return "RGB"
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise DataFormatError(f"{path}: {exc}; allowed: images up to {Image.MAX_IMAGE_PIXELS} pixels "
+                                  "(PIL's Image.MAX_IMAGE_PIXELS)") from None
         except OSError as exc:
             raise DataFormatError(f"{path}: not a readable image ({type(exc).__name__})") from None
     return "L"

@@ -177,6 +177,8 @@ class StudySpec:
             if entry["method"] not in self.methods:
                 raise ConfigError(f"{where}: method {entry['method']!r} is not one of this study's {list(self.methods)}")
             params = entry.get("params") or {}
+            if not isinstance(params, Mapping):
+                raise ConfigError(f"{where}: params={params!r} is not allowed; give a mapping of field: value")
             searched = space.searched(entry["method"])
             stray = sorted(set(params) - set(searched))
             if stray:
@@ -260,6 +262,9 @@ class StudySpec:
         if "name" not in d or "methods" not in d:
             raise ConfigError("study spec: 'name' and 'methods' are required")
         methods = d["methods"]
+        if not isinstance(methods, (str, list, tuple)) or not all(isinstance(m, str) for m in
+                                                                   ([methods] if isinstance(methods, str) else methods)):
+            raise ConfigError(f"methods: {methods!r} is not allowed; give a method name or a list of them")
         d["methods"] = tuple([methods] if isinstance(methods, str) else methods)
         bench = d.get("benchmark") or {}
         if isinstance(bench, str):
