@@ -148,7 +148,7 @@ TINY = ["--benchmark", "synthetic", "--set", "benchmark.n_classes=6", "--set", "
         "--set", "batch_size=16", "--set", "memory_size=12"]
 
 
-@pytest.mark.parametrize("name", ["TeacherInEndTask", "OverPlanned"])
+@pytest.mark.parametrize("name", MISREPORTS)
 def test_incsweep_run_exits_2_with_one_line(name, capsys):
     rc = main(["run", "--method", f"contract_fixtures:{name}", *TINY])
     err = capsys.readouterr().err.strip()
@@ -179,6 +179,29 @@ def _spec(tmp_path: Path, methods: list[str], trials: int) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_study_catches_every_misreport_kind(tmp_path):
+    """One trial of each misreporting method (enqueued, so each runs): every trial ends in error with the
+    census's message naming its attribute, and the study exits non-zero."""
+    methods = [f"contract_fixtures:{n}" for n in MISREPORTS]
+    spec = yaml.safe_load(_spec(tmp_path, methods, len(methods)).read_text())
+    spec["enqueue"] = [{"method": m, "params": {}} for m in methods]
+    path = tmp_path / "all.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    storage = tmp_path / "study"
+    out = _cli("study", "run", str(path), "--storage", str(storage), timeout=900)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    from incsweep.analysis.load import load_results
+
+    finals = [r for r in load_results(str(storage)).to_pylist() if r["is_final"]]
+    by_method = {r["method"].split(":")[1]: r for r in finals}
+    assert sorted(by_method) == sorted(MISREPORTS), sorted(by_method)
+    for name, row in by_method.items():
+        assert row["status"] == "error" and "MemoryMisreport" in row["error"], (name, row["error"])
+        assert getattr(fixtures, name).ATTRIBUTE in row["error"], (name, row["error"])
 
 
 def test_a_raising_constructor_fails_the_launch_in_one_line_before_ray(tmp_path):
