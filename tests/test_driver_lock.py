@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -94,11 +95,17 @@ def test_a_second_driver_on_a_live_study_is_refused_and_the_study_ends_whole(tmp
         assert first.poll() is None, first.communicate()[0][-2000:]
         assert time.time() < deadline, "the first driver recorded no result within 240 s"
         time.sleep(0.3)
-    for argv in (["study", "resume", str(storage)], ["study", "run", str(path), "--storage", str(storage)]):
-        second = subprocess.run([*cli, *argv], capture_output=True, text=True, timeout=120)
-        assert second.returncode == 2, second.stdout[-1000:] + second.stderr[-1000:]
-        err = second.stderr.strip()
-        assert err.count("\n") == 0 and f"pid {first.pid} on {socket.gethostname()}" in err, err
+    # the first driver is held still (alive, mid-study) while the second ones try: tiny trials would
+    # otherwise finish the study before a second driver's launch checks end
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        for argv in (["study", "resume", str(storage)], ["study", "run", str(path), "--storage", str(storage)]):
+            second = subprocess.run([*cli, *argv], capture_output=True, text=True, timeout=120)
+            assert second.returncode == 2, second.stdout[-1000:] + second.stderr[-1000:]
+            err = second.stderr.strip()
+            assert err.count("\n") == 0 and f"pid {first.pid} on {socket.gethostname()}" in err, err
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out[-2000:]
     finals = [r for f in storage.glob("results/**/*.parquet") for r in pq.read_table(f).to_pylist() if r["is_final"]]
