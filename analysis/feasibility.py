@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incsweep.incremental.constraints import Constraint, format_constraints, parse_constraints
+from incsweep.incremental.constraints import Constraint, format_constraints, met, parse_constraints
 
 __all__ = ["Feasibility", "judge"]
 
@@ -46,7 +46,7 @@ def _meets(table: pa.Table, constraints: Sequence[Constraint]) -> np.ndarray:
     ok = np.ones(table.num_rows, dtype=bool)
     with np.errstate(invalid="ignore"):
         for c in constraints:
-            ok &= c.violation(_values(table, c.metric)) <= 0  # NaN compares False: infeasible, as in Optuna
+            ok &= met(c.violation(_values(table, c.metric)))
     return ok
 
 

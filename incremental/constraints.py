@@ -19,7 +19,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from .errors import ConfigError
 from .vocabulary import OPTIMISABLE
 
-__all__ = ["Constraint", "parse_constraints", "format_constraints", "violations", "feasible", "CONSTRAINT_SEPARATOR"]
+__all__ = ["Constraint", "parse_constraints", "format_constraints", "violations", "feasible", "met",
+           "CONSTRAINT_SEPARATOR"]
 
 _OPS = ("<=", ">=")
 CONSTRAINT_SEPARATOR = "; "  # between constraints in the results' ``constraints`` column
@@ -98,6 +99,11 @@ def violations(constraints: Sequence[Constraint], metrics: Mapping[str, Any]) ->
     return [c.violation(_value(metrics, c.metric)) for c in constraints]
 
 
+def met(violation: Any) -> Any:
+    """Optuna's rule for one violation (a number, or a numpy array of them): <= 0; NaN is not."""
+    return violation <= 0
+
+
 def feasible(constraints: Sequence[Constraint], metrics: Mapping[str, Any]) -> bool:
-    """Optuna's rule: every violation <= 0 (NaN is not)."""
-    return all(v <= 0 for v in violations(constraints, metrics))
+    """Every constraint met (Optuna's rule)."""
+    return all(met(v) for v in violations(constraints, metrics))

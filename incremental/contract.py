@@ -137,8 +137,8 @@ class Contract:
         self.bench = benchmark if benchmark is not None else load_benchmark(config.benchmark)
         self._reference: tuple[RunResult, Path] | None = None
         self._runs = 0
-        # What the engine's memory census found in the reference run (census.py): judged by
-        # memory_equals_plan, so that the other checks judge the run on their own promises.
+        # What the engine's memory census found in the checks' runs (census.py): judged by
+        # memory_equals_plan, so that the other checks judge the runs on their own promises.
         self.memory_findings: list[MemoryMisreport] = []
 
     def _dir(self, name: str) -> Path:

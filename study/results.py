@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from incsweep.incremental.constraints import Constraint, feasible, format_constraints, violations
+from incsweep.incremental.constraints import Constraint, format_constraints, met, violations
 from incsweep.incremental.errors import ConfigError, DataFormatError
 from incsweep.incremental.memory_report import MemoryReport
 from incsweep.incremental.provenance import code_version
@@ -121,7 +121,7 @@ def judge_row(row: Mapping[str, Any], constraints: Sequence[Constraint]) -> dict
     """``row`` with the study's ``constraints``, its ``feasible`` verdict and largest ``violation``."""
     found = violations(constraints, row)
     worst = max(found, key=lambda v: math.inf if math.isnan(v) else v) if found else None
-    return {**row, "constraints": format_constraints(constraints), "feasible": feasible(constraints, row),
+    return {**row, "constraints": format_constraints(constraints), "feasible": all(met(v) for v in found),
             "violation": worst}
 
 

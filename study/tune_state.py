@@ -31,7 +31,7 @@ import pyarrow.fs as pafs
 
 from incsweep.incremental.errors import ConfigError
 
-__all__ = ["check_tune_state", "pickle_globals", "pickle_use", "refused", "PickleUse", "ALLOWED_GLOBALS", "ALLOWED_CALLS",
+__all__ = ["check_tune_state", "pickle_use", "refused", "PickleUse", "ALLOWED_GLOBALS", "ALLOWED_CALLS",
            "ALLOWED_BUILTINS"]
 
 # The exact (module, qualified name) pairs Tune's state of an incsweep study names, measured on this
@@ -235,11 +235,6 @@ def pickle_use(data: bytes) -> PickleUse:
             for _ in range(_LEGACY_PICKLES):
                 _DryRun(blob, use).load()
     return use
-
-
-def pickle_globals(data: bytes) -> set[tuple[str, str]]:
-    """The (module, name) globals a pickle refers to, read without calling any of them."""
-    return pickle_use(data).named
 
 
 def _builtin_ok(name: str) -> bool:

@@ -52,12 +52,16 @@ def shape_only_tasks(benchmark: BenchmarkConfig) -> tuple[Task, ...]:
     return tuple(tasks)
 
 
+def _plan_context(cls: type[Method], benchmark: BenchmarkConfig, device: torch.device) -> RunContext:
+    """What a method built only to be measured is told: its default scenario, no augmentation, seed 0."""
+    spec = benchmark.spec
+    return RunContext(device=device, scenario=cls.scenarios[0], benchmark=benchmark,
+                      augmenter=Augmenter(AUGMENTATIONS["none"], spec.mean, spec.std, device), eval_batch_size=1, seed=0)
+
+
 def grown_for_plan(cls: type[Method], config: MethodConfig, benchmark: BenchmarkConfig) -> Method:
     """The method as ``begin_task`` of every task leaves it, on the meta device (no data, no compute)."""
-    spec = benchmark.spec
-    augmenter = Augmenter(AUGMENTATIONS["none"], spec.mean, spec.std, META)
-    ctx = RunContext(device=META, scenario=cls.scenarios[0], benchmark=benchmark, augmenter=augmenter,
-                     eval_batch_size=1, seed=0)
+    ctx = _plan_context(cls, benchmark, META)
     # scoped: construction draws nothing on meta, but a method may touch the global RNGs anyway.
     with scoped_global_rng(META), torch.device(META):
         try:
@@ -84,12 +88,9 @@ def _constructor_error(cls: type[Method], config: MethodConfig, benchmark: Bench
     """A constructor that raised on the meta device: its own error when it raises on the CPU too,
     else what the meta build needs from it."""
     cpu = torch.device("cpu")
-    spec = benchmark.spec
-    ctx = RunContext(device=cpu, scenario=cls.scenarios[0], benchmark=benchmark,
-                     augmenter=Augmenter(AUGMENTATIONS["none"], spec.mean, spec.std, cpu), eval_batch_size=1, seed=0)
     try:
         with scoped_global_rng(cpu):
-            cls(config, ctx)
+            cls(config, _plan_context(cls, benchmark, cpu))
     except Exception as again:  # noqa: BLE001 - the method's own error, whatever its type
         return ConfigError(f"{cls.__name__}(config, ctx) raised {type(again).__name__}: {again}")
     return ConfigError(f"{cls.__name__}.plan(): its constructor works on the CPU but not on the meta device "
