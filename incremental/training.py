@@ -133,7 +133,9 @@ def recompute_bn_stats(modules: Iterable[torch.nn.Module], forward: Callable[[to
     one class. BN layers outside ``modules`` (frozen parts) keep their statistics and mode; the
     affine parameters are untouched; every BN's momentum and train/eval flag are restored.
     """
-    bns = [m for module in modules for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    # torch's common base of BatchNorm1d/2d/3d (and SyncBatchNorm) has no public name
+    bn_base = torch.nn.modules.batchnorm._BatchNorm  # noqa: SLF001
+    bns = [m for module in modules for m in module.modules() if isinstance(m, bn_base)]
     if not bns or len(x) == 0:
         return
     if len(x) > BN_STATS_MAX_IMAGES:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from incsweep.incremental.errors import ConfigError
 
-from .layout import StudyLayout
+from .layout import StudyLayout, sub_location
 
 if TYPE_CHECKING:  # the spec imports the engine (torch): only when a command runs, not for --help
     from .spec import StudySpec
@@ -85,18 +85,12 @@ def _stored_spec(storage: str) -> StudySpec:
     return stored_spec(storage)[1]
 
 
-def _sub_uri(storage: str, name: str) -> str:
-    """``storage``/``name``, keeping a URI's query (s3://b/p?endpoint_override=... -> s3://b/p/name?...)."""
-    base, sep, query = storage.partition("?")
-    return f"{base.rstrip('/')}/{name}{sep}{query}"
-
-
 def _finish(summary, elapsed: float) -> int:
     from .runner import StudySummary  # noqa: F401 - type only
 
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "none"
     print(f"study {summary.study}: {summary.finished}/{summary.trials} trials finished ({statuses}); "
-          f"{summary.task_rows} task rows in {_sub_uri(summary.storage, 'results')}; {elapsed:.0f} s")
+          f"{summary.task_rows} task rows in {sub_location(summary.storage, 'results')}; {elapsed:.0f} s")
     _tensorboard_hint(summary.storage)
     for trial_id, error in sorted(summary.errors.items())[:8]:
         print(f"trial {trial_id} failed: {error}", file=sys.stderr)

@@ -12,11 +12,17 @@ from incsweep.incremental.errors import ConfigError
 
 from .results import resolve_storage
 
-__all__ = ["StudyLayout", "EVALUATE_DIR"]
+__all__ = ["StudyLayout", "EVALUATE_DIR", "TUNE_NAME", "sub_location"]
 
 SPEC_FILE = "study.yaml"
 TUNE_NAME = "tune"  # Tune's experiment directory under the storage
 EVALUATE_DIR = "evaluate"  # protocols two_phase and first_task: the front's evaluation phase (study/confirm.py)
+
+
+def sub_location(storage: str, name: str) -> str:
+    """``storage``/``name``, keeping a URI's query (s3://b/p?endpoint_override=... -> s3://b/p/name?...)."""
+    base, sep, query = storage.partition("?")
+    return f"{base.rstrip('/')}/{name}{sep}{query}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,11 @@ class StudyLayout:
         if root.name == EVALUATE_DIR and (root.parent / SPEC_FILE).exists():
             root = root.parent
         return str(root / "prefix_cache")
+
+    def location(self, name: str) -> str:
+        """``name`` under the study as a trial on any node opens it: an absolute path (from where the
+        study is now: a moved or copied study's trials read its own files) or the storage URI's."""
+        return str(self.local_root / name) if self.is_local else sub_location(self.storage, name)
 
     def read_spec(self) -> dict | None:
         fs = self._resolved[0]

@@ -14,17 +14,18 @@ import os
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from incsweep.incremental.errors import ConfigError, DataFormatError
+from incsweep.trainables.boundary import trial_key
 
 from .driver_lock import DriverLock
 from .layout import StudyLayout
 from .results import list_trial_files, read_trial_file
+from .resume import plan_resume
 from .sink import ParquetSink, ProgressLog
 from .spec import StudySpec, StudyView
 from .trackers import env_defaults, tune_callbacks
-from .tune_state import check_tune_state
 
 __all__ = ["run_study", "StudySummary", "summarize", "check_resources", "check_storage", "check_data", "check_methods",
            "check_optuna_storage",
@@ -135,29 +136,6 @@ def _launch_left_nothing(storage: str, stored: dict) -> bool:
             return not optuna.load_study(study_name=name, storage=make_optuna_storage(url)).get_trials(deepcopy=False)
         except KeyError:
             return True
-
-
-def _reconcile_journal(spec: StudySpec, layout: StudyLayout, storage: str) -> None:
-    """Optuna trials left RUNNING although their Parquet file holds the final row (a torn last
-    journal line) get that outcome before Tune resumes (issue 18)."""
-    import optuna
-
-    from .searcher import make_optuna_storage, reconcile_with_results
-
-    url = layout.optuna_url(spec.optuna_storage)
-    if "://" not in url and not os.path.exists(url):
-        return
-    finals = {}
-    for method, trial_id in list_trial_files(storage, spec.name):
-        for row in read_trial_file(storage, spec.name, method, trial_id):
-            if row["is_final"]:
-                finals[trial_id] = row
-    with _optuna_quiet(optuna):
-        try:
-            study = optuna.load_study(study_name=spec.name, storage=make_optuna_storage(url))
-        except KeyError:
-            return  # no Optuna study yet
-        reconcile_with_results(study, finals, spec.objectives, spec.constraints)
 
 
 def check_data(spec: StudySpec) -> None:
@@ -320,50 +298,56 @@ def _choice_type(choices: Any):
 
 
 def trial_dirname(trial: Any) -> str:
-    """Short trial directories (Tune's default embeds every config value in the name)."""
-    return f"trial_{trial.trial_id}"
+    """Short trial directories (Tune's default embeds every config value in the name); a trial that
+    continues an interrupted one sits beside it (``trial_<its id>_<Tune id>``: study/resume.py
+    finds every checkpoint of a study trial by this name)."""
+    key = trial_key(trial)
+    return f"trial_{key}" if key == trial.trial_id else f"trial_{key}_{trial.trial_id}"
 
 
-def _build_searcher(spec: StudySpec, layout: StudyLayout):
-    from .searcher import StudySearcher, make_optuna_storage, make_sampler
+def open_optuna_study(spec: StudySpec, layout: StudyLayout):
+    """The study's Optuna study (created on first use), with the spec's sampler and objectives."""
+    import optuna
+
+    from .searcher import make_optuna_storage, make_sampler, open_study, sampler_seed
+
+    with _optuna_quiet(optuna):
+        study = open_study(make_optuna_storage(layout.optuna_url(spec.optuna_storage)), spec.name,
+                           sampler=make_sampler(spec.sampler, spec.seed), metrics=[o.column for o in spec.objectives],
+                           modes=[o.sense for o in spec.objectives])
+        n_trials = len(study.get_trials(deepcopy=False))
+        if n_trials:
+            study.sampler = make_sampler(spec.sampler, sampler_seed(spec.seed, n_trials))
+        elif spec.enqueue:  # a new study only: a resumed one has them
+            for params in spec.enqueued_params():
+                study.enqueue_trial(dict(params))
+    return study
+
+
+def _build_searcher(spec: StudySpec, study: Any, continuations: Any = ()):
+    from .searcher import StudySearcher
 
     return StudySearcher(space=spec.space(), metrics=[o.column for o in spec.objectives],
-                         modes=[o.sense for o in spec.objectives], n_tasks=spec.n_tasks,
-                         constraints=spec.constraints, sampler=make_sampler(spec.sampler, spec.seed),
-                         storage=make_optuna_storage(layout.optuna_url(spec.optuna_storage)), study_name=spec.name,
-                         enqueue=spec.enqueued_params())
+                         modes=[o.sense for o in spec.objectives], n_tasks=spec.n_tasks, study=study,
+                         constraints=spec.constraints, continuations=continuations)
 
 
-def _build_scheduler(spec: StudySpec):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def _build_scheduler(spec: StudySpec, task_rows: Mapping[str, Any] | None = None):
+    from ray.tune.schedulers import FIFOScheduler
 
     if spec.scheduler.name == "fifo":
         return FIFOScheduler()
-    # ASHA on the task axis: rungs count finished tasks. One objective: Ray's ASHA. Several: stop only
-    # trials dominated at their rung (study/scheduler.py), so front trials are never cut short.
-    if len(spec.objectives) == 1:
-        first = spec.objectives[0]
-        return ASHAScheduler(time_attr="tasks_done", metric=first.column, mode=first.sense, max_t=spec.n_tasks,
-                             grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
+    # ASHA on the task axis: rungs count finished tasks. One objective: Ray's ASHA rule. Several: stop
+    # only trials dominated at their rung, so front trials are never cut short (study/scheduler.py).
+    # Seeded with the rungs earlier drivers of the study recorded.
     from .scheduler import ParetoASHA
 
-    return ParetoASHA(metrics=[o.column for o in spec.objectives], modes=[o.sense for o in spec.objectives],
-                      max_t=spec.n_tasks, grace_period=spec.scheduler.grace_period,
-                      reduction_factor=spec.scheduler.reduction_factor, rule=spec.scheduler.rule)
-
-
-# Top-level packages of incsweep before everything moved under one `incsweep` package (issue 16).
-_OLD_TOP_LEVEL = ("incremental", "study", "trainables", "search_spaces", "analysis")
-
-
-def _old_layout_module(err: BaseException | None) -> str | None:
-    """The old top-level module an unpickling error names, looking through the error's causes."""
-    seen = 0
-    while err is not None and seen < 20:
-        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in _OLD_TOP_LEVEL:
-            return err.name
-        err, seen = err.__cause__ or err.__context__, seen + 1
-    return None
+    scheduler = ParetoASHA(metrics=[o.column for o in spec.objectives], modes=[o.sense for o in spec.objectives],
+                           max_t=spec.n_tasks, grace_period=spec.scheduler.grace_period,
+                           reduction_factor=spec.scheduler.reduction_factor, rule=spec.scheduler.rule)
+    if task_rows:
+        scheduler.seed(task_rows)
+    return scheduler
 
 
 def _trainable(spec: StudySpec):
@@ -412,9 +396,6 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
             if finished.done:
                 log.info("study %s is finished (%d trials); nothing to resume", spec.name, finished.finished)
                 return finished
-        if resume:
-            check_tune_state(layout.tune_experiment, layout.tune_filesystem)  # before Ray starts and Tune unpickles it
-            _reconcile_journal(spec, layout, storage)
         # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
         # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
         env.enter_context(_env_default("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"))
@@ -494,9 +475,17 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     check_resources(spec.resources, spec.concurrency)  # before anything is written
     if stored is None:
         layout.write_spec({**spec.to_dict(), "storage": storage})
+    # Resume or not, a fresh Tuner: the study is rebuilt from its own data (study/resume.py), and
+    # Tune's saved state (pickles, absolute paths) is never read.
+    study = open_optuna_study(spec, layout)
+    plan = plan_resume(spec, layout, study)
+    before = summarize(storage, spec)  # read once: the progress counts and the trials left use it
+    samples = max(spec.trials - before.finished, len(plan.continuations))
+    if samples <= 0:
+        log.info("study %s already has %d finished trial(s)", spec.name, before.finished)
+        return before
     constraints = [str(c) for c in spec.constraints]
     sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec), constraints)
-    before = summarize(storage, spec)  # read once: the progress counts and the fresh-Tuner path use it
     progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives], trials=spec.trials,
                            senses=[o.sense for o in spec.objectives],
                            finished={k: v for k, v in before.statuses.items() if k != "orphaned"},
@@ -507,39 +496,13 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
         callbacks=callbacks, verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 1 warns on snapshots (docs/ray-optuna.md)
         failure_config=tune.FailureConfig(max_failures=spec.max_failures))
-    if resume and tune.Tuner.can_restore(layout.tune_experiment, storage_filesystem=layout.tune_filesystem):
-        log.info("resuming the Tune experiment in %s", layout.tune_experiment)
-        try:
-            tuner = tune.Tuner.restore(layout.tune_experiment, trainable=_trainable(spec), resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False,
-                                       param_space=_param_space(spec, layout),
-                                       storage_filesystem=layout.tune_filesystem)
-        except Exception as err:  # noqa: BLE001 - Tune wraps unpickling errors in its own types
-            old = _old_layout_module(err)
-            if old is None:
-                raise
-            raise ConfigError(f"{storage} was written by an older incsweep layout (its Tune state names module "
-                              f"{old!r}, now incsweep.{old}); resume it with the incsweep version that wrote it, "
-                              "or start a new study; `incsweep analyze` still reads its results") from None
-        # Tune restores its pickled run config, callbacks included: give it this driver's fresh ones
-        # (Tuner.restore takes no run_config in 2.60).
-        local = tuner._local_tuner  # noqa: SLF001
-        assert local is not None  # a Tuner restored in the driver process is local
-        local.get_run_config().callbacks = callbacks
-    else:
-        remaining = spec.trials - before.finished
-        if remaining <= 0 and not before.unfinished:
-            log.info("study %s already has %d finished trial(s)", spec.name, before.finished)
-            return before
-        searcher = _build_searcher(spec, layout)
-        searcher.reconcile()  # a driver that died before Tune's first snapshot left RUNNING trials
-        tuner = tune.Tuner(
-            _trainable(spec), param_space=_param_space(spec, layout),
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_build_scheduler(spec),
-                                        num_samples=max(remaining, 0),
-                                        max_concurrent_trials=spec.concurrency, reuse_actors=True,
-                                        trial_dirname_creator=trial_dirname),
-            run_config=run_config)
+    tuner = tune.Tuner(
+        _trainable(spec), param_space=_param_space(spec, layout),
+        tune_config=tune.TuneConfig(search_alg=_build_searcher(spec, study, plan.continuations),
+                                    scheduler=_build_scheduler(spec, plan.task_rows), num_samples=samples,
+                                    max_concurrent_trials=spec.concurrency, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=run_config)
     grid = tuner.fit()
     for trial_err in grid.errors:
         text = str(trial_err).strip()

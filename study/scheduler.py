@@ -13,21 +13,25 @@ all objectives (at equal tasks done, so memory is comparable) under one of two r
 
 Under both a trial on the rung's front always continues. Stopped trials are told to Optuna as
 PRUNED by StudySearcher, so they never reach a front.
+
+With one objective the rule is Ray's ASHA's (``keep_by_quantile``: the cutoff of
+``ray.tune.schedulers.AsyncHyperBandScheduler``, one bracket), in this class so that a resumed study
+can seed the rungs with what its earlier drivers recorded (``seed``, from the Parquet task rows:
+study/resume.py); Ray's ASHA would start a resumed study's rungs empty.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from incsweep.analysis.dominance import dominator_count, nondomination_layers
-from incsweep.incremental.errors import ConfigError
+from incsweep.trainables.boundary import trial_key
 
-__all__ = ["ParetoASHA", "RULES", "rungs", "keep_at_rung", "keep_by_dominators", "keep_by_layer"]
+__all__ = ["ParetoASHA", "RULES", "rungs", "keep_at_rung", "keep_by_dominators", "keep_by_layer", "keep_by_quantile"]
 
 
 def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
@@ -58,8 +62,16 @@ def keep_by_layer(point: np.ndarray, recorded: np.ndarray, reduction_factor: flo
     return int(np.sum(layers[:-1] < layers[-1])) < math.ceil((len(recorded) + 1) / reduction_factor)
 
 
-# Stopping rules by name (the study spec's scheduler.rule).
+def keep_by_quantile(point: np.ndarray, recorded: np.ndarray, reduction_factor: float) -> bool:
+    """Ray's ASHA with one objective: goes on unless its reward is below the (1 - 1/rf) percentile
+    of the rewards recorded at the rung before it (reward = -point: Ray's arithmetic, in its order)."""
+    cutoff = np.nanpercentile(-recorded[:, 0], (1 - 1 / reduction_factor) * 100)
+    return not bool(-point[0] < cutoff)
+
+
+# Stopping rules by name (the study spec's scheduler.rule, for several objectives).
 RULES = {"dominated": keep_by_dominators, "layer": keep_by_layer}
+_ONE_OBJECTIVE = keep_by_quantile
 
 
 def keep_at_rung(point: Sequence[float], recorded: np.ndarray, reduction_factor: float,
@@ -70,11 +82,14 @@ def keep_at_rung(point: Sequence[float], recorded: np.ndarray, reduction_factor:
     p = np.asarray(point, dtype=np.float64)
     if recorded.size == 0 or not np.all(np.isfinite(p)):
         return bool(np.all(np.isfinite(p)))
-    return RULES[rule](p, np.asarray(recorded, dtype=np.float64).reshape(-1, len(p)), reduction_factor)
+    keep = _ONE_OBJECTIVE if len(p) == 1 else RULES[rule]
+    return keep(p, np.asarray(recorded, dtype=np.float64).reshape(-1, len(p)), reduction_factor)
 
 
 class ParetoASHA(FIFOScheduler):
-    """Asynchronous successive halving by domination counts at each rung of the task axis."""
+    """Asynchronous successive halving on the task axis: by ``rule`` at each rung (one objective:
+    Ray's ASHA cutoff). Trials are known by their id in the study (trainables.boundary.trial_key),
+    so a continued trial keeps the decisions taken on it before a resume."""
 
     def __init__(self, *, metrics: Sequence[str], modes: Sequence[str], max_t: int, grace_period: int = 2,
                  reduction_factor: float = 2.0, rule: str = "dominated", time_attr: str = "tasks_done"):
@@ -97,40 +112,40 @@ class ParetoASHA(FIFOScheduler):
         if t is None or result.get("diverged") or result.get("failed") or int(t) not in self._recorded:
             return TrialScheduler.CONTINUE
         rung = int(t)
-        seen = self._seen.setdefault(trial.trial_id, set())
+        key = trial_key(trial)
+        seen = self._seen.setdefault(key, set())
         if rung in seen:  # a resumed trial reports a rung again: decided already
             return TrialScheduler.CONTINUE
         seen.add(rung)
-        point = [s * float(result.get(m, math.nan)) for m, s in zip(self._metrics, self._signs)]
+        point = self._point(result)
         recorded = np.asarray(self._recorded[rung], dtype=np.float64).reshape(-1, len(point))
         keep = keep_at_rung(point, recorded, self._rf, self._rule)
         if all(math.isfinite(v) for v in point):
             self._recorded[rung].append(point)
         if keep:
             return TrialScheduler.CONTINUE
-        self.stopped.add(trial.trial_id)
+        self.stopped.add(key)
         return TrialScheduler.STOP
+
+    def _point(self, metrics: Mapping[str, Any]) -> list[float]:
+        return [s * float(metrics.get(m, math.nan) if metrics.get(m) is not None else math.nan)
+                for m, s in zip(self._metrics, self._signs)]
+
+    def seed(self, task_rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+        """Record what earlier drivers of the study recorded: each trial's point at each rung it
+        reached (``task_rows``: study trial id -> its Parquet task rows). Returns the points recorded."""
+        n = 0
+        for key, rows in task_rows.items():
+            for row in rows:
+                rung = int(row["task"]) + 1
+                if rung not in self._recorded or rung in self._seen.setdefault(key, set()):
+                    continue
+                self._seen[key].add(rung)
+                point = self._point(row)
+                if all(math.isfinite(v) for v in point):
+                    self._recorded[rung].append(point)
+                    n += 1
+        return n
 
     def debug_string(self) -> str:
         return "ParetoASHA: " + ", ".join(f"rung {r}: {len(v)} recorded" for r, v in self._recorded.items())
-
-    def save(self, checkpoint_path: str) -> None:
-        # JSON, not pickle: a state file planted in shared storage must not run code on resume (issue 18).
-        state = {"rungs": self._rungs, "recorded": {str(r): v for r, v in self._recorded.items()},
-                 "seen": {t: sorted(r) for t, r in self._seen.items()}, "stopped": sorted(self.stopped)}
-        with open(checkpoint_path, "w") as f:
-            json.dump(state, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        try:
-            with open(checkpoint_path) as f:
-                state = json.load(f)
-            recorded = {int(r): [[float(x) for x in p] for p in v] for r, v in state["recorded"].items()}
-            seen = {str(t): {int(r) for r in v} for t, v in state["seen"].items()}
-            stopped = {str(t) for t in state["stopped"]}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"scheduler state {checkpoint_path} is unreadable ({type(exc).__name__}); it is "
-                              "not a state this version of incsweep wrote") from None
-        if sorted(recorded) != self._rungs:
-            raise ConfigError(f"scheduler state {checkpoint_path} has rungs {sorted(recorded)}, the study {self._rungs}")
-        self._recorded, self._seen, self.stopped = recorded, seen, stopped

@@ -1,12 +1,18 @@
-"""OptunaSearch for incremental runs: the traps of docs/ray-optuna.md handled in one subclass.
+"""The study's searcher: Ray Tune's public ``Searcher`` around incsweep's own Optuna study.
+
+The Optuna study (journal or RDB) is the search's whole state: nothing is kept in Tune's pickles,
+so a resumed study builds a fresh searcher on the same storage (study/resume.py) and Tune's saved
+state is never loaded (docs/cluster.md, "Trust"). The traps of docs/ray-optuna.md handled here:
 
 - Trials that stop before their last task (ASHA) are told PRUNED, never COMPLETE with truncated
   values that would land on the Pareto front (trap 3).
 - A diverged trial or a non-finite objective is told FAIL (a NaN would leave it RUNNING: trap 6).
-- Every Optuna trial carries its Tune trial id (user attr ``tune_trial_id``); after a hard kill,
-  Optuna trials that Tune's last snapshot does not know are failed as orphans, and trials the
-  storage already finished are not told again (trap 4).
+- Every Optuna trial carries its id in the study (user attr ``tune_trial_id``: the Tune trial id
+  it first ran under); a resumed study continues the RUNNING ones under new Tune trials, fails the
+  ones no Tune trial ever ran, and does not tell again what the storage already finished (trap 4).
 - Constraints are set with ``Trial.set_constraint`` (Optuna 5) so every sampler respects them.
+
+Only public APIs of Ray Tune and Optuna are used (ruff SLF001 is on for this package).
 """
 
 from __future__ import annotations
@@ -14,17 +20,18 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
 if TYPE_CHECKING:  # the spec is imported where it is used, below
     from .spec import SamplerSpec
 
-__all__ = ["StudySearcher", "make_sampler", "make_optuna_storage", "TUNE_ID_ATTR", "reconcile_orphans",
-           "reconcile_with_results"]
+__all__ = ["StudySearcher", "Continuation", "trial_config", "make_sampler", "sampler_seed", "make_optuna_storage",
+           "open_study", "TUNE_ID_ATTR", "reconcile_orphans", "reconcile_with_results"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,37 @@ def make_sampler(sampler: "SamplerSpec | str", seed: int) -> optuna.samplers.Bas
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def open_study(storage: optuna.storages.BaseStorage, name: str, *, sampler: optuna.samplers.BaseSampler,
+               metrics: Sequence[str], modes: Sequence[str]) -> optuna.Study:
+    """The study's Optuna study on ``storage``: created with its directions and objective names, or
+    loaded (with this driver's sampler) when it exists."""
+    directions = [optuna.study.StudyDirection.MAXIMIZE if m == "max" else optuna.study.StudyDirection.MINIMIZE
+                  for m in modes]
+    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, directions=directions,
+                                load_if_exists=True)
+    if list(study.directions) != directions:
+        from incsweep.incremental.errors import ConfigError
+
+        raise ConfigError(f"the Optuna study {name!r} has directions {[d.name for d in study.directions]}, this "
+                          f"spec {[d.name for d in directions]}; give the study another name or storage")
+    if study.metric_names is None:  # Optuna's tools (dashboard, trials_dataframe) label the objectives
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use; chosen knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(metrics))
+    return study
+
+
+def sampler_seed(seed: int, n_trials: int) -> int:
+    """The sampler's seed for a driver that finds ``n_trials`` in the study: the spec's seed for a new
+    study; else one derived from both, so a resumed study's fresh sampler does not draw again the
+    start-up configurations it drew first (its random state is not stored: study/resume.py)."""
+    if n_trials == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, n_trials]).generate_state(1)[0])
+
+
 def make_optuna_storage(url_or_path: str) -> optuna.storages.BaseStorage:
     """An RDB URL (sqlite:///, postgresql://, ...) or the path of a journal file (the default)."""
     if "://" in url_or_path:
@@ -67,13 +105,37 @@ def make_optuna_storage(url_or_path: str) -> optuna.storages.BaseStorage:
 _DASHBOARD_CONSTRAINTS = "constraints"
 
 
+def _storage(study: optuna.Study) -> optuna.storages.BaseStorage:
+    # The one private read of Optuna here: a Study offers no public accessor of its storage (an
+    # attribute since Optuna 1; tests/test_study.py's searcher tests fail if it moves). The storage's
+    # own methods used below are its public API.
+    return study._storage  # noqa: SLF001
+
+
+def storage_trial_id(study: optuna.Study, number: int) -> int:
+    """The storage's id of trial ``number`` of ``study`` (Optuna keeps it private on its trial objects)."""
+    storage = _storage(study)
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+
+
+def trial_state(study: optuna.Study, number: int) -> TrialState:
+    """The stored state of trial ``number``, read from the storage (one trial, not the whole study)."""
+    return _storage(study).get_trial(storage_trial_id(study, number)).state
+
+
+def running_trial(study: optuna.Study, number: int) -> optuna.trial.Trial:
+    """A live handle on RUNNING trial ``number`` (to set its attributes and constraints)."""
+    return optuna.trial.Trial(study, storage_trial_id(study, number))
+
+
 def set_constraints(trial: optuna.trial.Trial, constraints: Sequence[Any], metrics: Mapping[str, Any]) -> None:
     """Each constraint's violation (<= 0: feasible) on ``trial``, named, and as the list the dashboard shows."""
     values = [c.violation(float(metrics[c.metric])) for c in constraints]
     for c, v in zip(constraints, values):
         trial.set_constraint(str(c), v)
     if values:
-        trial.storage.set_trial_system_attr(trial._trial_id, _DASHBOARD_CONSTRAINTS, values)
+        trial.storage.set_trial_system_attr(storage_trial_id(trial.study, trial.number), _DASHBOARD_CONSTRAINTS,
+                                            values)
 
 
 def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str, Any]], objectives: Sequence[Any],
@@ -88,7 +150,7 @@ def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str
             continue
         values: list[Any] = [row.get(o.column) for o in objectives]
         if row["status"] == "complete" and all(v is not None and math.isfinite(float(v)) for v in values):
-            set_constraints(optuna.trial.Trial(study, t._trial_id), constraints, row)
+            set_constraints(running_trial(study, t.number), constraints, row)
             study.tell(t.number, [float(v) for v in values], state=TrialState.COMPLETE)
         else:
             study.tell(t.number, state=TrialState.PRUNED if row["status"] == "pruned" else TrialState.FAIL)
@@ -100,15 +162,15 @@ def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str
 
 
 def reconcile_orphans(study: optuna.Study, known_tune_ids: set[str]) -> list[int]:
-    """Fail every running Optuna trial whose Tune trial is unknown (asked after Tune's last snapshot,
-    then the driver died), and enqueue again the configuration of those that were enqueued; returns
-    their Optuna numbers. WAITING trials are enqueued ones not yet asked (``enqueue``, incsweep
-    confirm): the next asks take them."""
+    """Fail every running Optuna trial whose study id is not in ``known_tune_ids`` (the trials a
+    resumed study continues), and enqueue again the configuration of those that were enqueued;
+    returns their Optuna numbers. WAITING trials are enqueued ones not yet asked (``enqueue``,
+    incsweep confirm): the next asks take them."""
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get(TUNE_ID_ATTR) in known_tune_ids:
             continue
-        study._storage.set_trial_user_attr(t._trial_id, "orphaned", "driver stopped before Tune recorded this trial")
+        running_trial(study, t.number).set_user_attr("orphaned", "driver stopped before any Tune trial ran it")
         study.tell(t.number, state=TrialState.FAIL)
         failed.append(t.number)
         fixed = t.system_attrs.get("fixed_params")
@@ -122,51 +184,57 @@ def reconcile_orphans(study: optuna.Study, known_tune_ids: set[str]) -> list[int
     return failed
 
 
-class StudySearcher(OptunaSearch):
-    """Multi-objective OptunaSearch over a define-by-run space, aware of the task axis."""
+def trial_config(space: Callable[[Any], Mapping[str, Any]], trial: Any) -> dict[str, Any]:
+    """A trial's config from the define-by-run ``space``: its ``method`` and ``params``, plus every
+    sampled value under Optuna's own name (``<method>.<param>``: what trackers show as the trial's
+    parameters, as Ray's OptunaSearch put them)."""
+    config = dict(space(trial))
+    return {**trial.params, **config}
 
-    def __init__(self, *, space: Any, metrics: Sequence[str], modes: Sequence[str], n_tasks: int,
-                 constraints: Sequence[Any] = (), sampler: optuna.samplers.BaseSampler,
-                 storage: optuna.storages.BaseStorage, study_name: str,
-                 enqueue: Sequence[Mapping[str, Any]] = ()):
-        super().__init__(space=space, metric=list(metrics), mode=list(modes), sampler=sampler, storage=storage,
-                         study_name=study_name)
+
+@dataclass(frozen=True)
+class Continuation:
+    """An interrupted trial a resumed study runs on: its Optuna trial, its id in the study, its
+    configuration (as the space suggested it) and the checkpoints it may start from."""
+
+    number: int
+    key: str
+    config: Mapping[str, Any]
+    checkpoints: tuple[str, ...] = ()
+
+
+class StudySearcher(Searcher):
+    """Multi-objective, define-by-run search over an Optuna study, aware of the task axis.
+
+    ``continuations`` (a resumed study) are handed out first, each to the next Tune trial; then
+    every suggestion is an Optuna ``ask`` (enqueued configurations first) run through ``space``.
+    """
+
+    def __init__(self, *, space: Callable[[Any], Mapping[str, Any]], metrics: Sequence[str], modes: Sequence[str],
+                 n_tasks: int, study: optuna.Study, constraints: Sequence[Any] = (),
+                 continuations: Sequence[Continuation] = ()):
+        super().__init__()  # Tune's single metric/mode does not apply: the objectives are ours
+        self.study = study
+        self.metric_names, self.modes = list(metrics), list(modes)
+        self._space = space
         self._n_tasks = n_tasks
         self._constraints = tuple(constraints)
-        if self.study.metric_names is None:  # Optuna's tools (dashboard, trials_dataframe) label the objectives
-            with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use; chosen knowingly
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                self.study.set_metric_names(list(metrics))
-        if enqueue and not self.study.trials:  # a new study only: a resumed one has them already
-            for params in enqueue:
-                self.study.enqueue_trial(dict(params))
+        self._continuations = list(continuations)
+        self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        self._told: set[str] = set()
 
-    @property
-    def study(self) -> optuna.Study:
-        assert self._ot_study is not None  # OptunaSearch builds it in __init__ (a space is given)
-        return self._ot_study
-
-    def known_tune_ids(self) -> set[str]:
-        return set(self._ot_trials)
-
-    def reconcile(self) -> list[int]:
-        """Align with the Optuna storage (after a restore or a fresh start on existing storage)."""
-        for tune_id, ot_trial in self._ot_trials.items():
-            state = self.study._storage.get_trial(ot_trial._trial_id).state
-            if state in _FINISHED:
-                self._completed_trials.add(tune_id)  # the storage is ahead of Tune's snapshot
-        return reconcile_orphans(self.study, self.known_tune_ids())
-
-    def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
-        self.reconcile()
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True  # nothing to take from Tune: the space, objectives and directions are the study's
 
     def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
-        ot_trial = self._ot_trials[trial_id]
-        if TUNE_ID_ATTR not in ot_trial.user_attrs:
-            ot_trial.set_user_attr(TUNE_ID_ATTR, trial_id)
-        return config
+        if self._continuations:
+            c = self._continuations.pop(0)
+            self._numbers[trial_id] = c.number
+            return {**c.config, "key": c.key, "resume_from": list(c.checkpoints)}
+        trial = self.study.ask()
+        trial.set_user_attr(TUNE_ID_ATTR, trial_id)  # before Tune starts it: a resume finds it by this id
+        self._numbers[trial_id] = trial.number
+        return trial_config(self._space, trial)
 
     def outcome(self, result: Mapping[str, Any] | None, error: bool) -> tuple[TrialState, list[float] | None, str]:
         """What to tell Optuna about a finished trial, and why (pure: unit-tested)."""
@@ -181,22 +249,28 @@ class StudySearcher(OptunaSearch):
         done = int(result.get("tasks_done", 0))
         if done < self._n_tasks:
             return TrialState.PRUNED, None, f"stopped after {done}/{self._n_tasks} tasks"
-        values: list[Any] = [result.get(m) for m in self.metric]
+        values: list[Any] = [result.get(m) for m in self.metric_names]
         if any(v is None or not math.isfinite(float(v)) for v in values):
-            return TrialState.FAIL, None, f"non-finite objective {dict(zip(self.metric, values))}"
+            return TrialState.FAIL, None, f"non-finite objective {dict(zip(self.metric_names, values))}"
         return TrialState.COMPLETE, [float(v) for v in values], "complete"
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        number = self._numbers.get(trial_id)
+        if number is None or trial_id in self._told:
             return
-        ot_trial = self._ot_trials[trial_id]
-        if self.study._storage.get_trial(ot_trial._trial_id).state in _FINISHED:
-            self._completed_trials.add(trial_id)
-            return
+        self._told.add(trial_id)
+        if trial_state(self.study, number) in _FINISHED:
+            return  # the storage is ahead (an earlier driver told it)
         state, values, why = self.outcome(result, error)
+        trial = running_trial(self.study, number)
         if state == TrialState.COMPLETE:
             assert result is not None  # outcome() completes only trials that reported
-            set_constraints(ot_trial, self._constraints, result)
-        ot_trial.set_user_attr("outcome", why)
-        self.study.tell(ot_trial, values, state=state)
-        self._completed_trials.add(trial_id)
+            set_constraints(trial, self._constraints, result)
+        trial.set_user_attr("outcome", why)
+        self.study.tell(number, values, state=state)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing: the Optuna storage holds the search (Tune's copy would never be read)."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        raise NotImplementedError("a study resumes from its Optuna storage, never from Tune's searcher state")

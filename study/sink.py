@@ -22,7 +22,7 @@ from ray.tune import Callback
 from incsweep.incremental.constraints import feasible, parse_constraints
 from incsweep.incremental.errors import DataFormatError
 from incsweep.incremental.vocabulary import AVG_ACC, FROM_CACHE, MEMORY_METRIC, WALL_TIME
-from incsweep.trainables.boundary import TrialConfig
+from incsweep.trainables.boundary import REPLAYED, TrialConfig, trial_key
 
 from .results import final_row, judge_row, read_trial_file, set_aside, task_row, utcnow, write_trial_file
 
@@ -56,16 +56,18 @@ class ParquetSink(Callback):
     def __init__(self, storage: str, study: str, n_tasks: int, searched: Mapping[str, list[str]],
                  schema: pa.Schema | None = None, constraints: Sequence[str] = ()):
         self.storage, self.study, self.n_tasks = storage, study, n_tasks
-        # Plain strings (pickled into tuner.pkl, like the schema bytes): every row is judged by them.
+        # Plain strings: every row is judged by them.
         self.constraints = [str(c) for c in constraints]
-        # Kept as Arrow IPC bytes: Tune pickles its callbacks into tuner.pkl, and resume lets that
-        # file name only Tune's own modules (study/tune_state.py), not pyarrow's type factories.
+        # Kept as Arrow IPC bytes: Tune pickles its callbacks into tuner.pkl (never read back: a
+        # resume rebuilds them, study/resume.py), and bytes pickle small and without pyarrow's factories.
         self._schema_ipc = schema.serialize().to_pybytes() if schema is not None else None
         self._schema: pa.Schema | None = schema  # not pickled (__getstate__), rebuilt once from the bytes
         self.searched = {m: list(p) for m, p in searched.items()}
         self._rows: dict[str, dict[int, dict[str, Any]]] = {}
         self._final: dict[str, dict[str, Any]] = {}
-        self.seen: set[str] = set()  # Tune trial ids this driver has heard of (orphan detection)
+        # study trial ids (trainables.boundary.trial_key: a continued trial's is the one it continues)
+        # this driver has heard of (orphan detection)
+        self.seen: set[str] = set()
 
     # -- rows ----------------------------------------------------------------------------------
     def _load(self, trial_id: str, method: str) -> dict[int, dict[str, Any]]:
@@ -107,41 +109,43 @@ class ParquetSink(Callback):
         return {**self.__dict__, "_schema": None}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.seen.add(trial.trial_id)
+        self.seen.add(trial_key(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.seen.add(trial.trial_id)
+        self.seen.add(trial_key(trial))
         if "task_result_json" not in result:
             return
         method = result["method"]
-        rows = self._load(trial.trial_id, method)
+        rows = self._load(trial_key(trial), method)
         task = json.loads(result["task_result_json"])
+        if result.get(REPLAYED) and int(task["task"]) in rows:
+            return  # a continuation reporting a task this trial's file already holds: kept as written
         rows[int(task["task"])] = task_row(
-            task, study=self.study, trial_id=trial.trial_id, method=method,
+            task, study=self.study, trial_id=trial_key(trial), method=method,
             benchmark=json.loads(result["config_json"])["benchmark"]["name"], seed=int(json.loads(result["config_json"])["seed"]),
             config_json=result["config_json"], params=self._params(trial),
             started_at=datetime.fromisoformat(result["started_at"]), n_tasks=self.n_tasks,
             from_cache=bool(result.get(FROM_CACHE)))
-        self._final.pop(trial.trial_id, None)  # a resumed trial reports again: its end is not known yet
-        self._write(trial.trial_id)
+        self._final.pop(trial_key(trial), None)  # a resumed trial reports again: its end is not known yet
+        self._write(trial_key(trial))
 
     def _finish(self, trial: Any, status: str, error: str | None) -> None:
         config = TrialConfig.from_tune(trial.config)
         method = config.method
-        rows = self._load(trial.trial_id, method)
+        rows = self._load(trial_key(trial), method)
         template = None
         if not rows:
-            template = {"study": self.study, "trial_id": trial.trial_id, "method": method,
+            template = {"study": self.study, "trial_id": trial_key(trial), "method": method,
                         "benchmark": config.benchmark, "scenario": str(config.scenario),
                         "n_tasks": self.n_tasks, "seed": config.seed,
                         "config_json": json.dumps(config.to_tune(), default=str),
                         "code_version": "", "started_at": utcnow(),
                         **{f"param_{k}": v for k, v in self._params(trial).items()}}
-        self._final[trial.trial_id] = final_row(list(rows.values()), status=status, error=error, template=template)
-        self._write(trial.trial_id)
+        self._final[trial_key(trial)] = final_row(list(rows.values()), status=status, error=error, template=template)
+        self._write(trial_key(trial))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.seen.add(trial.trial_id)
+        self.seen.add(trial_key(trial))
         last = trial.last_result or {}
         if last.get("diverged"):
             self._finish(trial, "diverged", last.get("error"))
@@ -153,7 +157,7 @@ class ParquetSink(Callback):
             self._finish(trial, "pruned", f"stopped by the scheduler after {int(last.get('tasks_done', 0))} task(s)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.seen.add(trial.trial_id)
+        self.seen.add(trial_key(trial))
         self._finish(trial, "error", trial_error_text(trial))
 
     def finalize_orphans(self, stored: list[tuple[str, str]]) -> list[str]:
@@ -184,12 +188,12 @@ class ProgressLog(Callback):
                  finished: Mapping[str, int] | None = None, clock: Callable[[], float] | None = None,
                  constraints: Sequence[str] = ()):
         self.n_tasks, self.objectives, self.trials = n_tasks, objectives, trials
-        self.constraints = [str(c) for c in constraints]  # plain strings: pickled into tuner.pkl
+        self.constraints = [str(c) for c in constraints]
         self.senses = senses or ["max"] * len(objectives)
         self.statuses: Counter[str] = Counter(finished or {})  # earlier drivers' trials (resume) included
         self.done = 0  # trials finished under this driver
-        # None: time.monotonic, looked up when used (Tune pickles callbacks into tuner.pkl, and resume
-        # lets that file name only Tune's own modules: study/tune_state.py)
+        # None: time.monotonic, looked up when used (Tune pickles callbacks into tuner.pkl, and a
+        # builtin's reference pickles by name only)
         self._clock_fn = clock
         self._started = self._clock()
         self._tasks: dict[str, int] = {}  # running trial -> tasks done
@@ -228,12 +232,14 @@ class ProgressLog(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "task_result_json" not in result:
             return
-        self._tasks[trial.trial_id] = int(result["tasks_done"])
+        self._tasks[trial_key(trial)] = int(result["tasks_done"])
+        if result.get(REPLAYED):
+            return  # trained before the resume: neither a new line nor part of the rate
         self._trained += 1
         if self._first is None:
             self._first = self._clock()
         cached = " (cached prefix)" if result.get(FROM_CACHE) else ""
-        log.info("%s %-6s task %d/%d  val avg_acc %.4f  total %.3f MB  %.1f s%s  %s", trial.trial_id, result["method"],
+        log.info("%s %-6s task %d/%d  val avg_acc %.4f  total %.3f MB  %.1f s%s  %s", trial_key(trial), result["method"],
                  result["tasks_done"], self.n_tasks, result[AVG_ACC], result[MEMORY_METRIC], result[WALL_TIME], cached,
                  self.progress())
 
@@ -242,18 +248,18 @@ class ProgressLog(Callback):
         last = trial.last_result or {}
         status = ("diverged" if last.get("diverged") else "error" if last.get("failed") else
                   "complete" if int(last.get("tasks_done", 0)) >= self.n_tasks else "pruned")
-        self._finished(trial.trial_id, status)
+        self._finished(trial_key(trial), status)
         if status == "complete" and feasible(parse_constraints(self.constraints), last):
             point = [float(last.get(m, math.nan)) for m in self.objectives]
             if all(math.isfinite(v) for v in point):
                 self._front.append(point)
         values = "  ".join(f"{m} {last.get(m, float('nan')):.4f}" for m in self.objectives)
-        log.info("trial %s %s %s  %s  %s", trial.trial_id, last.get("method", ""), status, values, self.progress())
+        log.info("trial %s %s %s  %s  %s", trial_key(trial), last.get("method", ""), status, values, self.progress())
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.done += 1
-        self._finished(trial.trial_id, "error")
-        log.info("trial %s error: %s  %s", trial.trial_id, trial_error_text(trial), self.progress())
+        self._finished(trial_key(trial), "error")
+        log.info("trial %s error: %s  %s", trial_key(trial), trial_error_text(trial), self.progress())
 
     def _finished(self, trial_id: str, status: str) -> None:
         self._tasks.pop(trial_id, None)

@@ -2,11 +2,11 @@
 # (each hook forwards **info, as Tune's own CallbackList does; Callback declares the named arguments)
 """The study's experiment trackers as one Tune callback whose pickled form is only their specs.
 
-Tune pickles its callbacks into tuner.pkl. MLflow's and W&B's callbacks hold module and class
-references (cloudpickle's subimport, tensorboardX's SummaryWriter) that the resume guard
-(study/tune_state.py) rightly refuses to unpickle, so a study with trackers could not be resumed.
-This container keeps the specs, builds the real callbacks in the process that runs Tune (again
-after a resume) and forwards every hook to them; Tune's container check (IS_CALLBACK_CONTAINER)
+Tune pickles its callbacks into tuner.pkl on every snapshot; MLflow's and W&B's callbacks hold
+module and class references (cloudpickle's subimport, tensorboardX's SummaryWriter, open clients)
+that make that file large and tie it to the tracker's installed version. This container keeps the
+specs, builds the real callbacks in the process that runs Tune (a resume builds them afresh:
+study/resume.py) and forwards every hook to them; Tune's container check (IS_CALLBACK_CONTAINER)
 fails at import if a hook is left out. Imported only by studies that name trackers (it imports Ray).
 """
 

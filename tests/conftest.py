@@ -92,5 +92,21 @@ def kill_driver_when() -> Callable[..., None]:
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            # Ray starts some workers in sessions of their own: outside the group, they would live on
+            # until they notice their raylet is gone. A crash takes them all: so does this.
+            load_benchmark("kill_sweep").kill_ray_session(env["RAY_TMPDIR"])
 
     return kill
+
+
+def load_benchmark(name: str) -> Any:
+    """A module of benchmarks/ (not a package), for the tests that share its definitions."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

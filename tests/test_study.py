@@ -16,7 +16,15 @@ from optuna.trial import TrialState
 
 from incsweep.incremental.errors import ConfigError
 from incsweep.study.results import list_trial_files, read_trial_file
-from incsweep.study.searcher import TUNE_ID_ATTR, StudySearcher, make_optuna_storage, make_sampler, reconcile_orphans
+from incsweep.study.searcher import (
+    TUNE_ID_ATTR,
+    StudySearcher,
+    make_optuna_storage,
+    make_sampler,
+    open_study,
+    reconcile_orphans,
+    sampler_seed,
+)
 from incsweep.study.spec import Constraint, Objective, StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -106,11 +114,12 @@ def test_spec_defaults_and_round_trip():
 
 
 # ---- searcher bookkeeping (real Optuna storage, no Ray needed) --------------------------------------
-def _searcher(tmp_path, n_tasks=3, constraints=()):
-    spec = StudySpec.from_dict(spec_dict())
+def _searcher(tmp_path, n_tasks=3, constraints=(), sampler="tpe", spec=None, continuations=()):
+    spec = spec or StudySpec.from_dict(spec_dict())
+    study = open_study(make_optuna_storage(str(tmp_path / "j.journal")), "t", sampler=make_sampler(sampler, 0),
+                       metrics=["avg_acc", "total_mb"], modes=["max", "min"])
     return StudySearcher(space=spec.space(), metrics=["avg_acc", "total_mb"], modes=["max", "min"], n_tasks=n_tasks,
-                         constraints=constraints, sampler=make_sampler("tpe", 0),
-                         storage=make_optuna_storage(str(tmp_path / "j.journal")), study_name="t")
+                         constraints=constraints, study=study, continuations=continuations)
 
 
 def test_searcher_tells_pruned_failed_and_complete_with_constraints(tmp_path):
@@ -136,21 +145,53 @@ def test_searcher_tells_pruned_failed_and_complete_with_constraints(tmp_path):
     assert [t.number for t in s.study.best_trials] == [trials["f"].number]
 
 
-def test_reconcile_fails_orphans_and_respects_finished_trials(tmp_path):
-    s = _searcher(tmp_path)
-    s.suggest("known")
-    s.suggest("orphan")
-    s.suggest("done")
-    s.on_trial_complete("done", {"tasks_done": 3, "avg_acc": 0.5, "total_mb": 1.0})
-    # A restored searcher knows only what Tune's snapshot held: "known" and a stale "done".
-    s._ot_trials.pop("orphan")
-    s._completed_trials.discard("done")
-    assert s.reconcile() == [1]
-    states = {t.user_attrs[TUNE_ID_ATTR]: t.state for t in s.study.get_trials()}
-    assert states == {"known": TrialState.RUNNING, "orphan": TrialState.FAIL, "done": TrialState.COMPLETE}
-    s.on_trial_complete("done", {"tasks_done": 3, "avg_acc": 0.9, "total_mb": 1.0})  # no "Cannot tell a COMPLETE trial"
-    assert s.study.trials[2].values == [0.5, 1.0]
-    assert reconcile_orphans(s.study, set()) == [0]  # with no known ids even "known" is an orphan
+def test_resume_plan_continues_interrupted_trials_fails_unrun_ones_and_closes_told_ones(tmp_path):
+    """What a resumed study rebuilds from its own data (study/resume.py), nothing from Tune's state:
+    a RUNNING trial a Tune trial ran is continued with its configuration, identity and checkpoints;
+    one no Tune trial ran is failed; a result file whose trial Optuna finished gets its final row."""
+    from incsweep.study.layout import StudyLayout
+    from incsweep.study.results import final_row, task_row, write_trial_file
+    from incsweep.study.resume import plan_resume
+    from tests.test_analysis_results import T0, _task
+
+    storage = tmp_path / "s"
+    spec = StudySpec.from_dict(spec_dict(storage=str(storage)))
+    layout = StudyLayout(str(storage))
+    storage.mkdir()
+    s = _searcher(storage, spec=spec)
+    configs = {tid: s.suggest(tid) for tid in ("live", "told", "done")}
+    s.on_trial_complete("told", {"tasks_done": 3, "avg_acc": 0.5, "total_mb": 1.0})
+    s.on_trial_complete("done", {"tasks_done": 3, "avg_acc": 0.6, "total_mb": 0.4})
+    unrun = s.study.ask()  # asked, then the driver died before any Tune trial ran it
+    # "told" has task rows but no final row (the driver died between telling Optuna and the sink);
+    # "done" has its final row.
+    for tid, final in (("told", False), ("done", True)):
+        rows = [task_row(_task(k, 3, 0.5, 1.0), study="t", trial_id=tid, method=configs[tid]["method"],
+                         benchmark="synthetic", seed=0, config_json="{}", params={}, started_at=T0) for k in range(3)]
+        write_trial_file(str(storage), rows + [final_row(rows, status="complete")] if final else rows)
+    ckpt = storage / "tune" / "trial_live" / "checkpoint_000001"
+    ckpt.mkdir(parents=True)
+    (storage / "tune" / "trial_live_abc" / "checkpoint_000000").mkdir(parents=True)
+    (storage / "tune" / "trial_lively" / "checkpoint_000000").mkdir(parents=True)  # another trial's
+
+    plan = plan_resume(spec, layout, s.study)
+    (c,) = plan.continuations
+    assert (c.key, c.number, dict(c.config)) == ("live", 0, configs["live"])
+    assert c.checkpoints == (str(ckpt), str(storage / "tune" / "trial_live_abc" / "checkpoint_000000"))
+    assert plan.failed_orphans == (unrun.number,) and plan.closed == ("told",)
+    states = {t.number: t.state for t in s.study.get_trials()}
+    assert states == {0: TrialState.RUNNING, 1: TrialState.COMPLETE, 2: TrialState.COMPLETE, 3: TrialState.FAIL}
+    told = [r for r in read_trial_file(str(storage), "t", configs["told"]["method"], "told") if r["is_final"]]
+    assert [(r["status"], r["tasks_done"]) for r in told] == [("complete", 3)]
+    # a continuation is handed to the next Tune trial with its identity and checkpoints
+    again = _searcher(storage, spec=spec, continuations=plan.continuations)
+    again.study.sampler = make_sampler("tpe", sampler_seed(0, len(again.study.trials)))  # as open_optuna_study does
+    config = again.suggest("new1")
+    assert config["key"] == "live" and config["resume_from"] == list(c.checkpoints)
+    assert config["params"] == configs["live"]["params"]
+    again.on_trial_complete("new1", {"tasks_done": 3, "avg_acc": 0.7, "total_mb": 0.3})
+    assert again.study.trials[0].state == TrialState.COMPLETE and again.study.trials[0].values == [0.7, 0.3]
+    assert again.suggest("new2")["params"] != configs["live"]["params"]  # then the sampler's own
 
 
 # ---- end to end on a real local Ray ---------------------------------------------------------------
@@ -322,8 +363,8 @@ def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path, 
     rows = _rows(str(storage), "t")
     by_trial = _check_exactly_once(rows, 3)
     finals = [[r for r in trs if r["is_final"]][0] for trs in by_trial.values()]
-    real = [f for f in finals if not (f["error"] or "").startswith("orphaned")]
-    assert len(real) == 6 and all(f["status"] == "complete" for f in real)
+    # interrupted trials were continued under their own ids (study/resume.py): no orphan, no replacement
+    assert len(finals) == 6 and all(f["status"] == "complete" for f in finals)
     states = _optuna_states(str(storage), "t")
     assert "RUNNING" not in states and states["COMPLETE"] == 6
     # The killed trials' scratch checkpoints were swept by the resumed ones (trainables/workdir.py):
@@ -388,9 +429,7 @@ def test_trials_reproduce_plain_runs_with_reused_actors_and_prefix_reuse(local_r
                                      {"name": "gp", "startup_trials": 2}])
 def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
     spec = StudySpec.from_dict(spec_dict(sampler=sampler))
-    s = StudySearcher(space=spec.space(), metrics=["avg_acc", "total_mb"], modes=["max", "min"], n_tasks=3,
-                      sampler=make_sampler(spec.sampler, 0), storage=make_optuna_storage(str(tmp_path / "j")),
-                      study_name="t")
+    s = _searcher(tmp_path, sampler=spec.sampler, spec=spec)
     name = spec.sampler.name
     configs = [s.suggest(f"t{i}") for i in range(6)]
     for i, c in enumerate(configs):

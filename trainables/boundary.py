@@ -14,9 +14,13 @@ from typing import Any, Mapping
 
 from incsweep.incremental.errors import ConfigError
 
-__all__ = ["TrialConfig", "DEVICES"]
+__all__ = ["TrialConfig", "DEVICES", "REPLAYED", "trial_key"]
 
 DEVICES = ("auto", "cpu")  # auto: the GPU Ray assigns the trial, else the CPU (StudySpec.device)
+# A report of a task the trial's checkpoint already held (a continuation replays them): the sink keeps
+# the row it has, if any, and writes the row it lacks.
+REPLAYED = "replayed"
+_CONTINUATION = ("key", "resume_from")  # set by the searcher on a resumed study's continued trials only
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,11 @@ class TrialConfig:
     prefix_cache_max_bytes: int | None = None
     threads: int = 1  # torch threads: the trial's CPU share
     tasks: int | None = None  # stop after this many tasks (protocol first_task: 1); None: the whole stream
+    # A resumed study continues an interrupted trial under a new Tune trial (study/resume.py): ``key``
+    # is the trial's id in the study (its first Tune trial id: its Parquet file and Optuna's
+    # tune_trial_id), ``resume_from`` the checkpoint locations it may start from (a path or a URI).
+    key: str | None = None
+    resume_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name, kind in (("study", str), ("method", str)):
@@ -47,6 +56,10 @@ class TrialConfig:
             raise ConfigError(f"trial config: device={self.device!r}; allowed {list(DEVICES)}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
             raise ConfigError(f"trial config: threads={self.threads!r} must be a whole number >= 1")
+        if self.key is not None and (not isinstance(self.key, str) or not self.key):
+            raise ConfigError(f"trial config: key={self.key!r} must be a non-empty string or None")
+        if not isinstance(self.resume_from, tuple) or not all(isinstance(x, str) for x in self.resume_from):
+            raise ConfigError(f"trial config: resume_from={self.resume_from!r} must be a list of strings")
         if self.tasks is not None and (isinstance(self.tasks, bool) or not isinstance(self.tasks, int) or self.tasks < 1):
             raise ConfigError(f"trial config: tasks={self.tasks!r} must be a whole number >= 1 or None")
 
@@ -59,7 +72,7 @@ class TrialConfig:
         # Studies written before ``tasks`` existed keep their Tune config unchanged: the key only
         # travels when a trial stops early by design.
         return {k: v for k, v in probe.to_tune().items()
-                if k not in ("method", "params") and not (k == "tasks" and v is None)}
+                if k not in ("method", "params", *_CONTINUATION) and not (k == "tasks" and v is None)}
 
     @classmethod
     def from_tune(cls, config: Mapping[str, Any]) -> "TrialConfig":
@@ -74,12 +87,18 @@ class TrialConfig:
         if missing:
             raise ConfigError(f"trial config: missing key(s) {missing}")
         known = {k: v for k, v in config.items() if k in names}
-        return cls(**{**known, "base": dict(config["base"]), "params": dict(config.get("params") or {})})
+        resume_from = config.get("resume_from") or ()
+        if isinstance(resume_from, list):
+            resume_from = tuple(resume_from)
+        return cls(**{**known, "base": dict(config["base"]), "params": dict(config.get("params") or {}),
+                      "resume_from": resume_from})
 
     def to_tune(self) -> dict[str, Any]:
-        """The plain dict Tune carries (the inverse of ``from_tune``)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {
-            "base": dict(self.base), "params": dict(self.params)}
+        """The plain dict Tune carries (the inverse of ``from_tune``); the continuation fields only
+        where set, so a first run's config is what it always was."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {
+            "base": dict(self.base), "params": dict(self.params), "resume_from": list(self.resume_from)}
+        return {k: v for k, v in out.items() if k not in _CONTINUATION or v}
 
     @property
     def benchmark(self) -> str:
@@ -92,3 +111,10 @@ class TrialConfig:
     @property
     def scenario(self) -> str | None:
         return self.base.get("scenario")
+
+
+def trial_key(trial: Any) -> str:
+    """A Tune trial's id in the study: the interrupted trial it continues (``key``), else its own."""
+    config = getattr(trial, "config", None) or {}
+    key = config.get("key") if isinstance(config, Mapping) else None
+    return key if isinstance(key, str) and key else str(trial.trial_id)

@@ -27,9 +27,9 @@ from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint, run
 from incsweep.incremental.vocabulary import FROM_CACHE, OPTIMISABLE
 
-__all__ = ["TrialSpec", "run_trial", "task_metrics", "OBJECTIVE_SENTINEL"]
+__all__ = ["TrialSpec", "run_trial", "task_metrics", "furthest_checkpoint", "OBJECTIVE_SENTINEL"]
 
-from .boundary import TrialConfig
+from .boundary import REPLAYED, TrialConfig
 from .workdir import trial_workdir
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class TrialSpec:
     prefix_cache_max_bytes: int | None
     threads: int
     tasks: int | None = None  # stop after this many tasks (protocol first_task); None: the whole stream
+    resume_from: tuple[str, ...] = ()  # checkpoints of the interrupted trial this one continues
 
     @property
     def horizon(self) -> int:
@@ -61,7 +62,7 @@ class TrialSpec:
                     "method_config": {**dict(trial.base.get("method_config") or {}), **trial.params}}
         return cls(study=trial.study, run_config=RunConfig.from_dict(run_dict), params=dict(trial.params),
                    prefix_cache=trial.prefix_cache, prefix_cache_max_bytes=trial.prefix_cache_max_bytes,
-                   threads=trial.threads, tasks=trial.tasks)
+                   threads=trial.threads, tasks=trial.tasks, resume_from=trial.resume_from)
 
 
 def task_metrics(result: TaskResult, config: RunConfig, started_at: str, horizon: int | None = None) -> dict[str, Any]:
@@ -108,21 +109,33 @@ def run_trial(config: Mapping[str, Any]) -> None:
         with checkpoint.as_directory() as d:
             state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
         log.info("trial resumes after %d task(s) from its Tune checkpoint", len(state["results"]))
+    # A continuation (a resumed study's interrupted trial) reports again every task its checkpoint
+    # holds: the killed driver may have stored the checkpoint of a task whose row it never wrote.
+    # The sink keeps rows it already has (trainables.boundary.REPLAYED).
+    replay = checkpoint is None and bool(spec.resume_from)
+    if replay:
+        state = furthest_checkpoint(spec.resume_from)
+        replay = state is not None
 
     horizon = spec.horizon
     if state is not None and len(state["results"]) >= horizon:
         # Restored after its last task (the driver died before recording the end): report the final
         # task again so the trial ends with the whole run's objectives, not an older report's.
-        tune.report(task_metrics(TaskResult.from_dict(state["results"][horizon - 1]), run_cfg, started_at, horizon))
+        done = [TaskResult.from_dict(r) for r in state["results"][:horizon]]
+        for result in done if replay else done[-1:]:
+            tune.report({**task_metrics(result, run_cfg, started_at, horizon), REPLAYED: replay})
         return
 
     with trial_workdir() as work:
         ckpt_dir = Path(work)
-        if state is None and cache is not None:
+        if replay:
+            assert state is not None  # replay is set only when a checkpoint loaded
+            _report_stored(run_cfg, state, ckpt_dir, started_at, horizon, REPLAYED)
+        elif state is None and cache is not None:
             state, n_done = start_state(run_cfg, cache, max_tasks=horizon)
             if state is not None:
                 log.info("trial starts from a cached prefix of %d task(s)", n_done)
-                _report_cached(run_cfg, state, ckpt_dir, started_at, horizon)
+                _report_stored(run_cfg, state, ckpt_dir, started_at, horizon, FROM_CACHE)
 
         def on_task_end(result: TaskResult) -> None:
             path = ckpt_dir / CHECKPOINT_FILE
@@ -145,6 +158,31 @@ def run_trial(config: Mapping[str, Any]) -> None:
                          "method": run_cfg.method, "config_json": run_cfg.to_json(), "started_at": started_at})
 
 
+def furthest_checkpoint(locations: tuple[str, ...]) -> dict[str, Any] | None:
+    """The run state with the most finished tasks among the checkpoint directories ``locations``
+    (paths or URIs) of an interrupted trial; one that does not load (a kill during its upload) is
+    skipped. None: none loads, so the trial starts over."""
+    from ray import tune
+
+    best: dict[str, Any] | None = None
+    for location in locations:
+        try:
+            with tune.Checkpoint(location).as_directory() as d:
+                state = load_checkpoint(Path(d) / CHECKPOINT_FILE)
+            done = len(state["results"])
+        except Exception as exc:  # noqa: BLE001 - any damage means: not this one
+            log.warning("checkpoint %s of the interrupted trial does not load (%s: %s); skipped",
+                        location, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            continue
+        if best is None or done >= len(best["results"]):
+            best = state
+    if best is None:
+        log.warning("no checkpoint of the interrupted trial loads; it starts over")
+    else:
+        log.info("trial continues an interrupted one after %d task(s)", len(best["results"]))
+    return best
+
+
 def _failed_report(exc: BaseException, method: str, config_json: str, done: int, started_at: str) -> dict[str, Any]:
     """The report that ends a trial whose error would repeat on every retry: recorded as ``error``
     (Optuna: FAIL), with the one-line message."""
@@ -153,9 +191,11 @@ def _failed_report(exc: BaseException, method: str, config_json: str, done: int,
             "started_at": started_at}
 
 
-def _report_cached(config: RunConfig, state: Mapping[str, Any], ckpt_dir: Path, started_at: str, horizon: int) -> None:
-    """Report the tasks a prefix-cache hit carries (so the sink and the scheduler see them), the
-    last one with the checkpoint that Tune would resume from."""
+def _report_stored(config: RunConfig, state: Mapping[str, Any], ckpt_dir: Path, started_at: str, horizon: int,
+                   flag: str) -> None:
+    """Report the tasks a stored state carries (a prefix-cache hit: ``flag`` FROM_CACHE; a
+    continuation's checkpoint: REPLAYED) so the sink and the scheduler see them, the last one with
+    the checkpoint that Tune would resume from."""
     from ray import tune
 
     from incsweep.incremental.run import save_checkpoint
@@ -164,6 +204,6 @@ def _report_cached(config: RunConfig, state: Mapping[str, Any], ckpt_dir: Path, 
     results = cached_results(state)
     for i, result in enumerate(results):
         metrics = task_metrics(result, config, started_at, horizon)
-        metrics[FROM_CACHE] = True
+        metrics[flag] = True
         last = i == len(results) - 1
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)) if last else None)
