@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 from pathlib import Path
 
 from incsweep.incremental.errors import ConfigError
@@ -98,6 +99,9 @@ def _check_out(out: str | None) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"--out {out!r}: {parent} is a file, so the directory cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        what = "is not writable" if parent == p else f"cannot be created: {parent} is not writable"
+        raise ConfigError(f"--out {out!r} {what}; give a directory you can write")
 
 
 def _summary(args: argparse.Namespace, under_mb=()):

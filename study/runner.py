@@ -114,8 +114,11 @@ def check_storage(storage: str) -> None:
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise ConfigError(f"--storage {storage!r}: {parent} is a file, so the directory cannot be created")
-    if not os.access(parent, os.W_OK | os.X_OK) and not os.path.isdir(path):
-        raise ConfigError(f"--storage {storage!r}: {parent} is not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        # an existing study too: resume writes its lock, journal and results there (a read-only
+        # mount or a copy without write permission), so this is said before Ray starts
+        raise ConfigError(f"--storage {storage!r}: {parent} is not writable; give a directory you can write "
+                          "(a study is resumed where it can be written; copy it elsewhere to resume it there)")
 
 
 def _launch_left_nothing(storage: str, stored: dict) -> bool:

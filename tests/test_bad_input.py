@@ -145,6 +145,53 @@ def test_analyze_and_export_out_naming_a_file(finished, tmp_path, capsys, comman
     assert out.read_text() == "keep me"
 
 
+@pytest.fixture
+def read_only(tmp_path):
+    """``tmp_path/ro``: a read-only bind mount of ``tmp_path/src`` (a real read-only filesystem,
+    which root cannot write either); skipped where mounting is not permitted."""
+    import shutil
+    import subprocess
+
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    mounted = shutil.which("mount") and subprocess.run(["mount", "--bind", str(src), str(ro)],
+                                                        capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("bind mounts are not permitted here (needs root)")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True).returncode != 0:
+            pytest.skip("read-only remount is not permitted here")
+        yield src, ro
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+
+
+def test_read_only_storage_and_out_are_one_line_before_ray_starts(finished, read_only, tmp_path, capsys):
+    """Issue 37: read-only storage or output directory was an OSError traceback (run, resume,
+    analyze --out, export --out); now one line, exit 2, before Ray starts, nothing changed."""
+    import shutil
+
+    src, ro = read_only
+    # the mount shows src's content: put the study there first (remount keeps it read-only)
+    subprocess.run(["umount", str(ro)], check=True)
+    shutil.copytree(finished, src / "study")
+    subprocess.run(["mount", "--bind", str(src), str(ro)], check=True)
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], check=True)
+    before = sorted((p.relative_to(src), p.stat().st_mtime_ns) for p in src.rglob("*"))
+    assert main(["study", "resume", str(ro / "study")]) == 2
+    one_line_error(capsys, "is not writable")
+    path = write_spec(tmp_path / "s.yaml", spec())
+    assert main(["study", "run", str(path), "--storage", str(ro / "new")]) == 2
+    one_line_error(capsys, "is not writable")
+    for command in ("analyze", "export"):
+        assert main([command, str(finished), "--out", str(ro / "out")]) == 2
+        one_line_error(capsys, "cannot be created", "is not writable")
+    assert main(["analyze", str(finished), "--out", str(ro / "study")]) == 2
+    one_line_error(capsys, "is not writable")
+    assert sorted((p.relative_to(src), p.stat().st_mtime_ns) for p in src.rglob("*")) == before
+
+
 def test_a_corrupt_trial_file_is_skipped_with_a_warning_by_status_and_resume(finished, tmp_path, capsys, caplog):
     """As analyze does (issue 37): counted as 'unreadable', named, never rewritten; resume is not held back."""
     import shutil
