@@ -142,11 +142,14 @@ def _launch_left_nothing(storage: str, stored: dict) -> bool:
 
 
 def check_data(spec: StudySpec) -> None:
-    """Load the study's benchmark once in the driver, so missing or damaged data is one line before
-    Ray starts, not an error in every trial (issue 18)."""
+    """Load every benchmark the protocol will use once in the driver (the search's and, for
+    two_phase, the evaluation's ``evaluate_on``), so missing or damaged data is one line before Ray
+    starts, not an error in every trial or after the whole search ran."""
     from incsweep.incremental.benchmarks import load_benchmark
 
     load_benchmark(spec.benchmark)  # DataNotFoundError / DataFormatError carry the fix in their message
+    if spec.evaluates_front and spec.evaluation_benchmark() != spec.benchmark:
+        load_benchmark(spec.evaluation_benchmark())
 
 
 def check_optuna_storage(spec: StudySpec, layout: StudyLayout) -> None:

@@ -78,6 +78,9 @@ def one_line_error(capsys, *words: str) -> str:
           enqueue=[{"method": "finetune", "params": {"lr": "abc"}}]), ["enqueue[0]: lr='abc' is outside the search's"]),
     (spec(search={"finetune": {**NET, "lr": {"low": 0.01, "high": 0.1}}},
           enqueue=[{"method": "finetune", "params": {"lr": 50.0}}]), ["enqueue[0]: lr=50.0 is outside the search's"]),
+    # every benchmark the protocol uses: two_phase's evaluation data was checked only after the search
+    (spec(protocol="two_phase", evaluate_on={"name": "seq-cifar10", "data_root": "/nonexistent/eval"}),
+     ["CIFAR-10 not found", "/nonexistent/eval"]),
     (b"name: x\nmethods: [finetune]\n# \xff\xfe\n", ["not UTF-8 text"]),
     (b"name: x\nmethods: [finetune\n", ["is not valid YAML at line"]),
 ])
