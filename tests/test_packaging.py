@@ -39,6 +39,7 @@ def test_wheel_holds_one_top_level_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"incsweep"}
+    assert "incsweep/py.typed" in names  # PEP 561: users' type checkers read the annotations
     top = next(n for n in names if n.endswith("top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top).decode().split() == ["incsweep"]
     for part in CLASHES:
