@@ -52,8 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the commands' modules import: nothing has started
+        print(_interrupted(argv))
+        return 130
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -66,12 +70,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"incsweep {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"incsweep {args.command}: interrupted", file=sys.stderr)
+        # Ctrl-C before a command's own handling (study run and resume name their next step themselves)
+        print(_interrupted(argv))
         return 130
     except BrokenPipeError:
         # Output piped into e.g. `head`, which closed early: not an error; silence the final flush.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _interrupted(argv: list[str]) -> str:
+    """The one line a Ctrl-C ends in when nothing was changed yet: the same command runs it again."""
+    import shlex
+
+    return f"interrupted; nothing was changed; run it again with: incsweep {shlex.join(argv)}"
 
 
 if __name__ == "__main__":

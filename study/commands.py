@@ -132,7 +132,7 @@ def _drive(storage: str, start: Callable[[], Any], again: str) -> int:
         except Exception:  # noqa: BLE001 - only choosing which hint to print
             stored = False
         return (f"continue with: incsweep study resume {storage}" if stored else
-                f"nothing was stored yet; start it again with: {again}")
+                f"nothing was changed; run it again with: {again}")
 
     tic = time.perf_counter()
     try:

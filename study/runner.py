@@ -23,7 +23,7 @@ from .driver_lock import DriverLock
 from .layout import StudyLayout
 from .results import list_trial_files, read_trial_file
 from .resume import plan_resume
-from .sink import ParquetSink, ProgressLog
+from .sink import ParquetSink, ProgressLog, StopOnSignal
 from .spec import StudySpec, StudyView
 from .trackers import env_defaults, tune_callbacks
 
@@ -258,7 +258,11 @@ def _init_ray(address: str | None, temp_dir: str | None) -> bool:
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
     else:
-        ray.init(include_dashboard=False, _temp_dir=temp_dir, **kwargs)
+        try:
+            ray.init(include_dashboard=False, _temp_dir=temp_dir, **kwargs)
+        except KeyboardInterrupt:
+            ray.shutdown()  # Ctrl-C during start-up: the processes started so far go too
+            raise
     return True
 
 
@@ -405,6 +409,10 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
         # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
         env.enter_context(_env_default("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"))
+        # Ctrl-C is a KeyboardInterrupt wherever it lands (_signals_as_interrupt), so the CLI says one
+        # thing at every moment. Tune's own SIGINT handler would end fit() normally with "Resume
+        # experiment with: Tuner.restore(...)", which incsweep never uses (study/resume.py).
+        env.enter_context(_env_default("TUNE_DISABLE_SIGINT_HANDLER", "1"))
         for name, value in env_defaults(spec.callbacks).items():  # before ray.init: workers inherit them
             env.enter_context(_env_default(name, value))
         return _run_study(spec, storage, layout, stored, address, resume, ray_temp_dir)
@@ -415,53 +423,71 @@ class StudyTerminated(Exception):
     can be resumed."""
 
 
-class _SigtermSeen:
-    received = False
+class _Signal:
+    """Whether a signal arrived (``received``), and ``check()`` to raise KeyboardInterrupt after
+    it: a library can catch the interrupt raised inside it (Ray's start-up, a logging lock) and go
+    on, so the study checks the record at its own points as well."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def check(self) -> None:
+        if self.received:
+            raise KeyboardInterrupt
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[_SigtermSeen]:
-    """SIGTERM raises KeyboardInterrupt, so Tune stops gracefully as on Ctrl-C. Installed after
-    ray.init, whose core worker's handler aborts the driver on SIGTERM (exit 134, no message);
-    the previous handler is back after. Main thread only (Python's signal rule)."""
+def _interrupt_on(signum: int) -> Iterator[_Signal]:
+    """Signal ``signum`` raises KeyboardInterrupt and is recorded; the previous handler is back
+    after. Main thread only (Python's signal rule); elsewhere nothing is installed."""
     import signal
     import threading
 
-    seen = _SigtermSeen()
+    seen = _Signal()
     if threading.current_thread() is not threading.main_thread():
         yield seen
         return
 
-    def interrupt(signum: int, frame: Any) -> None:
+    def interrupt(number: int, frame: Any) -> None:
         seen.received = True
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signum, interrupt)
     try:
         yield seen
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signum, previous)
 
 
 def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict | None, address: str | None,
                resume: bool, ray_temp_dir: str | None) -> StudySummary:
-    owns_ray = _init_ray(address, ray_temp_dir)
-    with _sigterm_as_interrupt() as sigterm:
+    import signal
+
+    # Ctrl-C is watched from before Ray starts; SIGTERM after ray.init, whose core worker's handler
+    # would abort the driver on SIGTERM (exit 134, no message).
+    with _interrupt_on(signal.SIGINT) as ctrl_c:
+        owns_ray = _init_ray(address, ray_temp_dir)
         try:
-            return _drive_tune(spec, storage, layout, stored, resume)
-        except KeyboardInterrupt:
-            if sigterm.received:
-                raise StudyTerminated(f"SIGTERM; continue with: incsweep study resume {storage}") from None
-            raise
-        except Exception as exc:
-            # The interrupt can land inside a library's cleanup, which then fails in its own way and
-            # replaces it: Optuna 5's journal lock release, interrupted before its rename, unlinks a
-            # file that never existed (FileNotFoundError '...optuna.journal.lock<uuid>.rename';
-            # seen in tests/test_bad_input.py under load). After a SIGTERM the stop is the signal's.
-            if sigterm.received:
-                log.info("after SIGTERM: %s: %s", type(exc).__name__, exc)
-                raise StudyTerminated(f"SIGTERM; continue with: incsweep study resume {storage}") from None
-            raise
+            with _interrupt_on(signal.SIGTERM) as sigterm:
+                try:
+                    ctrl_c.check()  # one that Ray's start-up caught
+                    return _drive_tune(spec, storage, layout, stored, resume, stop=(ctrl_c, sigterm))
+                except KeyboardInterrupt:
+                    if sigterm.received:
+                        raise StudyTerminated(f"SIGTERM; continue with: incsweep study resume {storage}") from None
+                    raise
+                except Exception as exc:
+                    # The interrupt can land inside a library's cleanup, which then fails in its own way
+                    # and replaces it: Optuna 5's journal lock release, interrupted before its rename,
+                    # unlinks a file that never existed (FileNotFoundError '...optuna.journal.lock<uuid>
+                    # .rename'; seen in tests/test_bad_input.py under load). The stop is the signal's.
+                    if sigterm.received:
+                        log.info("after SIGTERM: %s: %s", type(exc).__name__, exc)
+                        raise StudyTerminated(f"SIGTERM; continue with: incsweep study resume {storage}") from None
+                    if ctrl_c.received:
+                        log.info("after Ctrl-C: %s: %s", type(exc).__name__, exc)
+                        raise KeyboardInterrupt from None
+                    raise
         finally:
             if owns_ray:
                 import ray
@@ -475,7 +501,7 @@ def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict 
 
 
 def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict | None,
-                resume: bool) -> StudySummary:
+                resume: bool, stop: tuple[_Signal, ...] = ()) -> StudySummary:
     from ray import tune
 
     check_resources(spec.resources, spec.concurrency)  # before anything is written
@@ -497,6 +523,8 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
                            finished={k: v for k, v in before.statuses.items() if k != "orphaned"},
                            constraints=constraints)
     callbacks = [sink, progress, *tune_callbacks(spec.callbacks, study=spec.name, storage=storage)]
+    if stop:
+        callbacks.append(StopOnSignal(stop))
     run_config = tune.RunConfig(
         name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
         callbacks=callbacks, verbose=0,

@@ -26,7 +26,7 @@ from incsweep.trainables.boundary import REPLAYED, TrialConfig, trial_key
 
 from .results import final_row, judge_row, read_trial_file, set_aside, task_row, utcnow, write_trial_file
 
-__all__ = ["ParquetSink", "ProgressLog", "trial_error_text"]
+__all__ = ["ParquetSink", "ProgressLog", "StopOnSignal", "trial_error_text"]
 
 log = logging.getLogger("incsweep.study.progress")
 
@@ -176,6 +176,19 @@ class ParquetSink(Callback):
                                              "the study ran a replacement trial")], self.schema)
             closed.append(trial_id)
         return closed
+
+
+class StopOnSignal(Callback):
+    """Ends ``fit`` with KeyboardInterrupt at the controller's next step once a watched signal arrived
+    (``signals``: objects whose ``check()`` raises it), should Tune or a library have caught the
+    interrupt raised inside it (study.runner._interrupt_on)."""
+
+    def __init__(self, signals: Sequence[Any]):
+        self.signals = tuple(signals)
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        for s in self.signals:
+            s.check()
 
 
 class ProgressLog(Callback):

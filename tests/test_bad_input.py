@@ -274,6 +274,35 @@ def test_sigterm_then_planted_and_damaged_tune_state_then_resume(tmp_path, capsy
     assert summarize(str(storage), StudySpec.from_dict({**stored, "trials": trials})).done
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.parametrize("when", [0.5, 4.0, "first results"])
+def test_ctrl_c_at_any_moment_says_one_thing(tmp_path, when):
+    """Issue 37: a Ctrl-C in the first seconds printed one of three messages depending on the moment
+    (Tune's own handler ended fit() normally and pointed at Tuner.restore). Now: exit 130, no
+    traceback, and one line naming the next command (resume once the study is stored)."""
+    path = write_spec(tmp_path / "s.yaml", spec(trials=40, concurrency=1))
+    storage = tmp_path / "st"
+    exe = Path(sys.executable).with_name("incsweep")
+    proc = subprocess.Popen([str(exe), "study", "run", str(path), "--storage", str(storage)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if when == "first results":
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(storage.glob("results/**/*.parquet")):
+            time.sleep(0.2)
+    else:
+        time.sleep(float(when))  # importing, then Ray's start-up
+    assert proc.poll() is None, "the study ended before the Ctrl-C"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out[-2000:], err[-2000:])
+    assert "Traceback" not in err and "Tuner.restore" not in out + err, err[-3000:]
+    stored = (storage / "study.yaml").exists()
+    expected = (f"interrupted; continue with: incsweep study resume {storage}" if stored else
+                f"interrupted; nothing was changed; run it again with: incsweep study run {path} --storage {storage}")
+    assert out.strip().splitlines()[-1] == expected, out[-2000:]
+
+
 def test_a_study_given_twice_counts_each_trial_once(finished, tmp_path, caplog):
     import shutil
 
