@@ -343,21 +343,10 @@ def _build_searcher(spec: StudySpec, study: Any, continuations: Any = ()):
 
 
 def _build_scheduler(spec: StudySpec, task_rows: Mapping[str, Any] | None = None):
-    from ray.tune.schedulers import FIFOScheduler
+    """The spec's scheduler (study/kinds.py SCHEDULERS), its rungs seeded with earlier drivers' rows."""
+    from .kinds import SCHEDULERS
 
-    if spec.scheduler.name == "fifo":
-        return FIFOScheduler()
-    # ASHA on the task axis: rungs count finished tasks. One objective: Ray's ASHA rule. Several: stop
-    # only trials dominated at their rung, so front trials are never cut short (study/scheduler.py).
-    # Seeded with the rungs earlier drivers of the study recorded.
-    from .scheduler import ParetoASHA
-
-    scheduler = ParetoASHA(metrics=[o.column for o in spec.objectives], modes=[o.sense for o in spec.objectives],
-                           max_t=spec.n_tasks, grace_period=spec.scheduler.grace_period,
-                           reduction_factor=spec.scheduler.reduction_factor, rule=spec.scheduler.rule)
-    if task_rows:
-        scheduler.seed(task_rows)
-    return scheduler
+    return SCHEDULERS[spec.scheduler.name].build(spec, task_rows)
 
 
 def _trainable(spec: StudySpec):

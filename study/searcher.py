@@ -40,23 +40,12 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def make_sampler(sampler: "SamplerSpec | str", seed: int) -> optuna.samplers.BaseSampler:
-    """The spec's sampler (tpe, nsga2, random or gp; a bare name takes Optuna's defaults), seeded."""
+    """The spec's sampler (study/kinds.py SAMPLERS; a bare name takes Optuna's defaults), seeded."""
+    from .kinds import SAMPLERS
     from .spec import SamplerSpec
 
     s = SamplerSpec(name=sampler) if isinstance(sampler, str) else sampler
-    if s.name == "tpe":
-        # group=True: a multi-method study's space is conditional; without it multivariate TPE
-        # falls back to independent sampling for every field outside the common intersection
-        with warnings.catch_warnings():  # group is "experimental" in Optuna 5; chosen knowingly
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials,
-                                              multivariate=s.multivariate, group=s.multivariate)
-    if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=s.population_size)
-    if s.name == "gp":
-        # fields outside the space every trial shares (a multi-method study) are sampled at random
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.startup_trials)
-    return optuna.samplers.RandomSampler(seed=seed)
+    return SAMPLERS[s.name].build(s, seed)
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, *, sampler: optuna.samplers.BaseSampler,

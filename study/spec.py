@@ -32,6 +32,7 @@ from incsweep.incremental.vocabulary import OPTIMISABLE, TEST_PREFIX
 from incsweep.search_spaces import StudySpace, build_space, optuna_name
 from incsweep.search_spaces.params import describe
 
+from .kinds import SAMPLERS, SCHEDULERS, sampler_option_owners
 from .trackers import TrackerSpec, parse_trackers
 
 __all__ = ["StudySpec", "StudyView", "stored_view", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec",
@@ -48,7 +49,7 @@ PROTOCOLS = ("end_of_training", "two_phase", "first_task")
 @dataclass(frozen=True)
 class SchedulerSpec:
     # fifo runs every trial to the end; asha stops trials at rungs on the task axis (tasks done).
-    name: str = spec("fifo", choices=("fifo", "asha"))
+    name: str = spec("fifo", choices=tuple(SCHEDULERS))
     # tasks before the first rung (sweep_efficiency.py: 1 rung compares identical task-0 prefixes)
     grace_period: int = spec(2, range=(1, 1000))
     reduction_factor: float = spec(2.0, range=(1.01, 100.0))  # half of the trials at a rung go on (sweep_efficiency.py)
@@ -66,7 +67,7 @@ class SamplerSpec:
 
     # gp: Optuna's Gaussian-process sampler (logEHVI for several objectives: it aims at the
     # hypervolume itself); each proposal fits a GP, ~0.3 CPU-s at 50 trials (measured here).
-    name: str = spec("tpe", choices=("tpe", "nsga2", "random", "gp"))
+    name: str = spec("tpe", choices=tuple(SAMPLERS))
     # TPE and GP: random trials before the model takes over (Optuna's default 10). Studies of a few dozen
     # trials spend a large share of their budget there; sweep_efficiency.py measured 5 +
     # multivariate against 10 + independent (docs/efficiency.md).
@@ -80,12 +81,12 @@ class SamplerSpec:
         validate(self)
         if not isinstance(self.multivariate, bool):
             raise ConfigError(f"sampler.multivariate={self.multivariate!r} must be true or false")
-        if self.name not in ("tpe", "gp") and self.startup_trials != 10:
-            raise ConfigError(f"sampler.startup_trials applies to tpe and gp, not {self.name}")
-        if self.name != "tpe" and self.multivariate:
-            raise ConfigError(f"sampler.multivariate applies to tpe, not {self.name}")
-        if self.name != "nsga2" and self.population_size != 50:
-            raise ConfigError(f"sampler.population_size applies to nsga2, not {self.name}")
+        # an option set away from its default on a sampler that does not take it is a mistake
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for option in sorted(set(defaults) - {"name"} - SAMPLERS[self.name].options):
+            if getattr(self, option) != defaults[option]:
+                raise ConfigError(f"sampler.{option} applies to {' and '.join(sampler_option_owners(option))}, "
+                                  f"not {self.name}")
 
 
 @dataclass(frozen=True)
@@ -155,10 +156,10 @@ class StudySpec:
         if self.benchmark.val_fraction <= 0 and self.benchmark.val_per_class is None:
             raise ConfigError("benchmark.val_fraction must be > 0 (or benchmark.val_per_class set): study objectives "
                               "are measured on the validation split")
-        if self.protocol == "first_task" and self.scheduler.name == "asha":
+        if self.protocol == "first_task" and SCHEDULERS[self.scheduler.name].stops_early:
             raise ConfigError("scheduler: asha stops trials between tasks, but protocol first_task runs one task per "
                               "trial; use scheduler: {name: fifo}")
-        if self.scheduler.name == "asha" and self.scheduler.grace_period >= self.n_tasks:
+        if SCHEDULERS[self.scheduler.name].stops_early and self.scheduler.grace_period >= self.n_tasks:
             raise ConfigError(f"scheduler.grace_period={self.scheduler.grace_period} must be below the "
                               f"benchmark's {self.n_tasks} tasks")
         if (self.protocol == "two_phase") != (self.evaluate_on is not None):

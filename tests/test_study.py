@@ -445,6 +445,32 @@ def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
         assert s.study.sampler._n_startup_trials == 2
 
 
+def test_the_spec_allows_exactly_the_kinds_of_the_tables():
+    """One table per pluggable kind (study/kinds.py): the spec's choices and option rules derive
+    from it, and every entry builds."""
+    import dataclasses
+
+    from incsweep.study.kinds import SAMPLERS, SCHEDULERS
+    from incsweep.study.spec import SamplerSpec, SchedulerSpec
+
+    for name in SAMPLERS:
+        sampler = make_sampler(name, 0)
+        assert isinstance(sampler, optuna.samplers.BaseSampler)
+    options = {f.name for f in dataclasses.fields(SamplerSpec)} - {"name"}
+    assert set().union(*(k.options for k in SAMPLERS.values())) == options  # every option has an owner
+    with pytest.raises(ConfigError, match=r"name='cmaes' is not allowed; choose one of \['tpe', 'nsga2', 'random', 'gp'\]"):
+        SamplerSpec(name="cmaes")
+    with pytest.raises(ConfigError, match="sampler.population_size applies to nsga2, not tpe"):
+        SamplerSpec(name="tpe", population_size=8)
+    spec = StudySpec.from_dict(spec_dict(scheduler={"name": "asha", "grace_period": 1}))
+    from incsweep.study.runner import _build_scheduler
+
+    assert type(_build_scheduler(spec)).__name__ == "ParetoASHA"
+    assert [SchedulerSpec(name=n).name for n in SCHEDULERS] == list(SCHEDULERS)
+    with pytest.raises(ConfigError, match="not allowed"):
+        SchedulerSpec(name="hyperband")
+
+
 def test_pareto_asha_rungs_and_decisions():
     import numpy as np
 

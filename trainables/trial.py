@@ -121,8 +121,8 @@ def run_trial(config: Mapping[str, Any]) -> None:
     if state is not None and len(state["results"]) >= horizon:
         # Restored after its last task (the driver died before recording the end): report the final
         # task again so the trial ends with the whole run's objectives, not an older report's.
-        done = [TaskResult.from_dict(r) for r in state["results"][:horizon]]
-        for result in done if replay else done[-1:]:
+        finished = [TaskResult.from_dict(r) for r in state["results"][:horizon]]
+        for result in finished if replay else finished[-1:]:
             tune.report({**task_metrics(result, run_cfg, started_at, horizon), REPLAYED: replay})
         return
 
