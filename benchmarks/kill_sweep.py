@@ -55,10 +55,12 @@ def _session_pids(marker: str) -> list[int]:
     return out
 
 
-def kill_at(spec_path: Path, storage: Path, seconds: float) -> bool:
-    """Start the study and SIGKILL it (group and Ray session) ``seconds`` later; False: it ended first."""
+def kill_at(spec_path: Path, storage: Path, seconds: float, *, resume: bool = False) -> bool:
+    """Start the study (``resume``: resume it) and SIGKILL it (group and Ray session) ``seconds``
+    later; False: it ended first."""
     ray_tmp = tempfile.mkdtemp(prefix="ks", dir="/tmp")
-    proc = subprocess.Popen([str(BIN), "study", "run", str(spec_path), "--storage", str(storage)],
+    args = ["study", "resume", str(storage)] if resume else ["study", "run", str(spec_path), "--storage", str(storage)]
+    proc = subprocess.Popen([str(BIN), *args],
                             env={**os.environ, "RAY_TMPDIR": ray_tmp}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + seconds

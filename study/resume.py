@@ -37,7 +37,7 @@ from .results import final_row, list_trial_files, read_trial_file, write_trial_f
 from .searcher import TUNE_ID_ATTR, Continuation, reconcile_orphans, reconcile_with_results, trial_config
 from .spec import StudySpec
 
-__all__ = ["ResumePlan", "plan_resume", "trial_dir_names", "checkpoint_locations"]
+__all__ = ["ResumePlan", "plan_resume", "read_finals", "trial_dir_names", "checkpoint_locations"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,12 @@ def _read_results(storage: str, name: str) -> dict[str, tuple[str, list[dict[str
         except DataFormatError as exc:
             log.warning("skipping %s", exc)
     return out
+
+
+def read_finals(storage: str, name: str) -> dict[str, dict[str, Any]]:
+    """Study trial id -> its final Parquet row, for every trial file that has one."""
+    return {key: next(r for r in rows if r["is_final"]) for key, (_, rows) in _read_results(storage, name).items()
+            if any(r["is_final"] for r in rows)}
 
 
 def _close(storage: str, spec: StudySpec, rows: list[dict[str, Any]], trial: optuna.trial.FrozenTrial | None) -> str:

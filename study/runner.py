@@ -307,6 +307,16 @@ def _choice_type(choices: Any):
     return pa.int64() if pa.types.is_integer(kind) else pa.string() if pa.types.is_null(kind) else kind
 
 
+def settle_optuna(spec: StudySpec, layout: StudyLayout) -> None:
+    """A finished study's Optuna trials left RUNNING are told their Parquet outcome, or failed."""
+    from .resume import read_finals
+    from .searcher import reconcile_orphans, reconcile_with_results
+
+    study = open_optuna_study(spec, layout)
+    reconcile_with_results(study, read_finals(layout.storage, spec.name), spec.objectives, spec.constraints)
+    reconcile_orphans(study, set())
+
+
 def trial_dirname(trial: Any) -> str:
     """Short trial directories (Tune's default embeds every config value in the name); a trial that
     continues an interrupted one sits beside it (``trial_<its id>_<Tune id>``: study/resume.py
@@ -393,6 +403,11 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         if resume and stored is not None:
             finished = summarize(storage, spec)
             if finished.done:
+                if finished.optuna_states.get("RUNNING"):
+                    # a torn last journal line (the driver died while telling Optuna): the Parquet
+                    # rows decide, and what no result file backs is failed, as on any resume
+                    settle_optuna(spec, layout)
+                    finished = summarize(storage, spec)
                 log.info("study %s is finished (%d trials); nothing to resume", spec.name, finished.finished)
                 return finished
         # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies

@@ -180,3 +180,31 @@ def test_a_copied_and_a_moved_study_each_resume_into_themselves(finished, tmp_pa
     assert len(_finals(moved)) == 3 and not original.exists()
     status = _run("study", "status", str(moved), "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["finished"] == 3, status.stdout
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_torn_journal_in_a_finished_study_is_settled_by_resume(finished, tmp_path):
+    """Issue 37: a finished study whose journal lost its last lines (the driver died while telling
+    Optuna) kept a RUNNING trial forever: resume returned at once. Now the Parquet rows decide."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = tmp_path / "torn"
+    shutil.copytree(finished, storage)
+    journal = storage / "optuna.journal"
+
+    def states() -> list[str]:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        study = optuna.load_study(study_name="ts", storage=JournalStorage(JournalFileBackend(str(journal))))
+        return sorted(t.state.name for t in study.get_trials())
+
+    lines = journal.read_text().splitlines(keepends=True)
+    while "RUNNING" not in states():  # drop the journal's last lines until a trial is left RUNNING
+        lines.pop()
+        journal.write_text("".join(lines))
+    out = _run("study", "resume", str(storage))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert states() == ["COMPLETE", "COMPLETE"]
+    assert len(_finals(storage)) == 2  # nothing re-ran
