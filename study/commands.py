@@ -143,7 +143,33 @@ def _drive(storage: str, start: Callable[[], Any], again: str) -> int:
     except StudyTerminated:
         print(f"terminated (SIGTERM); results so far are kept; {next_step()}")
         return 143
+    except Exception as exc:  # noqa: BLE001 - only a full storage is turned into a message here
+        full = _storage_full(exc)
+        if full is None:
+            raise
+        print(f"incsweep study: storage full ({full.strerror or full}); results so far are kept; free space (or "
+              f"copy the study to a larger disk: a study directory is relocatable), then {next_step()}",
+              file=sys.stderr)
+        return EXIT_STORAGE_FULL
     return _finish(summary, time.perf_counter() - tic)
+
+
+EXIT_STORAGE_FULL = 3  # docs/study.md, exit codes
+
+
+def _storage_full(exc: BaseException) -> OSError | None:
+    """The no-space or over-quota OSError behind ``exc`` (Tune and pyarrow wrap it), if any."""
+    import errno
+
+    seen = 0
+    err: BaseException | None = exc
+    while err is not None and seen < 20:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return err
+        if isinstance(err, OSError) and "No space left on device" in str(err):  # pyarrow: errno in the text only
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
 def _confirm(args: argparse.Namespace) -> int:

@@ -195,6 +195,35 @@ def test_read_only_storage_and_out_are_one_line_before_ray_starts(finished, read
     assert sorted((p.relative_to(src), p.stat().st_mtime_ns) for p in src.rglob("*")) == before
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_full_storage_is_one_line_and_the_copied_study_resumes(tmp_path):
+    """Issue 37: a full disk ended in a traceback with no resume hint. Now exit 3 and one line; the
+    study, copied to a disk with room (a study directory is relocatable), resumes and finishes."""
+    import shutil
+
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(full)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs is not permitted here (needs root)")
+    try:
+        path = write_spec(tmp_path / "s.yaml", spec(trials=4, concurrency=2))
+        exe = Path(sys.executable).with_name("incsweep")
+        out = subprocess.run([str(exe), "study", "run", str(path), "--storage", str(full / "st")],
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 3, (out.stdout[-2000:], out.stderr[-2000:])
+        last = out.stderr.strip().splitlines()[-1]
+        assert last.startswith("incsweep study: storage full") and f"incsweep study resume {full / 'st'}" in last
+        shutil.copytree(full / "st", tmp_path / "roomy")  # as cp -a: the dead driver's lock is taken over
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)
+    again = subprocess.run([str(exe), "study", "resume", str(tmp_path / "roomy")], capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "4/4 trials finished" in again.stdout
+
+
 def test_a_corrupt_trial_file_is_skipped_with_a_warning_by_status_and_resume(finished, tmp_path, capsys, caplog):
     """As analyze does (issue 37): counted as 'unreadable', named, never rewritten; resume is not held back."""
     import shutil
