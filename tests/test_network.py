@@ -28,14 +28,17 @@ LOOPBACK = ("127.", "[::1]", "::1")
 USERS = re.compile(r'\("([^"]*)",pid=(\d+)')
 
 
-def _listeners() -> list[tuple[str, str, int]]:
-    """(local address, process name, pid) of every listening TCP socket."""
+def _listeners() -> list[tuple[str, str, int, str]]:
+    """(local address, process name, pid, command line) of every listening TCP socket whose process
+    is still there when its command line is read (a worker can exit between the two reads)."""
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
     found = []
     for line in out.splitlines():
         parts = line.split()
         for name, pid in USERS.findall(line):
-            found.append((parts[3], name, int(pid)))
+            cmd = _cmdline(int(pid))
+            if cmd:
+                found.append((parts[3], name, int(pid), cmd))
     return found
 
 
@@ -76,15 +79,14 @@ def test_an_embedded_study_listens_beyond_loopback_only_through_rays_own_process
             assert proc.poll() is None, "the study ended before it could be observed"
             time.sleep(0.3)
         ours = _session(marker) | {proc.pid}
-        listening = [(addr, name, pid) for addr, name, pid in _listeners() if pid in ours]
+        listening = [(addr, name, pid, cmd) for addr, name, pid, cmd in _listeners() if pid in ours]
     finally:
         proc.wait(timeout=300)
     assert proc.returncode == 0
     assert listening, "no listener found: the measurement saw nothing"
-    assert not [a for a, _, _ in listening if a.endswith(":8265")], "the Ray dashboard is on"
-    outside = [(a, n, p) for a, n, p in listening if not a.startswith(LOOPBACK)]
-    for addr, name, pid in outside:
-        cmd = _cmdline(pid)
+    assert not [a for a, _, _, _ in listening if a.endswith(":8265")], "the Ray dashboard is on"
+    outside = [entry for entry in listening if not entry[0].startswith(LOOPBACK)]
+    for addr, name, pid, cmd in outside:
         rays = name in ("gcs_server", "raylet") or name.startswith("ray::") or "/ray/" in cmd or "ray::" in cmd
         driver = pid == proc.pid  # Ray's core worker inside the driver
         assert rays or driver, f"{addr} is held by {name} (pid {pid}: {cmd[:200]}), not a Ray component"
