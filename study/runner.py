@@ -258,11 +258,7 @@ def _init_ray(address: str | None, temp_dir: str | None) -> bool:
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
     else:
-        try:
-            ray.init(include_dashboard=False, _temp_dir=temp_dir, **kwargs)
-        except KeyboardInterrupt:
-            ray.shutdown()  # Ctrl-C during start-up: the processes started so far go too
-            raise
+        ray.init(include_dashboard=False, _temp_dir=temp_dir, **kwargs)
     return True
 
 
@@ -413,8 +409,8 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
         # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
         env.enter_context(_env_default("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"))
-        # Ctrl-C is a KeyboardInterrupt wherever it lands (_signals_as_interrupt), so the CLI says one
-        # thing at every moment. Tune's own SIGINT handler would end fit() normally with "Resume
+        # Ctrl-C is recorded and acted on at the study's safe points (_interrupt_on), so the CLI says
+        # one thing at every moment. Tune's own SIGINT handler would end fit() normally with "Resume
         # experiment with: Tuner.restore(...)", which incsweep never uses (study/resume.py).
         env.enter_context(_env_default("TUNE_DISABLE_SIGINT_HANDLER", "1"))
         for name, value in env_defaults(spec.callbacks).items():  # before ray.init: workers inherit them
@@ -428,9 +424,12 @@ class StudyTerminated(Exception):
 
 
 class _Signal:
-    """Whether a signal arrived (``received``), and ``check()`` to raise KeyboardInterrupt after
-    it: a library can catch the interrupt raised inside it (Ray's start-up, a logging lock) and go
-    on, so the study checks the record at its own points as well."""
+    """Whether a signal arrived (``received``), and ``check()`` to raise KeyboardInterrupt after it.
+
+    The handler only records: an exception raised from a signal handler lands wherever the main
+    thread is, and inside a lock (logging's, seen under load) it leaves the lock held and the driver
+    hung after a Ctrl-C. The study raises at its own safe points instead: after Ray's start-up, and
+    at every step of Tune's controller (sink.StopOnSignal), at most a second or so later."""
 
     def __init__(self) -> None:
         self.received = False
@@ -442,8 +441,8 @@ class _Signal:
 
 @contextmanager
 def _interrupt_on(signum: int) -> Iterator[_Signal]:
-    """Signal ``signum`` raises KeyboardInterrupt and is recorded; the previous handler is back
-    after. Main thread only (Python's signal rule); elsewhere nothing is installed."""
+    """Signal ``signum`` is recorded (``_Signal``); the previous handler is back after. Main thread
+    only (Python's signal rule); elsewhere nothing is installed."""
     import signal
     import threading
 
@@ -452,11 +451,10 @@ def _interrupt_on(signum: int) -> Iterator[_Signal]:
         yield seen
         return
 
-    def interrupt(number: int, frame: Any) -> None:
+    def record(number: int, frame: Any) -> None:
         seen.received = True
-        raise KeyboardInterrupt
 
-    previous = signal.signal(signum, interrupt)
+    previous = signal.signal(signum, record)
     try:
         yield seen
     finally:
@@ -474,7 +472,7 @@ def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict 
         try:
             with _interrupt_on(signal.SIGTERM) as sigterm:
                 try:
-                    ctrl_c.check()  # one that Ray's start-up caught
+                    ctrl_c.check()  # one during Ray's start-up
                     return _drive_tune(spec, storage, layout, stored, resume, stop=(ctrl_c, sigterm))
                 except KeyboardInterrupt:
                     if sigterm.received:
@@ -541,6 +539,8 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
                                     max_concurrent_trials=spec.concurrency, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
         run_config=run_config)
+    for signal_seen in stop:  # one that arrived while the study was being prepared
+        signal_seen.check()
     grid = tuner.fit()
     for trial_err in grid.errors:
         text = str(trial_err).strip()
