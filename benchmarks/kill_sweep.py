@@ -41,7 +41,7 @@ SPEC = {"name": "ks", "methods": ["finetune"], "trials": 10, "concurrency": 2, "
 N_TASKS = 3  # SPEC's 6 classes in the synthetic benchmark's default 2 classes per task
 
 
-def _session_pids(marker: str) -> list[int]:
+def session_pids(marker: str) -> list[int]:
     """Processes whose environment holds RAY_TMPDIR=marker (the killed study's Ray session)."""
     needle = f"RAY_TMPDIR={marker}".encode()
     out = []
@@ -81,7 +81,7 @@ def kill_ray_session(ray_tmp: str, wait_s: float = 10.0) -> None:
     Ray starts some workers in sessions of their own, outside the driver's process group, and a
     crash takes them too (tests/conftest.py's kill_driver_when uses this as well)."""
     deadline = time.monotonic() + wait_s
-    while (pids := _session_pids(ray_tmp)) and time.monotonic() < deadline:
+    while (pids := session_pids(ray_tmp)) and time.monotonic() < deadline:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)

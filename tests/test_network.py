@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import load_benchmark
+
 SPEC = {"name": "net", "methods": ["finetune"], "trials": 6, "concurrency": 2, "seed": 0,
         "benchmark": {"name": "synthetic", "n_classes": 4, "image_size": 16, "train_per_class": 48,
                       "test_per_class": 4, "val_fraction": 0.25},
@@ -40,19 +42,6 @@ def _listeners() -> list[tuple[str, str, int, str]]:
             if cmd:
                 found.append((parts[3], name, int(pid), cmd))
     return found
-
-
-def _session(marker: str) -> set[int]:
-    needle = f"RAY_TMPDIR={marker}".encode()
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.add(int(entry.name))
-            except OSError:
-                pass
-    return pids
 
 
 def _cmdline(pid: int) -> str:
@@ -78,7 +67,7 @@ def test_an_embedded_study_listens_beyond_loopback_only_through_rays_own_process
         while time.time() < deadline and not list(storage.glob("results/**/*.parquet")):
             assert proc.poll() is None, "the study ended before it could be observed"
             time.sleep(0.3)
-        ours = _session(marker) | {proc.pid}
+        ours = set(load_benchmark("kill_sweep").session_pids(marker)) | {proc.pid}
         listening = [(addr, name, pid, cmd) for addr, name, pid, cmd in _listeners() if pid in ours]
     finally:
         proc.wait(timeout=300)
