@@ -12,9 +12,18 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch/torchvision come with the package's dependencies; on machines with a pip constraint or a
-# local wheel index (like CI's) pip takes them from there.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+# local wheel index (like CI's) pip takes them from there. Strict editable mode: setuptools links each
+# module into build/__editable__*, so the checkout's root (tests/, bare study/...) is never on sys.path,
+# and mypy and editors resolve the install statically. The links are per file: a module added or
+# removed re-installs (MODULE_LIST changes), an edit does not need to.
+MODULE_LIST := $(VENV)/.modules
+MODULES := $(sort $(shell find -L incsweep -name '*.py' -not -path '*/__pycache__/*' 2>/dev/null))
+$(shell mkdir -p $(VENV); echo '$(MODULES)' | cmp -s - $(MODULE_LIST) || echo '$(MODULES)' > $(MODULE_LIST))
+ifeq ($(wildcard build/__editable__.incsweep-*/incsweep/__init__.py),)  # the link tree was removed: link again
+$(shell rm -f $(VENV)/.installed)
+endif
+$(VENV)/.installed: pyproject.toml $(MODULE_LIST) | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 	touch $@
 
 install: $(VENV)/.installed
@@ -56,14 +65,9 @@ test: $(VENV)/.installed $(VENV)/.installed-example typecheck
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# mypy resolves `incsweep.study` by folders, but the folders sit at the root (setuptools package-dir
-# maps them): check a tree of links that has the installed layout.
-TYPECHECK_DIR := build/typecheck
+# mypy over the installed package (its folders are at their import paths: incsweep/study -> study/)
 typecheck: $(VENV)/.installed
-	rm -rf $(TYPECHECK_DIR)/incsweep && mkdir -p $(TYPECHECK_DIR)/incsweep
-	for f in incsweep/*.py incremental study trainables search_spaces analysis; do \
-	  ln -s $(CURDIR)/$$f $(TYPECHECK_DIR)/incsweep/$$(basename $$f); done
-	cd $(TYPECHECK_DIR) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p incsweep
+	$(BIN)/mypy --config-file pyproject.toml -p incsweep
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

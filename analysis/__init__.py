@@ -8,13 +8,13 @@ Notebook use::
     front = pareto_front(table, "avg_acc:max,total_mb:min", by=["method"])
 """
 
-from .auc import auc_over_memory, memory_aucs
-from .hypervolume import hypervolume, reference_point
-from .load import complete_runs, load_results, to_pandas
-from .objectives import Objective, parse_objectives
-from .pareto import pareto_front, pareto_mask
-from .select import best_under, knee_index
-from .summary import Summary, summarize
+from incsweep.analysis.auc import auc_over_memory, memory_aucs
+from incsweep.analysis.hypervolume import hypervolume, reference_point
+from incsweep.analysis.load import complete_runs, load_results, to_pandas
+from incsweep.analysis.objectives import Objective, parse_objectives
+from incsweep.analysis.pareto import pareto_front, pareto_mask
+from incsweep.analysis.select import best_under, knee_index
+from incsweep.analysis.summary import Summary, summarize
 
 __all__ = ["load_results", "to_pandas", "complete_runs", "pareto_front", "pareto_mask", "hypervolume",
            "reference_point", "auc_over_memory", "memory_aucs", "best_under", "knee_index", "Objective",

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .pareto import pareto_mask
+from incsweep.analysis.pareto import pareto_mask
 
 __all__ = ["auc_over_memory", "memory_curve", "MemoryAUC", "memory_aucs"]
 

@@ -9,9 +9,8 @@ import json
 import os
 from pathlib import Path
 
-from incsweep.incremental.errors import ConfigError
-
-from .objectives import DEFAULT_OBJECTIVES, SPLITS
+from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, SPLITS
+from incsweep.core.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -105,11 +104,10 @@ def _check_out(out: str | None) -> None:
 
 
 def _summary(args: argparse.Namespace, under_mb=()):
-    from incsweep.incremental.constraints import parse_constraints
-
-    from .load import load_results
-    from .study_facts import study_specs
-    from .summary import summarize
+    from incsweep.analysis.load import load_results
+    from incsweep.analysis.study_facts import study_specs
+    from incsweep.analysis.summary import summarize
+    from incsweep.core.constraints import parse_constraints
 
     _check_out(getattr(args, "out", None))
     for x in under_mb:
@@ -131,7 +129,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .tables import confirmation_table, evaluation_table, front_table, groups_table, headline, render_text
+    from incsweep.analysis.tables import confirmation_table, evaluation_table, front_table, groups_table, headline, render_text
 
     _formats(args.format)  # a bad --format fails before any file is read
     if args.dpi is not None and not 10 <= args.dpi <= 2400:
@@ -157,8 +155,8 @@ def _analyze(args: argparse.Namespace) -> int:
             print(render_text(*evaluated))
     written: list[str] = []
     if args.out:
-        from .plots import plot_accuracy_vs_memory, plot_task_curves
-        from .report import write_report
+        from incsweep.analysis.plots import plot_accuracy_vs_memory, plot_task_curves
+        from incsweep.analysis.report import write_report
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -173,14 +171,14 @@ def _analyze(args: argparse.Namespace) -> int:
             print()
             print(f"wrote {report}, {', '.join(p.name for p in images + extra)} and front.csv in {out}")
     if args.json:
-        from .json_report import summary_data
+        from incsweep.analysis.json_report import summary_data
 
         print(json.dumps({**summary_data(summary), "written": written}, indent=2))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_configs, parse_select, select_runs
+    from incsweep.analysis.export import export_configs, parse_select, select_runs
 
     parse_select(args.select)  # a bad --select fails before any file is read
     summary = _summary(args)
@@ -190,7 +188,7 @@ def _export(args: argparse.Namespace) -> int:
                           f"{min(summary.runs[summary.memory].to_pylist()):.4g} MB)")
     paths = export_configs(summary, picked, args.out, selected_by=args.select)
     if args.json:
-        from .json_report import run_data
+        from incsweep.analysis.json_report import run_data
 
         print(json.dumps({"selected_by": args.select, "out": str(args.out),
                           "exported": [{"path": str(p), **run_data(summary, i)} for p, i in zip(paths, picked)]},

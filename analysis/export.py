@@ -19,20 +19,19 @@ import numpy as np
 import pyarrow.compute as pc
 import yaml
 
-from incsweep.incremental.errors import ConfigError
-from incsweep.incremental.provenance import code_version
-from incsweep.incremental.vocabulary import ACCURACY_METRICS, MEMORY_METRIC, REPORTED, TEST_METRICS
-
-from .load import SOURCE_COLUMN
-from .select import best_under
-from .summary import Summary
+from incsweep.analysis.load import SOURCE_COLUMN
+from incsweep.analysis.select import best_under
+from incsweep.analysis.summary import Summary
+from incsweep.core.errors import ConfigError
+from incsweep.core.provenance import code_version
+from incsweep.core.vocabulary import ACCURACY_METRICS, MEMORY_METRIC, REPORTED, TEST_METRICS
 
 __all__ = ["parse_select", "select_runs", "export_configs", "SELECTIONS"]
 
 log = logging.getLogger(__name__)
 
 SELECTIONS = ("front", "knee", "best-under-mb=X")
-# incremental/vocabulary.py: every scalar result, and per task the accuracies, the test row and memory
+# incsweep/core/vocabulary.py: every scalar result, and per task the accuracies, the test row and memory
 _METRICS = REPORTED
 _TASK_METRICS = (*ACCURACY_METRICS, *TEST_METRICS, "acc_row", MEMORY_METRIC)
 
@@ -118,7 +117,7 @@ def export_configs(summary: Summary, indices: list[int], out_dir: str | Path, *,
     out.mkdir(parents=True, exist_ok=True)
     here = code_version()
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    from .tables import confirmed_figures
+    from incsweep.analysis.tables import confirmed_figures
 
     confirmed = {c.index: c for c in confirmed_figures(summary, indices)}
     written = []

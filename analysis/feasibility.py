@@ -1,10 +1,10 @@
 """Which runs meet the constraints: each row by its own study's, plus any ad-hoc ones.
 
 A row's constraints are, in order of trust: the ``constraints`` column the study's sink wrote into
-it (study/schema.py), else the study's ``study.yaml`` when the inputs include the study's storage
+it (incsweep/core/schema.py), else the study's ``study.yaml`` when the inputs include the study's storage
 (results written before the column existed), else none. ``analyze --constraint`` adds constraints
 to every row, across studies; ``--ignore-constraints`` drops the stored ones. The verdict is
-Optuna's rule (incremental/constraints.py), so a study's front here equals Optuna's ``best_trials``.
+Optuna's rule (incsweep/core/constraints.py), so a study's front here equals Optuna's ``best_trials``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incsweep.incremental.constraints import Constraint, format_constraints, met, parse_constraints
+from incsweep.core.constraints import Constraint, format_constraints, met, parse_constraints
 
 __all__ = ["Feasibility", "judge"]
 

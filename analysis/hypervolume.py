@@ -15,10 +15,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from incsweep.incremental.errors import ConfigError
-
-from .dominance import nondominated_mask
-from .objectives import Objective, as_minimisation
+from incsweep.analysis.dominance import nondominated_mask
+from incsweep.analysis.objectives import Objective, as_minimisation
+from incsweep.core.errors import ConfigError
 
 __all__ = ["hypervolume", "reference_point", "parse_reference"]
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from incsweep.incremental.vocabulary import REPORTED
-
-from .summary import GroupSummary, Summary
+from incsweep.analysis.summary import GroupSummary, Summary
+from incsweep.core.vocabulary import REPORTED
 
 __all__ = ["summary_data", "run_data"]
 

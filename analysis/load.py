@@ -1,4 +1,4 @@
-"""Read result Parquet files (study/schema.py) from directories, globs, files or URIs into one Table.
+"""Read result Parquet files (incsweep/core/schema.py) from directories, globs, files or URIs into one Table.
 
 Files of different methods may carry different ``param_<name>`` columns, or the same name with
 different types: schemas are unified (numeric types promoted; a column whose types cannot be
@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 
 __all__ = ["load_results", "complete_runs", "to_pandas", "find_result_files", "require_columns", "SOURCE_COLUMN"]
 
@@ -97,7 +97,7 @@ def find_result_files(paths: str | Sequence[str]) -> list[tuple[pafs.FileSystem,
 
 def _with_partition_keys(table: pa.Table, path: str) -> pa.Table:
     """``study`` and ``method`` from the file's hive path (``study=X/method=Y/``) when the file does
-    not hold them (study/schema.py: files since issue 20 keep them in the path only)."""
+    not hold them (incsweep/core/schema.py: files since issue 20 keep them in the path only)."""
     keys = dict(part.split("=", 1) for part in path.replace("\\", "/").split("/") if "=" in part)
     for position, name in ((0, "study"), (2, "method")):
         if name not in table.column_names and name in keys:
@@ -119,7 +119,7 @@ def _read_one(fs: pafs.FileSystem, path: str) -> pa.Table | None:
     table = _with_partition_keys(table, path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
-        log.warning("skipping %s: missing column(s) %s, which every results file has (study/schema.py)", path, missing)
+        log.warning("skipping %s: missing column(s) %s, which every results file has (incsweep/core/schema.py)", path, missing)
         return None
     source = pa.DictionaryArray.from_arrays(pa.array([0] * table.num_rows, pa.int32()), pa.array([path]))
     return table.append_column(SOURCE_COLUMN, source)

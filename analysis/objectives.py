@@ -12,8 +12,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from incsweep.incremental.errors import ConfigError
-from incsweep.incremental.vocabulary import AVG_ACC, MEMORY_METRIC, SPLITS, split_column
+from incsweep.core.errors import ConfigError
+from incsweep.core.vocabulary import AVG_ACC, MEMORY_METRIC, SPLITS, split_column
 
 __all__ = ["Objective", "parse_objectives", "split_column", "as_minimisation", "DEFAULT_OBJECTIVES", "SPLITS",
            "SENSES", "MEMORY_COLUMN"]

@@ -9,11 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incsweep.incremental.errors import ConfigError
-
-from .dominance import nondominated_mask
-from .load import complete_runs, require_columns
-from .objectives import DEFAULT_OBJECTIVES, Objective, as_minimisation, parse_objectives
+from incsweep.analysis.dominance import nondominated_mask
+from incsweep.analysis.load import complete_runs, require_columns
+from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, Objective, as_minimisation, parse_objectives
+from incsweep.core.errors import ConfigError
 
 __all__ = ["pareto_mask", "nondominated_mask", "pareto_front", "objective_matrix", "group_indices"]
 
@@ -86,7 +85,7 @@ def pareto_front(table: pa.Table, objectives: str | Sequence[str | Objective] = 
     groups, then by the first objective.
     """
     objs = parse_objectives(objectives, split)
-    from .confirmation import split_confirmation  # confirmation runs never make a front
+    from incsweep.analysis.confirmation import split_confirmation  # confirmation runs never make a front
 
     runs = usable_runs(split_confirmation(table)[0], objs)
     values = as_minimisation(objective_matrix(runs, objs), objs)

@@ -8,14 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incsweep.incremental.builtin_methods import display_name
-from incsweep.incremental.constraints import parse_constraints
-from incsweep.incremental.vocabulary import LAST_ACC, label
-
-from .auc import memory_curve
-from .confirmation import config_key
-from .objectives import split_column
-from .summary import Summary
+from incsweep.analysis.auc import memory_curve
+from incsweep.analysis.confirmation import config_key
+from incsweep.analysis.objectives import split_column
+from incsweep.analysis.summary import Summary
+from incsweep.core.builtin_methods import display_name
+from incsweep.core.constraints import parse_constraints
+from incsweep.core.vocabulary import LAST_ACC, label
 
 __all__ = ["plot_accuracy_vs_memory", "accuracy_vs_memory_figure", "plot_task_curves", "task_curves_figure",
            "front_trials", "seed_groups", "group_label"]

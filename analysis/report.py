@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from .study_facts import study_facts
-from .summary import Summary
-from .tables import confirmation_table, evaluation_table, front_table, groups_table, headline, test_front_table
+from incsweep.analysis.study_facts import study_facts
+from incsweep.analysis.summary import Summary
+from incsweep.analysis.tables import confirmation_table, evaluation_table, front_table, groups_table, headline, test_front_table
 
 __all__ = ["write_report"]
 

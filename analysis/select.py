@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .objectives import Objective, as_minimisation
+from incsweep.analysis.objectives import Objective, as_minimisation
 
 __all__ = ["best_under", "knee_index"]
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from incsweep.incremental.builtin_methods import display_name
+from incsweep.core.builtin_methods import display_name
 
 __all__ = ["study_facts", "study_specs"]
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def study_specs(inputs: Sequence[str]) -> dict[str, dict[str, Any]]:
     """study name -> its saved spec, for every input that is a study's storage (or, for local paths,
     one of its two parents, e.g. ``<storage>/results``)."""
-    from incsweep.study.layout import StudyLayout  # pyarrow and yaml only: no Ray
+    from incsweep.core.layout import StudyLayout  # pyarrow and yaml only: no Ray
 
     found: dict[str, dict[str, Any]] = {}
     for text in inputs:

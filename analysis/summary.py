@@ -13,16 +13,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from incsweep.incremental.errors import ConfigError
-from incsweep.incremental.vocabulary import AVG_ACC, LAST_ACC
-
-from .auc import MemoryAUC, memory_aucs
-from .confirmation import split_confirmation
-from .feasibility import judge
-from .hypervolume import hypervolume, parse_reference, reference_point
-from .objectives import DEFAULT_OBJECTIVES, MEMORY_COLUMN, Objective, as_minimisation, parse_objectives, split_column
-from .pareto import group_indices, nondominated_mask, objective_matrix, usable_runs
-from .select import best_under, knee_index
+from incsweep.analysis.auc import MemoryAUC, memory_aucs
+from incsweep.analysis.confirmation import split_confirmation
+from incsweep.analysis.feasibility import judge
+from incsweep.analysis.hypervolume import hypervolume, parse_reference, reference_point
+from incsweep.analysis.objectives import (
+    DEFAULT_OBJECTIVES,
+    MEMORY_COLUMN,
+    Objective,
+    as_minimisation,
+    parse_objectives,
+    split_column,
+)
+from incsweep.analysis.pareto import group_indices, nondominated_mask, objective_matrix, usable_runs
+from incsweep.analysis.select import best_under, knee_index
+from incsweep.core.errors import ConfigError
+from incsweep.core.vocabulary import AVG_ACC, LAST_ACC
 
 __all__ = ["Summary", "GroupSummary", "summarize", "OVERALL"]
 

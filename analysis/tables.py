@@ -6,10 +6,9 @@ import json
 import math
 from typing import Any
 
-from incsweep.incremental.builtin_methods import display_name
-from incsweep.incremental.vocabulary import ACCURACY_METRICS, label, split_column
-
-from .summary import GroupSummary, Summary
+from incsweep.analysis.summary import GroupSummary, Summary
+from incsweep.core.builtin_methods import display_name
+from incsweep.core.vocabulary import ACCURACY_METRICS, label, split_column
 
 __all__ = ["groups_table", "front_table", "test_front_table", "confirmation_table", "confirmed_figures", "evaluation_table",
            "render_text", "headline"]
@@ -124,7 +123,7 @@ def test_front_table(summary: Summary, group: GroupSummary | None = None) -> tup
 def confirmed_figures(summary: Summary, indices=None) -> list:
     """The confirmations (analysis/confirmation.py) of the overall front (or ``indices``), on the
     accuracy objective and its test-split column."""
-    from .confirmation import confirmations
+    from incsweep.analysis.confirmation import confirmations
 
     if summary.confirmed is None:
         return []
@@ -159,7 +158,7 @@ def evaluation_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
     """Protocols two_phase and first_task: each front configuration as tuned (on one benchmark, or on
     task 0 only) and as evaluated (on another benchmark, or on the whole stream), side by side, with
     the gap (evaluated minus tuned, test split)."""
-    from .confirmation import evaluations
+    from incsweep.analysis.confirmation import evaluations
 
     if summary.confirmed is None:
         return [], []

@@ -1,6 +1,6 @@
 """Scale of `analysis`: Pareto fronts + hypervolume + AUC over 1,000,000 per-task rows in Parquet.
 
-Synthetic results in the real schema (study/schema.py): 100,000 trials x 10 tasks = 1,000,000
+Synthetic results in the real schema (incsweep/core/schema.py): 100,000 trials x 10 tasks = 1,000,000
 per-task rows plus 100,000 final rows, 5 methods, 80% complete / 15% pruned / 5% error, accuracy
 rising with memory plus noise, a ~700-byte config_json per trial repeated on each of its rows (as
 the sink writes it). The data is written as one file per method (many row groups); the sink's real
@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from incsweep.analysis import load_results, summarize
-from incsweep.study.schema import RESULTS_SCHEMA
+from incsweep.core.schema import RESULTS_SCHEMA
 
 METHODS = ("finetune", "replay", "icarl", "memo", "bmkp")
 N_TASKS = 10

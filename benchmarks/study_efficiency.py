@@ -46,7 +46,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BENCH = {"name": "seq-fashionmnist", "train_per_class": 45, "val_per_class": 100, "test_per_class": 20,
          "class_order": "natural"}
 # benchmarks/sweep_efficiency.py FIXED and INIT_EPOCHS (BMKP's paper SGD: no momentum, no weight decay;
-# cosine because a 1-3 epoch step schedule never decays); the searched ranges are search_spaces.BMKP's.
+# cosine because a 1-3 epoch step schedule never decays); the searched ranges are incremental/methods/bmkp.py's.
 BMKP_SEARCH = {"width": 8, "batch_size": 32, "momentum": 0.0, "weight_decay": 0.0, "schedule": "cosine",
                "milestones": [], "init_lr": 0.05, "init_milestones": [], "retrain_epochs": 1,
                "gamma_first": 0.9, "example_num": 100, "init_epochs": 8, "max_rank": None,

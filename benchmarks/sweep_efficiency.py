@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from incsweep.analysis.hypervolume import hypervolume
-from incsweep.search_spaces.params import Float
+from incsweep.core.params import Float
 from incsweep.search_spaces.spaces import default_space
 from incsweep.study.scheduler import RULES, keep_at_rung, rungs
 

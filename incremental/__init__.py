@@ -1,7 +1,7 @@
 """The Ray-free engine: one full incremental run of a method on a benchmark.
 
 The names below are imported on first use (PEP 562), so that importing a torch-free submodule such
-as ``incsweep.incremental.errors`` (what analysis and the CLI need) does not import torch.
+as ``incsweep.core.errors`` (what analysis and the CLI need) does not import torch.
 """
 
 from __future__ import annotations

@@ -7,19 +7,18 @@ worked example is ``examples/incsweep_example`` and the contract is docs/extendi
 
 from __future__ import annotations
 
-from incsweep.search_spaces.params import Choice, Fixed, Float, Int
-
-from .backbones import Backbone, GrowingHead, build_backbone, count_params
-from .benchmarks import BenchmarkConfig, BenchmarkSpec, Split, Task
-from .census import Census, MemoryMisreport, take_census
-from .configs import spec
-from .datasets import RawData
-from .errors import ConfigError, DataFormatError
-from .exemplars import ExemplarStore, herding_order
-from .file_benchmarks import array_benchmark, image_folder_benchmark, npz_benchmark
-from .memory import module_bytes, tensor_bytes
-from .memory_report import MemoryReport
-from .methods._exemplar import (
+from incsweep.core.configs import spec
+from incsweep.core.errors import ConfigError, DataFormatError
+from incsweep.core.memory_report import MemoryReport
+from incsweep.core.params import Choice, Fixed, Float, Int
+from incsweep.incremental.backbones import Backbone, GrowingHead, build_backbone, count_params
+from incsweep.incremental.benchmarks import BenchmarkConfig, BenchmarkSpec, Split, Task
+from incsweep.incremental.census import Census, MemoryMisreport, take_census
+from incsweep.incremental.datasets import RawData
+from incsweep.incremental.exemplars import ExemplarStore, herding_order
+from incsweep.incremental.file_benchmarks import array_benchmark, image_folder_benchmark, npz_benchmark
+from incsweep.incremental.memory import module_bytes, tensor_bytes
+from incsweep.incremental.methods._exemplar import (
     ExemplarMemory,
     class_means,
     exemplar_total,
@@ -30,10 +29,10 @@ from .methods._exemplar import (
     rehearsal_ce,
     with_exemplars,
 )
-from .methods._prefix import budget_fields, first_task_fields
-from .methods._single import IncrementalNet, SingleNetMethod, head_bytes
-from .methods.base import BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
-from .training import Schedule, fit, predict_in_batches, recompute_bn_stats
+from incsweep.incremental.methods._prefix import budget_fields, first_task_fields
+from incsweep.incremental.methods._single import IncrementalNet, SingleNetMethod, head_bytes
+from incsweep.incremental.methods.base import BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
+from incsweep.incremental.training import Schedule, fit, predict_in_batches, recompute_bn_stats
 
 __all__ = [
     # the method contract and its configs

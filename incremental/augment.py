@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .configs import spec, validate
+from incsweep.core.configs import spec, validate
 
 __all__ = ["AugmentConfig", "AUGMENTATIONS", "Augmenter"]
 

@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import datasets
-from .configs import spec, validate
-from .errors import ConfigError
+from incsweep.core.configs import spec, validate
+from incsweep.core.errors import ConfigError
+from incsweep.incremental import datasets
 
 __all__ = ["BenchmarkConfig", "BenchmarkSpec", "Split", "Task", "Benchmark", "BENCHMARKS", "load_benchmark",
            "benchmark_names", "get_benchmark_spec"]
@@ -94,8 +94,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 def benchmark_names() -> tuple[str, ...]:
     """Every benchmark a config may name without a ``module:attr`` reference: built-in, file kinds
     (``npz``, ``image_folder``: the data is ``data_root``), installed entry points."""
-    from .file_benchmarks import FILE_KINDS
-    from .plugins import BENCHMARK_GROUP, entry_point_names
+    from incsweep.core.plugins import BENCHMARK_GROUP, entry_point_names
+    from incsweep.incremental.file_benchmarks import FILE_KINDS
 
     named = (*BENCHMARKS, *FILE_KINDS)
     return named + tuple(n for n in entry_point_names(BENCHMARK_GROUP) if n not in named)
@@ -104,7 +104,7 @@ def benchmark_names() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=64)
 def _plugin_spec(name: str) -> BenchmarkSpec:
     """An installed or referenced benchmark: a BenchmarkSpec, or a callable returning one."""
-    from .plugins import BENCHMARK_GROUP, is_reference, load_entry_point, load_reference
+    from incsweep.core.plugins import BENCHMARK_GROUP, is_reference, load_entry_point, load_reference
 
     found = load_reference(name, "benchmark") if is_reference(name) else load_entry_point(BENCHMARK_GROUP, name, "benchmark")
     if found is None:
@@ -120,7 +120,7 @@ def _plugin_spec(name: str) -> BenchmarkSpec:
 
 def get_benchmark_spec(cfg: "BenchmarkConfig") -> BenchmarkSpec:
     """What is fixed about ``cfg.name``'s data (its shape, classes and statistics for file benchmarks)."""
-    from .file_benchmarks import FILE_KINDS, file_spec
+    from incsweep.incremental.file_benchmarks import FILE_KINDS, file_spec
 
     if cfg.name in BENCHMARKS:
         base = BENCHMARKS[cfg.name]
@@ -172,7 +172,7 @@ class BenchmarkConfig:
                               "seed<N> (e.g. seed1993, PyCIL's order)")
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"benchmark.name={self.name!r}; allowed: {list(benchmark_names())} or module:attr")
-        from .file_benchmarks import FILE_KINDS
+        from incsweep.incremental.file_benchmarks import FILE_KINDS
 
         if self.name in FILE_KINDS and self.data_root:
             # Absolute, so that a Ray worker (whose working directory is its trial's) reads the same file.

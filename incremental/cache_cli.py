@@ -33,7 +33,7 @@ def _directory(args: argparse.Namespace) -> Path:
 
 
 def _open(args: argparse.Namespace):
-    from .prefix_cache import PrefixCache
+    from incsweep.incremental.prefix_cache import PrefixCache
 
     # version only matters for keys of new entries; listing and clearing read what is there
     return PrefixCache(_directory(args), max_bytes=None, version="inspect")

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .memory import MB, MemoryReport
+from incsweep.core.errors import ConfigError
+from incsweep.incremental.memory import MB, MemoryReport
 
 if TYPE_CHECKING:
-    from .methods.base import BudgetPlan
+    from incsweep.incremental.methods.base import BudgetPlan
 
 __all__ = ["MemoryMisreport", "Census", "take_census", "audit_memory", "plan_mismatches", "check_plan", "LABEL_BYTES",
            "ENGINE_ATTRIBUTES"]

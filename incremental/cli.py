@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .units import MB
+from incsweep.core.errors import ConfigError
+from incsweep.core.units import MB
 
 __all__ = ["register"]
 
@@ -73,10 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_method(args: argparse.Namespace) -> int:
-    from .configs import parse_override
-    from .contract import CHECKS, ContractViolation, check_method, tiny_config
-    from .methods import get_method
-    from .run import RunConfig
+    from incsweep.core.configs import parse_override
+    from incsweep.incremental.contract import CHECKS, ContractViolation, check_method, tiny_config
+    from incsweep.incremental.methods import get_method
+    from incsweep.incremental.run import RunConfig
 
     get_method(args.method)  # an unknown or broken reference is one line, exit 2, before any training
     top = {f.name for f in dataclasses.fields(RunConfig)} - {"method", "method_config"}
@@ -115,8 +115,8 @@ def _check_method(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .benchmarks import BENCHMARKS, benchmark_names
-    from .methods import METHODS, get_method, method_names
+    from incsweep.incremental.benchmarks import BENCHMARKS, benchmark_names
+    from incsweep.incremental.methods import METHODS, get_method, method_names
 
     print("methods (scenarios; default search space):")
     for name in method_names():
@@ -136,7 +136,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace, **top: Any):
-    from .run import load_run_config
+    from incsweep.incremental.run import load_run_config
 
     overrides = list(args.overrides)
     if args.data_root is not None:
@@ -151,7 +151,7 @@ def _mb(n_bytes: float) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .run import CHECKPOINT_FILE, PHASE_LABELS, TaskResult, load_checkpoint, run
+    from incsweep.incremental.run import CHECKPOINT_FILE, PHASE_LABELS, TaskResult, load_checkpoint, run
 
     config = _load(args, device=args.device, seed=args.seed)
     if args.out and not Path(args.out).resolve().parent.is_dir():
@@ -206,7 +206,7 @@ def _nan_to_none(value: Any) -> Any:
 
 def budget_report(config, memory_mb: float | None = None) -> dict[str, Any]:
     """The numbers ``incsweep budget`` prints, as plain data."""
-    from .methods import ExemplarConfig, get_method
+    from incsweep.incremental.methods import ExemplarConfig, get_method
 
     method_cls = get_method(config.method)
     plan = method_cls.plan(config.method_config, config.benchmark)

@@ -30,14 +30,14 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .benchmarks import Benchmark, load_benchmark
-from .census import MemoryMisreport, audit_memory, plan_mismatches
-from .configs import apply_overrides
-from .errors import ConfigError
-from .memory import MB
-from .methods import Method, get_method
-from .run import CHECKPOINT_FILE, RunConfig, RunResult, build_method, evaluate, load_checkpoint, run
-from .vocabulary import CPU_TIME, WALL_TIME
+from incsweep.core.configs import apply_overrides
+from incsweep.core.errors import ConfigError
+from incsweep.core.vocabulary import CPU_TIME, WALL_TIME
+from incsweep.incremental.benchmarks import Benchmark, load_benchmark
+from incsweep.incremental.census import MemoryMisreport, audit_memory, plan_mismatches
+from incsweep.incremental.memory import MB
+from incsweep.incremental.methods import Method, get_method
+from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, RunResult, build_method, evaluate, load_checkpoint, run
 
 __all__ = ["ContractViolation", "CheckResult", "CHECKS", "TINY_BENCHMARK", "TINY_FIELDS", "tiny_config",
            "Contract", "check_method", "assert_same_state"]

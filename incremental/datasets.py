@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataFormatError, DataNotFoundError
+from incsweep.core.errors import DataFormatError, DataNotFoundError
 
 __all__ = ["RawData", "read_idx", "load_fashion_mnist", "load_cifar", "load_tiny_imagenet", "make_synthetic",
            "default_data_root", "default_cache_dir", "FASHION_MNIST_SYSTEM_DIR", "TINY_IMAGENET_URL"]

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .configs import spec, validate
-from .errors import ConfigError
-from .memory import MB, aligned_exemplars, exemplars_for_budget
+from incsweep.core.configs import spec, validate
+from incsweep.core.errors import ConfigError
+from incsweep.incremental.memory import MB, aligned_exemplars, exemplars_for_budget
 
 __all__ = ["herding_order", "ExemplarStore", "BudgetConfig", "resolve_budget"]
 

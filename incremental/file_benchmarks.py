@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .datasets import RawData
-from .errors import DataFormatError, DataNotFoundError
+from incsweep.core.errors import DataFormatError, DataNotFoundError
+from incsweep.incremental.datasets import RawData
 
 if TYPE_CHECKING:
-    from .benchmarks import BenchmarkConfig, BenchmarkSpec
+    from incsweep.incremental.benchmarks import BenchmarkConfig, BenchmarkSpec
 
 __all__ = ["npz_benchmark", "image_folder_benchmark", "array_benchmark", "FILE_KINDS", "file_spec",
            "load_npz", "load_image_folder"]
@@ -235,7 +235,7 @@ def _split_defaults(n_classes: int) -> tuple[int, int]:
 def array_benchmark(raw: RawData, *, fingerprint: str, loader, augmentation: str = "none",
                     init_classes: int | None = None, increment: int | None = None) -> "BenchmarkSpec":
     """A BenchmarkSpec whose shape, class count and statistics come from ``raw`` (uint8, checked)."""
-    from .benchmarks import BenchmarkSpec
+    from incsweep.incremental.benchmarks import BenchmarkSpec
 
     n_classes = int(raw.y_train.max()) + 1
     x = raw.x_train.to(torch.float64) / 255.0

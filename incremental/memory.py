@@ -7,8 +7,8 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
-from .memory_report import MemoryReport
-from .units import MB
+from incsweep.core.memory_report import MemoryReport
+from incsweep.core.units import MB
 
 __all__ = ["MB", "MemoryReport", "tensor_bytes", "inference_tensors", "module_bytes",
            "exemplars_for_budget", "aligned_exemplars"]

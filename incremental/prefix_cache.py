@@ -28,10 +28,10 @@ from typing import Any, Mapping
 
 import torch
 
-from .configs import to_mapping
-from .errors import ConfigError
-from .methods import get_method
-from .run import CHECKPOINT_FORMAT, RunConfig, TaskResult, load_checkpoint
+from incsweep.core.configs import to_mapping
+from incsweep.core.errors import ConfigError
+from incsweep.incremental.methods import get_method
+from incsweep.incremental.run import CHECKPOINT_FORMAT, RunConfig, TaskResult, load_checkpoint
 
 __all__ = ["PrefixCache", "CacheEntry", "prefix_key", "prefix_fields", "prefix_state", "engine_version",
            "start_state", "store", "cached_results", "DEFAULT_MAX_BYTES"]

@@ -20,19 +20,19 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .augment import AUGMENTATIONS, Augmenter
-from .benchmarks import Benchmark, BenchmarkConfig, Task, load_benchmark
-from .census import MemoryMisreport, audit_memory, check_plan
-from .configs import apply_overrides, from_mapping, parse_override, read_yaml_file, spec, to_mapping, validate
-from .errors import ConfigError
-from .memory import MemoryReport
-from .methods import Method, RunContext, get_method
-from .methods.base import BudgetPlan, ExemplarConfig, MethodConfig, derive_seed
-from .metrics import Metrics, compute_metrics
-from .process_state import run_process_state, scoped_global_rng
-from .provenance import code_version
-from .ranges import EVAL_BATCH_SIZE, SEED
-from .vocabulary import CPU_TIME, TEST_PREFIX, WALL_TIME
+from incsweep.core.configs import apply_overrides, from_mapping, parse_override, read_yaml_file, spec, to_mapping, validate
+from incsweep.core.errors import ConfigError
+from incsweep.core.metrics import Metrics, compute_metrics
+from incsweep.core.provenance import code_version
+from incsweep.core.ranges import EVAL_BATCH_SIZE, SEED
+from incsweep.core.vocabulary import CPU_TIME, TEST_PREFIX, WALL_TIME
+from incsweep.incremental.augment import AUGMENTATIONS, Augmenter
+from incsweep.incremental.benchmarks import Benchmark, BenchmarkConfig, Task, load_benchmark
+from incsweep.incremental.census import MemoryMisreport, audit_memory, check_plan
+from incsweep.incremental.memory import MemoryReport
+from incsweep.incremental.methods import Method, RunContext, get_method
+from incsweep.incremental.methods.base import BudgetPlan, ExemplarConfig, MethodConfig, derive_seed
+from incsweep.incremental.process_state import run_process_state, scoped_global_rng
 
 __all__ = ["RunConfig", "TaskResult", "RunResult", "run", "run_plan", "build_method", "load_run_config",
            "CHECKPOINT_FILE", "code_version", "PHASES",

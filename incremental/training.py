@@ -9,10 +9,10 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from .augment import Augmenter
-from .configs import spec, validate
-from .errors import ConfigError, DivergedError
-from .ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
+from incsweep.core.configs import spec, validate
+from incsweep.core.errors import ConfigError, DivergedError
+from incsweep.core.ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
+from incsweep.incremental.augment import Augmenter
 
 __all__ = ["Schedule", "fit", "minibatches", "predict_in_batches", "recompute_bn_stats", "BN_STATS"]
 

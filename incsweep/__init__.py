@@ -11,11 +11,8 @@ imports none of them.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from incsweep.core.provenance import package_version
 
 __all__ = ["__version__"]
 
-try:
-    __version__ = version("incsweep")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+__version__ = package_version()

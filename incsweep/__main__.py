@@ -2,6 +2,6 @@
 
 import sys
 
-from incsweep.study.cli import main
+from incsweep.cli import main
 
 sys.exit(main())

@@ -10,11 +10,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from incsweep.incremental.configs import from_mapping
-from incsweep.incremental.errors import ConfigError
-
-from .params import Fixed, Param, parse_param
-from .spaces import default_space
+from incsweep.core.configs import from_mapping
+from incsweep.core.errors import ConfigError
+from incsweep.core.params import Fixed, Param, parse_param
+from incsweep.search_spaces.spaces import default_space
 
 __all__ = ["StudySpace", "build_space", "optuna_name"]
 
@@ -54,7 +53,7 @@ def build_space(methods: list[str], overrides: Mapping[str, Mapping[str, Any]] |
     stray = set(overrides) - set(methods)
     if stray:
         raise ConfigError(f"search: section(s) {sorted(stray)} name no method of this study; methods: {methods}")
-    from incsweep.incremental.methods import get_method  # not at import: method modules import this package
+    from incsweep.incremental.methods import get_method  # not at import: the registry imports torch (~1 s)
 
     spaces = []
     for method in methods:

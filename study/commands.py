@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from incsweep.incremental.errors import ConfigError
-
-from .layout import StudyLayout, sub_location
+from incsweep.core.errors import ConfigError
+from incsweep.core.layout import StudyLayout, sub_location
 
 if TYPE_CHECKING:  # the spec imports the engine (torch): only when a command runs, not for --help
-    from .spec import StudySpec
+    from incsweep.study.spec import StudySpec
 
 __all__ = ["register"]
 
@@ -80,13 +79,13 @@ def _console_logging() -> None:
 
 
 def _stored_spec(storage: str) -> StudySpec:
-    from .spec import stored_spec
+    from incsweep.study.spec import stored_spec
 
     return stored_spec(storage)[1]
 
 
 def _finish(summary, elapsed: float) -> int:
-    from .runner import StudySummary  # noqa: F401 - type only
+    from incsweep.study.runner import StudySummary  # noqa: F401 - type only
 
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "none"
     print(f"study {summary.study}: {summary.finished}/{summary.trials} trials finished ({statuses}); "
@@ -124,7 +123,7 @@ def _drive(storage: str, start: Callable[[], Any], again: str) -> int:
     that continues: ``study resume`` once the study is stored, else ``again`` (the same start)."""
     import time
 
-    from .runner import StudyTerminated
+    from incsweep.study.runner import StudyTerminated
 
     def next_step() -> str:
         try:
@@ -175,8 +174,8 @@ def _storage_full(exc: BaseException) -> OSError | None:
 def _confirm(args: argparse.Namespace) -> int:
     import time
 
-    from .confirm import plan_confirmation, run_confirmation
-    from .runner import StudyTerminated
+    from incsweep.study.confirm import plan_confirmation, run_confirmation
+    from incsweep.study.runner import StudyTerminated
 
     plan = plan_confirmation(args.storage, seeds=args.seeds, select=args.select,
                              fresh_class_orders=not args.same_class_order)
@@ -194,7 +193,7 @@ def _confirm(args: argparse.Namespace) -> int:
     except StudyTerminated:
         print(f"terminated (SIGTERM); results so far are kept; continue with: {again}")
         return 143
-    from .confirm import missing_configurations
+    from incsweep.study.confirm import missing_configurations
 
     failed = 0
     for c, s in zip(plan, summaries):
@@ -213,8 +212,8 @@ def _confirm(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .runner import run_study
-    from .spec import StudySpec, load_spec
+    from incsweep.study.runner import run_study
+    from incsweep.study.spec import StudySpec, load_spec
 
     spec = load_spec(args.spec).with_storage(args.storage)
     if args.trials is not None:
@@ -227,7 +226,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from .runner import run_study
+    from incsweep.study.runner import run_study
 
     spec = _stored_spec(args.storage)
     _console_logging()
@@ -244,7 +243,7 @@ def _then_evaluate(spec: Any, storage: str, address: str | None, search: Callabl
     def both() -> Any:
         summary = search()
         if spec.evaluates_front and summary.done and summary.statuses.get("complete"):
-            from .confirm import plan_evaluation, run_confirmation
+            from incsweep.study.confirm import plan_evaluation, run_confirmation
 
             plan = plan_evaluation(storage)
             bench = plan.spec.benchmark
@@ -261,8 +260,8 @@ def _then_evaluate(spec: Any, storage: str, address: str | None, search: Callabl
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from .results import migrate_trial_files
-    from .runner import study_schema
+    from incsweep.study.results import migrate_trial_files
+    from incsweep.study.runner import study_schema
 
     spec = _stored_spec(args.storage)
     rewritten, current = migrate_trial_files(args.storage, spec.name, study_schema(spec), dry_run=args.dry_run)
@@ -296,8 +295,8 @@ def _front_and_elapsed(storage: str, spec: Any) -> tuple[int | None, int, float 
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .runner import summarize
-    from .spec import stored_view
+    from incsweep.study.runner import summarize
+    from incsweep.study.spec import stored_view
 
     spec = stored_view(args.storage)  # none of the study's methods is imported: a broken one is still counted
     s = summarize(args.storage, spec)

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from incsweep.analysis.confirmation import CONFIRM_SUFFIX, EVALUATE_SUFFIX
-from incsweep.incremental.errors import ConfigError
-
-from .layout import EVALUATE_DIR, StudyLayout
-from .spec import StudySpec, stored_spec
+from incsweep.core.errors import ConfigError
+from incsweep.core.layout import EVALUATE_DIR, StudyLayout
+from incsweep.study.spec import StudySpec, stored_spec
 
 __all__ = ["Confirmation", "plan_confirmation", "plan_evaluation", "run_confirmation", "CONFIRM_DIR", "EVALUATE_DIR"]
 
@@ -114,7 +113,7 @@ def plan_confirmation(storage: str, *, seeds: int, select: str = "front",
 def missing_configurations(confirmation: Confirmation) -> list[dict[str, Any]]:
     """The selected configurations that no finished trial of ``confirmation``'s study ran (after an
     interruption a sampler could have filled an enqueued trial's place): [] when every one ran."""
-    from .results import list_trial_files, read_trial_file
+    from incsweep.study.results import list_trial_files, read_trial_file
 
     def key(method: str, params: Mapping[str, Any]) -> tuple:
         return method, tuple(sorted((k, repr(v)) for k, v in params.items()))
@@ -154,7 +153,7 @@ def plan_evaluation(storage: str) -> Confirmation:
 
 def run_confirmation(plan: list[Confirmation], *, address: str | None = None) -> list[Any]:
     """Run (or resume) each confirmation study, on one Ray for all of them; their summaries."""
-    from .runner import _init_ray, run_study
+    from incsweep.study.runner import _init_ray, run_study
 
     owns_ray = _init_ray(address, None)
     try:

@@ -30,9 +30,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from incsweep.incremental.errors import ConfigError
-
-from .results import resolve_storage
+from incsweep.core.errors import ConfigError
+from incsweep.core.layout import resolve_storage
 
 __all__ = ["DriverLock", "Holder", "LOCK_FILE", "HEARTBEAT_S", "STALE_S"]
 

@@ -86,7 +86,7 @@ def _asha(spec: Any, task_rows: Any) -> Any:
     # ASHA on the task axis: rungs count finished tasks. One objective: Ray's ASHA rule. Several: stop
     # only trials dominated at their rung, so front trials are never cut short (study/scheduler.py).
     # Seeded with the rungs earlier drivers of the study recorded (study/resume.py).
-    from .scheduler import ParetoASHA
+    from incsweep.study.scheduler import ParetoASHA
 
     scheduler = ParetoASHA(metrics=[o.column for o in spec.objectives], modes=[o.sense for o in spec.objectives],
                            max_t=spec.n_tasks, grace_period=spec.scheduler.grace_period,

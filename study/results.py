@@ -22,39 +22,34 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from incsweep.incremental.constraints import Constraint, format_constraints, met, violations
-from incsweep.incremental.errors import ConfigError, DataFormatError
-from incsweep.incremental.memory_report import MemoryReport
-from incsweep.incremental.provenance import code_version
-from incsweep.incremental.vocabulary import ACCURACY_METRICS, CPU_TIME, FROM_CACHE, TEST_METRICS, WALL_TIME
+from incsweep.core.constraints import Constraint, format_constraints, met, violations
+from incsweep.core.errors import DataFormatError
+from incsweep.core.layout import resolve_storage
+from incsweep.core.memory_report import MemoryReport
+from incsweep.core.provenance import code_version
+from incsweep.core.vocabulary import ACCURACY_METRICS, CPU_TIME, FROM_CACHE, TEST_METRICS, WALL_TIME
 
 if TYPE_CHECKING:  # the engine (torch) only for annotations: analysis and the CLI's help stay torch-free
     from incsweep.incremental.run import RunResult, TaskResult
 
-from .schema import FINAL_STATUSES, PARTITION_KEYS, RESULTS_SCHEMA, TASK_STATUS, file_schema, param_column, stat_column
+from incsweep.core.schema import (
+    FINAL_STATUSES,
+    PARTITION_KEYS,
+    RESULTS_SCHEMA,
+    TASK_STATUS,
+    file_schema,
+    param_column,
+    stat_column,
+)
 
 __all__ = ["task_row", "final_row", "rows_from_run", "trial_path", "write_trial_file", "read_trial_file",
-           "resolve_storage", "list_trial_files", "utcnow"]
+           "list_trial_files", "utcnow"]
 
 log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def resolve_storage(storage: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path inside it for a local directory or a URI (s3://, gs://, ...)."""
-    if "://" in storage and not storage.startswith("file://"):
-        try:
-            fs, path = pafs.FileSystem.from_uri(storage)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-            scheme = storage.split("://", 1)[0]
-            raise ConfigError(f"storage {storage!r}: scheme {scheme!r} is not usable here ({str(exc).splitlines()[0]}); "
-                              "use a local directory, file://, s3://, gs:// or hdfs://") from None
-        return fs, path.rstrip("/")
-    local = storage[len("file://"):] if storage.startswith("file://") else storage
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(local))
 
 
 def trial_path(root: str, study: str, method: str, trial_id: str) -> str:

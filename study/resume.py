@@ -30,12 +30,11 @@ import optuna
 from optuna.trial import FixedTrial, TrialState
 from pyarrow import fs as pafs
 
-from incsweep.incremental.errors import DataFormatError
-
-from .layout import TUNE_NAME, StudyLayout
-from .results import final_row, list_trial_files, read_trial_file, write_trial_file
-from .searcher import TUNE_ID_ATTR, Continuation, reconcile_orphans, reconcile_with_results, trial_config
-from .spec import StudySpec
+from incsweep.core.errors import DataFormatError
+from incsweep.core.layout import TUNE_NAME, StudyLayout
+from incsweep.study.results import final_row, list_trial_files, read_trial_file, write_trial_file
+from incsweep.study.searcher import TUNE_ID_ATTR, Continuation, reconcile_orphans, reconcile_with_results, trial_config
+from incsweep.study.spec import StudySpec
 
 __all__ = ["ResumePlan", "plan_resume", "read_finals", "trial_dir_names", "checkpoint_locations"]
 

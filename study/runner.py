@@ -16,16 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from incsweep.incremental.errors import ConfigError, DataFormatError
+from incsweep.core.errors import ConfigError, DataFormatError
+from incsweep.core.layout import StudyLayout
+from incsweep.study.driver_lock import DriverLock
+from incsweep.study.results import list_trial_files, read_trial_file
+from incsweep.study.resume import plan_resume
+from incsweep.study.sink import ParquetSink, ProgressLog, StopOnSignal
+from incsweep.study.spec import StudySpec, StudyView
+from incsweep.study.trackers import env_defaults, tune_callbacks
 from incsweep.trainables.boundary import trial_key
-
-from .driver_lock import DriverLock
-from .layout import StudyLayout
-from .results import list_trial_files, read_trial_file
-from .resume import plan_resume
-from .sink import ParquetSink, ProgressLog, StopOnSignal
-from .spec import StudySpec, StudyView
-from .trackers import env_defaults, tune_callbacks
 
 __all__ = ["run_study", "StudySummary", "summarize", "check_resources", "check_storage", "check_data", "check_methods",
            "check_optuna_storage",
@@ -87,7 +86,7 @@ def summarize(storage: str, spec: StudySpec | StudyView) -> StudySummary:
     try:
         import optuna
 
-        from .searcher import make_optuna_storage
+        from incsweep.study.searcher import make_optuna_storage
 
         url = layout.optuna_url(spec.optuna_storage)
         if "://" in url or os.path.exists(url):
@@ -102,7 +101,7 @@ def summarize(storage: str, spec: StudySpec | StudyView) -> StudySummary:
 def check_storage(storage: str) -> None:
     """A one-line ConfigError unless ``storage`` can hold a study: a URI pyarrow can open, or a local
     path that is a directory (or does not exist yet) under a writable existing directory."""
-    from .results import resolve_storage
+    from incsweep.core.layout import resolve_storage
 
     fs, path = resolve_storage(storage)  # unusable schemes fail here
     if "://" in storage and not storage.startswith("file://"):
@@ -125,7 +124,7 @@ def _launch_left_nothing(storage: str, stored: dict) -> bool:
     """Whether a stored study has no trial at all: no result file and no Optuna trial."""
     import optuna
 
-    from .searcher import make_optuna_storage
+    from incsweep.study.searcher import make_optuna_storage
 
     name = str(stored.get("name"))
     if list_trial_files(storage, name):
@@ -159,7 +158,7 @@ def check_optuna_storage(spec: StudySpec, layout: StudyLayout) -> None:
     url = layout.optuna_url(spec.optuna_storage)
     if "://" not in url:
         return
-    from .searcher import make_optuna_storage
+    from incsweep.study.searcher import make_optuna_storage
 
     try:
         make_optuna_storage(url)
@@ -268,14 +267,13 @@ def _searched(spec: StudySpec) -> dict[str, list[str]]:
 
 
 def study_schema(spec: StudySpec):
-    """The one file schema of the study's results (study/schema.py): every searched parameter of
+    """The one file schema of the study's results (incsweep/core/schema.py): every searched parameter of
     every method, typed from its range or choices, and every method's declared diagnostics."""
     import pyarrow as pa
 
+    from incsweep.core.params import Choice, Float, Int
+    from incsweep.core.schema import study_file_schema
     from incsweep.incremental.methods import get_method
-    from incsweep.search_spaces.params import Choice, Float, Int
-
-    from .schema import study_file_schema
 
     space = spec.space()
     types: dict[str, pa.DataType] = {}
@@ -305,8 +303,8 @@ def _choice_type(choices: Any):
 
 def settle_optuna(spec: StudySpec, layout: StudyLayout) -> None:
     """A finished study's Optuna trials left RUNNING are told their Parquet outcome, or failed."""
-    from .resume import read_finals
-    from .searcher import reconcile_orphans, reconcile_with_results
+    from incsweep.study.resume import read_finals
+    from incsweep.study.searcher import reconcile_orphans, reconcile_with_results
 
     study = open_optuna_study(spec, layout)
     reconcile_with_results(study, read_finals(layout.storage, spec.name), spec.objectives, spec.constraints)
@@ -325,7 +323,7 @@ def open_optuna_study(spec: StudySpec, layout: StudyLayout):
     """The study's Optuna study (created on first use), with the spec's sampler and objectives."""
     import optuna
 
-    from .searcher import make_optuna_storage, make_sampler, open_study, sampler_seed
+    from incsweep.study.searcher import make_optuna_storage, make_sampler, open_study, sampler_seed
 
     with _optuna_quiet(optuna):
         study = open_study(make_optuna_storage(layout.optuna_url(spec.optuna_storage)), spec.name,
@@ -341,7 +339,7 @@ def open_optuna_study(spec: StudySpec, layout: StudyLayout):
 
 
 def _build_searcher(spec: StudySpec, study: Any, continuations: Any = ()):
-    from .searcher import StudySearcher
+    from incsweep.study.searcher import StudySearcher
 
     return StudySearcher(space=spec.space(), metrics=[o.column for o in spec.objectives],
                          modes=[o.sense for o in spec.objectives], n_tasks=spec.n_tasks, study=study,
@@ -350,7 +348,7 @@ def _build_searcher(spec: StudySpec, study: Any, continuations: Any = ()):
 
 def _build_scheduler(spec: StudySpec, task_rows: Mapping[str, Any] | None = None):
     """The spec's scheduler (study/kinds.py SCHEDULERS), its rungs seeded with earlier drivers' rows."""
-    from .kinds import SCHEDULERS
+    from incsweep.study.kinds import SCHEDULERS
 
     return SCHEDULERS[spec.scheduler.name].build(spec, task_rows)
 

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 if TYPE_CHECKING:  # the spec is imported where it is used, below
-    from .spec import SamplerSpec
+    from incsweep.study.spec import SamplerSpec
 
 __all__ = ["StudySearcher", "Continuation", "trial_config", "make_sampler", "sampler_seed", "make_optuna_storage",
            "open_study", "TUNE_ID_ATTR", "reconcile_orphans", "reconcile_with_results"]
@@ -41,8 +41,8 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 def make_sampler(sampler: "SamplerSpec | str", seed: int) -> optuna.samplers.BaseSampler:
     """The spec's sampler (study/kinds.py SAMPLERS; a bare name takes Optuna's defaults), seeded."""
-    from .kinds import SAMPLERS
-    from .spec import SamplerSpec
+    from incsweep.study.kinds import SAMPLERS
+    from incsweep.study.spec import SamplerSpec
 
     s = SamplerSpec(name=sampler) if isinstance(sampler, str) else sampler
     return SAMPLERS[s.name].build(s, seed)
@@ -57,7 +57,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, *, sampler: optu
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, directions=directions,
                                 load_if_exists=True)
     if list(study.directions) != directions:
-        from incsweep.incremental.errors import ConfigError
+        from incsweep.core.errors import ConfigError
 
         raise ConfigError(f"the Optuna study {name!r} has directions {[d.name for d in study.directions]}, this "
                           f"spec {[d.name for d in directions]}; give the study another name or storage")

@@ -19,12 +19,11 @@ import numpy as np
 import pyarrow as pa
 from ray.tune import Callback
 
-from incsweep.incremental.constraints import feasible, parse_constraints
-from incsweep.incremental.errors import DataFormatError
-from incsweep.incremental.vocabulary import AVG_ACC, FROM_CACHE, MEMORY_METRIC, WALL_TIME
+from incsweep.core.constraints import feasible, parse_constraints
+from incsweep.core.errors import DataFormatError
+from incsweep.core.vocabulary import AVG_ACC, FROM_CACHE, MEMORY_METRIC, WALL_TIME
+from incsweep.study.results import final_row, judge_row, read_trial_file, set_aside, task_row, utcnow, write_trial_file
 from incsweep.trainables.boundary import REPLAYED, TrialConfig, trial_key
-
-from .results import final_row, judge_row, read_trial_file, set_aside, task_row, utcnow, write_trial_file
 
 __all__ = ["ParquetSink", "ProgressLog", "StopOnSignal", "trial_error_text"]
 

@@ -22,18 +22,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
+from incsweep.core.configs import coerce, from_mapping, read_yaml_file, spec, to_mapping, validate
+from incsweep.core.constraints import Constraint, parse_constraints
+from incsweep.core.errors import ConfigError
+from incsweep.core.params import describe
+from incsweep.core.ranges import EVAL_BATCH_SIZE, SEED
+from incsweep.core.vocabulary import OPTIMISABLE, TEST_PREFIX
 from incsweep.incremental.benchmarks import BenchmarkConfig
-from incsweep.incremental.configs import coerce, from_mapping, read_yaml_file, spec, to_mapping, validate
-from incsweep.incremental.constraints import Constraint, parse_constraints
-from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.methods import get_method
-from incsweep.incremental.ranges import EVAL_BATCH_SIZE, SEED
-from incsweep.incremental.vocabulary import OPTIMISABLE, TEST_PREFIX
 from incsweep.search_spaces import StudySpace, build_space, optuna_name
-from incsweep.search_spaces.params import describe
-
-from .kinds import SAMPLERS, SCHEDULERS, sampler_option_owners
-from .trackers import TrackerSpec, parse_trackers
+from incsweep.study.kinds import SAMPLERS, SCHEDULERS, sampler_option_owners
+from incsweep.study.trackers import TrackerSpec, parse_trackers
 
 __all__ = ["StudySpec", "StudyView", "stored_view", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec",
            "Resources", "load_spec", "METRICS"]
@@ -346,7 +345,7 @@ def _plain(value: Any) -> Any:
 
 def stored_spec(storage: str) -> tuple[dict[str, Any], StudySpec]:
     """The spec a study keeps in its storage (``study.yaml``), as stored and parsed (storage set)."""
-    from .layout import StudyLayout
+    from incsweep.core.layout import StudyLayout
 
     data = StudyLayout(storage).read_spec()
     if data is None:
@@ -370,7 +369,7 @@ class StudyView:
 
 def stored_view(storage: str) -> StudyView:
     """The :class:`StudyView` of the study in ``storage`` (FileNotFoundError: none there)."""
-    from .layout import StudyLayout
+    from incsweep.core.layout import StudyLayout
 
     data = StudyLayout(storage).read_spec()
     if data is None:

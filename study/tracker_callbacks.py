@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from ray.tune import Callback
 
-from .trackers import TrackerSpec, build_callbacks
+from incsweep.study.trackers import TrackerSpec, build_callbacks
 
 __all__ = ["TrackerCallbacks"]
 

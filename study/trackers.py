@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from incsweep.incremental.configs import from_mapping, spec, validate
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.configs import from_mapping, spec, validate
+from incsweep.core.errors import ConfigError
 
 __all__ = ["TRACKERS", "TrackerSpec", "parse_trackers", "tune_callbacks", "build_callbacks", "env_defaults"]
 
@@ -96,7 +96,7 @@ def tune_callbacks(trackers: Sequence[TrackerSpec], *, study: str, storage: str)
     them (study/tracker_callbacks.py says why they are not handed over directly)."""
     if not trackers:
         return []
-    from .tracker_callbacks import TrackerCallbacks  # imports Ray
+    from incsweep.study.tracker_callbacks import TrackerCallbacks  # imports Ray
 
     return [TrackerCallbacks(trackers, study=study, storage=storage)]
 
@@ -125,7 +125,7 @@ def build_callbacks(trackers: Sequence[TrackerSpec], *, study: str, storage: str
             if root is not None:
                 os.makedirs(root, exist_ok=True)
                 kwargs["dir"] = os.path.abspath(root)  # wandb/ under the storage, not the working directory
-            from .wandb_callback import QuietWandbLoggerCallback  # imports wandb: only when a study asks
+            from incsweep.study.wandb_callback import QuietWandbLoggerCallback  # imports wandb: only when a study asks
 
             out.append(QuietWandbLoggerCallback(project=t.project or study, group=t.group, **kwargs))
         elif os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0") == "1":

@@ -80,7 +80,7 @@ def kill_driver_when() -> Callable[..., None]:
     def kill(spec_path: Any, ready: Callable[[], bool], timeout: float = 240.0) -> None:
         env = {**os.environ, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rk", dir="/tmp")}
         args = [str(a) for a in spec_path] if isinstance(spec_path, list) else ["study", "run", str(spec_path)]
-        proc = subprocess.Popen([sys.executable, "-m", "incsweep.study.cli", *args], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "incsweep.cli", *args], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             deadline = time.time() + timeout

@@ -10,7 +10,7 @@ import pytest
 from incsweep.analysis import auc_over_memory, best_under, hypervolume, knee_index, memory_aucs, pareto_mask
 from incsweep.analysis.objectives import Objective, parse_objectives
 from incsweep.analysis.pareto import nondominated_mask
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 
 
 def brute_mask(f: np.ndarray) -> np.ndarray:

@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from incsweep.analysis import load_results
+from incsweep.cli import main
 from incsweep.incremental.run import RunConfig, run
-from incsweep.study.cli import main
 from incsweep.study.results import rows_from_run, write_trial_file
 from tests.conftest import TINY_BENCHMARK, TINY_NET
 

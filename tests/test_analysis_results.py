@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from incsweep.analysis import complete_runs, load_results, pareto_front, summarize, to_pandas
-from incsweep.incremental.errors import ConfigError
-from incsweep.study.cli import main
+from incsweep.cli import main
+from incsweep.core.errors import ConfigError
 from incsweep.study.results import final_row, task_row, write_trial_file
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from incsweep.core.errors import ConfigError
 from incsweep.incremental.augment import AUGMENTATIONS, AugmentConfig, Augmenter
 from incsweep.incremental.benchmarks import BENCHMARKS
-from incsweep.incremental.errors import ConfigError
 
 CPU = torch.device("cpu")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from incsweep.study.cli import main
+from incsweep.cli import main
 
 SYNTH = {"name": "synthetic", "n_classes": 4, "increment": 2, "image_size": 8, "train_per_class": 8,
          "test_per_class": 4, "val_fraction": 0.25}

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from incsweep.core.errors import ConfigError
 from incsweep.incremental.backbones import ReducedResNet18
 from incsweep.incremental.benchmarks import load_benchmark
-from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.memory import module_bytes
 from incsweep.incremental.methods._bmkp_net import BNSet, Layout
 from incsweep.incremental.methods._projection import first_basis, grow_basis, output_gram, project, residual_share

@@ -19,8 +19,8 @@ import yaml
 
 from incsweep.analysis.load import load_results
 from incsweep.analysis.summary import summarize
-from incsweep.incremental.constraints import Constraint, feasible, parse_constraints
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.constraints import Constraint, feasible, parse_constraints
+from incsweep.core.errors import ConfigError
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -31,7 +31,7 @@ NET = {"backbone": "tiny", "width": 4, "epochs": 1, "batch_size": 16}
 
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "incsweep.study.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "incsweep.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=dict(os.environ))
 
 

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+from incsweep.cli import main
+from incsweep.core.errors import ConfigError, DataNotFoundError
 from incsweep.incremental import datasets
 from incsweep.incremental.benchmarks import BenchmarkConfig, load_benchmark
-from incsweep.incremental.errors import ConfigError, DataNotFoundError
 from incsweep.incremental.methods._exemplar import train_images_per_class
-from incsweep.study.cli import main
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -348,7 +348,7 @@ class _Payload:
 
 @pytest.mark.parametrize("where", ["meta", "train"])
 def test_a_planted_pickle_in_a_cifar_root_runs_nothing(tmp_path, where, capsys):
-    from incsweep.study.cli import main
+    from incsweep.cli import main
 
     write_cifar(tmp_path, 100, 2, 1)
     marker = tmp_path / "pwned"
@@ -366,7 +366,7 @@ def test_a_planted_pickle_in_a_cifar_root_runs_nothing(tmp_path, where, capsys):
                                      pickle.dumps({"data": np.zeros((2, 5), np.uint8), "fine_labels": [0, 1]})],
                          ids=["empty", "random-bytes", "not-a-dict", "wrong-shape"])
 def test_corrupt_cifar_files_are_one_line_exit_2(tmp_path, content, capsys):
-    from incsweep.study.cli import main
+    from incsweep.cli import main
 
     write_cifar(tmp_path, 100, 2, 1)
     target = tmp_path / "cifar-100-python" / "train"

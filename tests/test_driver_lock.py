@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 from incsweep.study.driver_lock import LOCK_FILE, STALE_S, DriverLock, Holder
 
 
@@ -87,7 +87,7 @@ def test_a_second_driver_on_a_live_study_is_refused_and_the_study_ends_whole(tmp
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     storage = tmp_path / "study"
-    cli = [sys.executable, "-m", "incsweep.study.cli"]
+    cli = [sys.executable, "-m", "incsweep.cli"]
     first = subprocess.Popen([*cli, "study", "run", str(path), "--storage", str(storage)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240

@@ -1,4 +1,4 @@
-"""``incsweep run`` and ``incsweep budget`` through study.cli.main (plus one smoke test of the installed script)."""
+"""``incsweep run`` and ``incsweep budget`` through incsweep.cli.main (plus one smoke test of the installed script)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from incsweep.cli import main
 from incsweep.incremental.cli import _seconds
 from incsweep.incremental.memory import MB
 from incsweep.incremental.methods import METHODS
 from incsweep.incremental.run import RunConfig
-from incsweep.study.cli import main
 
 TINY = ["--benchmark", "synthetic", "--set", "benchmark.n_classes=6", "--set", "benchmark.train_per_class=24",
         "--set", "benchmark.test_per_class=8", "--set", "backbone=tiny", "--set", "width=4",

@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from incsweep.core.configs import parse_override
+from incsweep.core.errors import ConfigError, DataNotFoundError
+from incsweep.core.metrics import backward_transfer, compute_metrics, forgetting
 from incsweep.incremental.backbones import build_backbone, count_params
 from incsweep.incremental.benchmarks import BenchmarkConfig, class_order, load_benchmark
-from incsweep.incremental.configs import parse_override
-from incsweep.incremental.errors import ConfigError, DataNotFoundError
 from incsweep.incremental.exemplars import herding_order
 from incsweep.incremental.memory import MB, aligned_exemplars, exemplars_for_budget, module_bytes
 from incsweep.incremental.methods._exemplar import (
@@ -27,7 +28,6 @@ from incsweep.incremental.methods._exemplar import (
     train_images_per_class,
 )
 from incsweep.incremental.methods.icarl import kd_loss
-from incsweep.incremental.metrics import backward_transfer, compute_metrics, forgetting
 from incsweep.incremental.prefix_cache import prefix_key
 from incsweep.incremental.run import RunConfig, run, with_overrides
 

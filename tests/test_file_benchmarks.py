@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from incsweep.core.errors import ConfigError, DataFormatError
 from incsweep.incremental.benchmarks import BenchmarkConfig, load_benchmark
-from incsweep.incremental.errors import ConfigError, DataFormatError
 from incsweep.incremental.prefix_cache import prefix_key
 from incsweep.incremental.run import RunConfig, run
 
@@ -179,7 +179,7 @@ def test_file_benchmark_needs_a_data_root():
 
 def test_cli_runs_an_npz_and_refuses_a_bad_one(tmp_path):
     good = write_npz(tmp_path / "good.npz")
-    cmd = [sys.executable, "-m", "incsweep.study.cli", "run", "--benchmark", "npz", "--data-root", str(good),
+    cmd = [sys.executable, "-m", "incsweep.cli", "run", "--benchmark", "npz", "--data-root", str(good),
            "--set", "backbone=tiny", "--set", "width=4", "--set", "batch_size=16"]
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr

@@ -27,7 +27,7 @@ def test_a_study_killed_in_its_first_seconds_is_finished_by_one_resume(seconds, 
     assert sweep.kill_at(spec_path, storage, seconds), "the study ended before the kill"
     stored = (storage / "study.yaml").exists()
     again = ["study", "resume", str(storage)] if stored else ["study", "run", str(spec_path), "--storage", str(storage)]
-    done = subprocess.run([sys.executable, "-m", "incsweep.study.cli", *again], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "incsweep.cli", *again], capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sweep.check(storage) == []
@@ -43,7 +43,7 @@ def test_a_resume_killed_in_its_turn_is_finished_by_the_next_one(tmp_path):
     assert sweep.kill_at(spec_path, storage, 15)
     assert (storage / "study.yaml").exists()
     assert sweep.kill_at(spec_path, storage, 12, resume=True), "the resume ended before the kill"
-    done = subprocess.run([sys.executable, "-m", "incsweep.study.cli", "study", "resume", str(storage)],
+    done = subprocess.run([sys.executable, "-m", "incsweep.cli", "study", "resume", str(storage)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sweep.check(storage) == []

@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY_BENCHMARK
 
+from incsweep.cli import main
+from incsweep.core.errors import ConfigError
 from incsweep.incremental.backbones import build_backbone, count_params
 from incsweep.incremental.benchmarks import BenchmarkConfig, load_benchmark
 from incsweep.incremental.cli import budget_report
-from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.exemplars import herding_order
 from incsweep.incremental.memory import MB, module_bytes
 from incsweep.incremental.methods import METHODS
@@ -25,7 +26,6 @@ from incsweep.incremental.methods._memo_net import SplitNet, split_points
 from incsweep.incremental.methods.der import DERConfig
 from incsweep.incremental.methods.memo import MEMOConfig, aux_targets
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, build_method, load_checkpoint, load_run_config, run
-from incsweep.study.cli import main
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "memo"
 FAST = {"backbone": "tiny", "width": 4, "epochs": 2, "init_epochs": 2, "batch_size": 16, "memory_size": 12}

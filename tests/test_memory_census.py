@@ -15,13 +15,13 @@ import pytest
 import torch
 import yaml
 
+from incsweep.cli import main
 from incsweep.incremental import contract
 from incsweep.incremental.benchmarks import load_benchmark
 from incsweep.incremental.census import LABEL_BYTES, MemoryMisreport, audit_memory, take_census
 from incsweep.incremental.memory import MemoryReport, module_bytes
 from incsweep.incremental.methods import method_names
 from incsweep.incremental.run import build_method, run
-from incsweep.study.cli import main
 
 TESTS = Path(__file__).parent
 MISREPORTS = [cls.__name__ for cls in fixtures.MISREPORTS]
@@ -165,7 +165,7 @@ def test_every_built_in_passes_memory_equals_plan_with_the_census(tmp_path):
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "incsweep.study.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "incsweep.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 

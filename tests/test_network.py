@@ -59,7 +59,7 @@ def test_an_embedded_study_listens_beyond_loopback_only_through_rays_own_process
     spec_path.write_text(yaml.safe_dump(SPEC))
     storage = tmp_path / "st"
     marker = tempfile.mkdtemp(prefix="nt", dir="/tmp")
-    proc = subprocess.Popen([sys.executable, "-m", "incsweep.study.cli", "study", "run", str(spec_path), "--storage",
+    proc = subprocess.Popen([sys.executable, "-m", "incsweep.cli", "study", "run", str(spec_path), "--storage",
                              str(storage)], env={**os.environ, "RAY_TMPDIR": marker},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

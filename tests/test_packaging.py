@@ -45,6 +45,7 @@ def test_wheel_holds_one_top_level_package(wheel):
     for part in CLASHES:
         assert f"incsweep/{part}/__init__.py" in names
     assert "incsweep/incremental/methods/bmkp.py" in names
+    assert {"incsweep/core/__init__.py", "incsweep/core/layout.py", "incsweep/cli.py"} <= set(names)
 
 
 def _python(code: str, cwd: Path, path: list[Path]) -> subprocess.CompletedProcess:
@@ -87,7 +88,7 @@ def test_twisted_incremental_alongside(installed, tmp_path):
 
 
 @pytest.mark.parametrize("code", ["import incsweep.analysis",
-                                  "from incsweep.study.cli import build_parser; build_parser()"],
+                                  "from incsweep.cli import build_parser; build_parser()"],
                          ids=["analysis", "cli-help"])
 def test_torch_free_layers_import_neither_torch_nor_ray(code, tmp_path):
     proc = _python(f"import sys\n{code}\nprint(sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))",
@@ -97,7 +98,7 @@ def test_torch_free_layers_import_neither_torch_nor_ray(code, tmp_path):
 
 
 def test_version_everywhere(capsys):
-    from incsweep.study.cli import main
+    from incsweep.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from incsweep.core.errors import ConfigError
 from incsweep.incremental import contract
 from incsweep.incremental.backbones import count_params, meta_backbone
 from incsweep.incremental.benchmarks import BenchmarkConfig
 from incsweep.incremental.census import take_census
-from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.memory import module_bytes
 from incsweep.incremental.methods import METHODS, get_method
 from incsweep.incremental.methods._memo_net import split_sizes

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from incsweep.core.errors import ConfigError
 from incsweep.incremental.benchmarks import BenchmarkConfig, benchmark_names
-from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.methods import get_method, method_names
 from incsweep.incremental.run import RunConfig, run
 from incsweep.search_spaces import build_space, default_space
@@ -136,7 +136,7 @@ def test_unknown_benchmark_lists_what_is_registered():
 @pytest.mark.parametrize("argv", [["run", "--method", "nosuch:Thing"], ["budget", "--method", "nosuch"],
                                   ["check-method", "nosuch"], ["run", "--benchmark", "nope"]])
 def test_cli_refuses_unresolvable_names_with_exit_2(argv):
-    out = subprocess.run([sys.executable, "-m", "incsweep.study.cli", *argv], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "incsweep.cli", *argv], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().count("\n") == 0
     assert ("nosuch" in out.stderr) or ("nope" in out.stderr)
@@ -145,10 +145,10 @@ def test_cli_refuses_unresolvable_names_with_exit_2(argv):
 def test_check_method_passes_a_correct_plugin_and_fails_a_broken_one(tmp_path, monkeypatch):
     install_plugin(tmp_path, monkeypatch)
     env_path = f"{tmp_path}:{Path(__file__).parent}"
-    ok = subprocess.run([sys.executable, "-m", "incsweep.study.cli", "check-method", "myplug:HalfLR"],
+    ok = subprocess.run([sys.executable, "-m", "incsweep.cli", "check-method", "myplug:HalfLR"],
                         capture_output=True, text=True, timeout=300, env={"PYTHONPATH": env_path, "PATH": "/usr/bin"})
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "7/7 checks passed" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "incsweep.study.cli", "check-method", "contract_fixtures:LeakyFinetune"],
+    bad = subprocess.run([sys.executable, "-m", "incsweep.cli", "check-method", "contract_fixtures:LeakyFinetune"],
                          capture_output=True, text=True, timeout=300, env={"PYTHONPATH": env_path, "PATH": "/usr/bin"})
     assert bad.returncode == 1 and "FAIL  memory_equals_plan" in bad.stdout

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from incsweep.cli import main as cli_main
+from incsweep.core.errors import ConfigError
 from incsweep.incremental.contract import TIMING
-from incsweep.incremental.errors import ConfigError
 from incsweep.incremental.methods.base import MethodConfig
 from incsweep.incremental.prefix_cache import PrefixCache, prefix_fields, prefix_key, prefix_state, start_state, store
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, load_checkpoint, run
-from incsweep.study.cli import main as cli_main
 
 BENCH = {"name": "synthetic", "n_classes": 6, "image_size": 12, "train_per_class": 24, "test_per_class": 8,
          "val_fraction": 0.25}

@@ -26,7 +26,7 @@ def test_a_study_stored_before_the_core_move_resumes_to_the_end(tmp_path):
         tar.extractall(storage, filter="data")
     assert sorted(p.name for p in (storage / "results" / "study=ks" / "method=finetune").iterdir()) == [
         "1d2ad65f.parquet", "5939cb2f.parquet"]  # the killed study's two trials, mid-stream
-    done = subprocess.run([sys.executable, "-m", "incsweep.study.cli", "study", "resume", str(storage)],
+    done = subprocess.run([sys.executable, "-m", "incsweep.cli", "study", "resume", str(storage)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sweep.check(storage) == []

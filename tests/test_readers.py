@@ -99,7 +99,7 @@ def test_a_study_in_the_earlier_layout_is_migrated_without_loss(study, tmp_path)
     study's one schema, every row and value kept (issue 20, part 1)."""
     import shutil
 
-    from incsweep.study.cli import main
+    from incsweep.cli import main
 
     results, table = study
     storage = tmp_path / "old"

@@ -90,7 +90,7 @@ SPEC = {"name": "ts", "methods": ["finetune"], "trials": 2, "concurrency": 1, "s
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "incsweep.study.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "incsweep.cli", *args], capture_output=True, text=True,
                           timeout=600)
 
 

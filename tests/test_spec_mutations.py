@@ -10,7 +10,7 @@ import random
 import traceback
 from typing import Any, Iterator
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 from incsweep.study.spec import StudySpec
 
 BASE: dict[str, Any] = {

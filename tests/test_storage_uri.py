@@ -14,7 +14,7 @@ import optuna
 import pytest
 import yaml
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 from incsweep.study.results import list_trial_files, read_trial_file, write_trial_file
 from incsweep.study.spec import StudySpec
 

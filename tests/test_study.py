@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from optuna.trial import TrialState
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 from incsweep.study.results import list_trial_files, read_trial_file
 from incsweep.study.searcher import (
     TUNE_ID_ATTR,
@@ -149,7 +149,7 @@ def test_resume_plan_continues_interrupted_trials_fails_unrun_ones_and_closes_to
     """What a resumed study rebuilds from its own data (study/resume.py), nothing from Tune's state:
     a RUNNING trial a Tune trial ran is continued with its configuration, identity and checkpoints;
     one no Tune trial ran is failed; a result file whose trial Optuna finished gets its final row."""
-    from incsweep.study.layout import StudyLayout
+    from incsweep.core.layout import StudyLayout
     from incsweep.study.results import final_row, task_row, write_trial_file
     from incsweep.study.resume import plan_resume
     from tests.test_analysis_results import T0, _task
@@ -666,7 +666,7 @@ def test_confirm_reruns_the_front_on_fresh_seeds_survives_kill_9_and_reports_mea
 
     from incsweep.analysis import load_results, summarize
     from incsweep.analysis.confirmation import CONFIRM_SUFFIX
-    from incsweep.study.cli import main
+    from incsweep.cli import main
     from incsweep.study.confirm import plan_confirmation, run_confirmation
     from incsweep.study.runner import run_study
 
@@ -718,7 +718,7 @@ def test_two_phase_tunes_on_one_class_order_and_evaluates_the_front_on_another(l
     import yaml
 
     from incsweep.analysis import load_results, summarize
-    from incsweep.study.cli import main
+    from incsweep.cli import main
 
     storage = tmp_path / "g"
     spec_path = tmp_path / "g.yaml"
@@ -749,7 +749,7 @@ def test_first_task_tunes_on_task_0_and_runs_the_front_on_the_whole_stream(local
     import yaml
 
     from incsweep.analysis import load_results, summarize
-    from incsweep.study.cli import main
+    from incsweep.cli import main
     from incsweep.study.confirm import plan_confirmation
 
     storage = tmp_path / "f"

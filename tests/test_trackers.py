@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 from incsweep.study.results import list_trial_files, read_trial_file
 from incsweep.study.spec import StudySpec
 from incsweep.study.trackers import parse_trackers

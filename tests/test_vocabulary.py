@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from incsweep.incremental.errors import ConfigError
-from incsweep.incremental.memory_report import MemoryReport
-from incsweep.incremental.metrics import Metrics
-from incsweep.incremental.vocabulary import (
+from incsweep.core.errors import ConfigError
+from incsweep.core.memory_report import MemoryReport
+from incsweep.core.metrics import Metrics
+from incsweep.core.vocabulary import (
     ACCURACY_METRICS,
     AVG_ACC,
     LAST_ACC,
@@ -56,14 +56,14 @@ def test_vocabulary_is_derived_from_the_engine_dataclasses():
 
 def test_schema_rows_reports_and_export_follow_the_vocabulary():
     from incsweep.analysis.export import _METRICS
+    from incsweep.core.schema import RESULTS_SCHEMA
     from incsweep.study.results import task_row
-    from incsweep.study.schema import RESULTS_SCHEMA
     from incsweep.trainables.trial import task_metrics
 
     names = RESULTS_SCHEMA.names
     assert set(REPORTED) <= set(names)
     # every numeric schema column is either a vocabulary name, one of the row's bookkeeping integers or
-    # the constraint verdict (incremental/constraints.py): a metric added to the schema by hand (and
+    # the constraint verdict (incsweep/core/constraints.py): a metric added to the schema by hand (and
     # nowhere else) fails here
     numeric = {f.name for f in RESULTS_SCHEMA if f.type in ("double", "int64", "int32")}
     assert numeric - set(REPORTED) == {"task", "n_tasks", "tasks_done", "seed", "violation"}
@@ -97,11 +97,11 @@ def _string_constants(path: Path):
 
 
 def test_no_library_module_spells_out_a_metric_name():
-    """The vocabulary names are written in incremental/vocabulary.py (and the dataclasses) only."""
+    """The vocabulary names are written in incsweep/core/vocabulary.py (and the dataclasses) only."""
     files = [p for d in LIBRARY for p in (ROOT / d).rglob("*.py")] + [ROOT / "incremental" / "run.py"]
     found = [f"{p.relative_to(ROOT)}:{line} {value!r}" for p in files for line, value in _string_constants(p)
              if value in REPORTED]
-    assert not found, "metric names spelled out outside incremental/vocabulary.py: " + ", ".join(found)
+    assert not found, "metric names spelled out outside incsweep/core/vocabulary.py: " + ", ".join(found)
 
 
 def test_one_objective_type_and_one_dominance_module():
@@ -156,7 +156,7 @@ def test_budget_plan_carries_typed_fields():
 
 
 def test_shared_field_ranges_are_declared_once():
-    from incsweep.incremental import ranges
+    from incsweep.core import ranges
     from incsweep.incremental.methods import METHODS
     from incsweep.incremental.training import Schedule
 

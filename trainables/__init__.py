@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
-from incsweep.incremental.errors import ConfigError
-
-from .trial import TrialSpec, run_trial, task_metrics
+from incsweep.core.errors import ConfigError
+from incsweep.trainables.trial import TrialSpec, run_trial, task_metrics
 
 __all__ = ["get_trainable", "run_trial", "TrialSpec", "task_metrics"]
 
 
 def trainable_of(method: str) -> Callable[[Mapping], None]:
     """The trainable ``method``'s registry entry names."""
+    from incsweep.core.plugins import load_reference
     from incsweep.incremental.methods import get_method
-    from incsweep.incremental.plugins import load_reference
 
     ref = get_method(method).trainable
     if ref is None:

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 
 __all__ = ["TrialConfig", "DEVICES", "REPLAYED", "trial_key"]
 

@@ -22,15 +22,15 @@ from typing import Any, Mapping
 
 import torch
 
-from incsweep.incremental.errors import ConfigError, DivergedError
+from incsweep.core.errors import ConfigError, DivergedError
+from incsweep.core.vocabulary import FROM_CACHE, OPTIMISABLE
 from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint, run
-from incsweep.incremental.vocabulary import FROM_CACHE, OPTIMISABLE
 
 __all__ = ["TrialSpec", "run_trial", "task_metrics", "furthest_checkpoint", "OBJECTIVE_SENTINEL"]
 
-from .boundary import REPLAYED, TrialConfig
-from .workdir import trial_workdir
+from incsweep.trainables.boundary import REPLAYED, TrialConfig
+from incsweep.trainables.workdir import trial_workdir
 
 log = logging.getLogger(__name__)
 

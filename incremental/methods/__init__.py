@@ -13,10 +13,10 @@ import importlib
 import inspect
 from typing import Iterator, Mapping
 
-from ..builtin_methods import BUILTIN_METHODS
-from ..errors import ConfigError
-from ..plugins import METHOD_GROUP, entry_point_names, is_reference, load_entry_point, load_reference
-from .base import SCENARIOS, BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
+from incsweep.core.builtin_methods import BUILTIN_METHODS
+from incsweep.core.errors import ConfigError
+from incsweep.core.plugins import METHOD_GROUP, entry_point_names, is_reference, load_entry_point, load_reference
+from incsweep.incremental.methods.base import SCENARIOS, BudgetPlan, ExemplarConfig, Method, MethodConfig, RunContext
 
 __all__ = ["METHODS", "get_method", "method_names", "check_method_class", "Method", "MethodConfig",
            "ExemplarConfig", "RunContext", "BudgetPlan"]

@@ -20,10 +20,10 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..benchmarks import BenchmarkConfig, Task
-from ..errors import ConfigError
-from ..exemplars import ExemplarStore, herding_order, resolve_budget
-from .base import ExemplarConfig
+from incsweep.core.errors import ConfigError
+from incsweep.incremental.benchmarks import BenchmarkConfig, Task
+from incsweep.incremental.exemplars import ExemplarStore, herding_order, resolve_budget
+from incsweep.incremental.methods.base import ExemplarConfig
 
 __all__ = [
     "train_images_per_class", "train_images_by_class", "exemplar_total", "quota", "planned_exemplars", "ExemplarMemory",

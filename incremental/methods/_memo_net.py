@@ -16,9 +16,9 @@ from typing import cast
 import torch
 from torch import nn
 
-from ..backbones import Backbone, count_params
-from ..errors import ConfigError
-from ..memory import module_bytes
+from incsweep.core.errors import ConfigError
+from incsweep.incremental.backbones import Backbone, count_params
+from incsweep.incremental.memory import module_bytes
 
 __all__ = ["stage_ends", "split_points", "resolve_shared", "Specialized", "SplitNet", "split_sizes"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .base import ExemplarConfig, MethodConfig
+from incsweep.incremental.methods.base import ExemplarConfig, MethodConfig
 
 __all__ = ["first_task_fields", "budget_fields"]
 

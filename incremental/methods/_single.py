@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbones import GrowingHead, build_backbone, count_params
-from ..benchmarks import Task
-from ..memory import module_bytes
-from ..training import fit, predict_in_batches, recompute_bn_stats
-from .base import C, Method, MethodConfig, RunContext
+from incsweep.incremental.backbones import GrowingHead, build_backbone, count_params
+from incsweep.incremental.benchmarks import Task
+from incsweep.incremental.memory import module_bytes
+from incsweep.incremental.methods.base import C, Method, MethodConfig, RunContext
+from incsweep.incremental.training import fit, predict_in_batches, recompute_bn_stats
 
 __all__ = ["IncrementalNet", "SingleNetMethod"]
 

@@ -13,14 +13,14 @@ from typing import Any, ClassVar, Generic, Mapping, TypeVar
 
 import torch
 
-from ..augment import Augmenter
-from ..backbones import BACKBONES
-from ..benchmarks import BenchmarkConfig, Task
-from ..configs import spec, validate
-from ..exemplars import BudgetConfig
-from ..memory import MemoryReport
-from ..ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
-from ..training import BN_STATS, Schedule
+from incsweep.core.configs import spec, validate
+from incsweep.core.ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
+from incsweep.incremental.augment import Augmenter
+from incsweep.incremental.backbones import BACKBONES
+from incsweep.incremental.benchmarks import BenchmarkConfig, Task
+from incsweep.incremental.exemplars import BudgetConfig
+from incsweep.incremental.memory import MemoryReport
+from incsweep.incremental.training import BN_STATS, Schedule
 
 __all__ = ["MethodConfig", "ExemplarConfig", "RunContext", "Method", "BudgetPlan"]
 
@@ -172,7 +172,7 @@ class Method(ABC, Generic[C]):
     # The names task_stats() returns (each a stat_<name> results column of every file of a study).
     task_stat_names: ClassVar[tuple[str, ...]] = ()
     plan_is_exact: ClassVar[bool] = True  # False: plan() is an upper bound (memory() <= plan), e.g. BMKP's data-dependent ranks
-    # The default search space: config field -> incsweep.search_spaces Float/Int/Choice, or None for
+    # The default search space: config field -> incsweep.core.params Float/Int/Choice, or None for
     # "no default space" (a study then runs the defaults unless its spec searches fields). Declared,
     # not inherited from here, so that a method without one is a choice its author made: the
     # registry (methods.check_method_class) refuses a class that leaves it out.
@@ -224,7 +224,7 @@ class Method(ABC, Generic[C]):
         every task, plus the budget's exemplars and ``planned_extra_bytes()`` (methods/planning.py).
         Override it only where sizes depend on the data (BMKP's ranks: then ``plan_is_exact = False``).
         """
-        from .planning import measured_plan  # planning builds on this module
+        from incsweep.incremental.methods.planning import measured_plan  # planning builds on this module
 
         return measured_plan(cls, config, benchmark)
 

@@ -18,18 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from incsweep.search_spaces import spaces
-
-from ..benchmarks import BenchmarkConfig, Task
-from ..configs import spec
-from ..errors import ConfigError
-from ..memory import MemoryReport, module_bytes, tensor_bytes
-from ..ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
-from ..training import Schedule, fit, predict_in_batches, recompute_bn_stats
-from ._bmkp_net import BNSet, Layout, init_conv_weights, init_head
-from ._prefix import first_task_fields
-from ._projection import compose, output_gram, project, residual_share, update_basis
-from .base import BudgetPlan, Method, MethodConfig, RunContext, derive_seed
+from incsweep.core.configs import spec
+from incsweep.core.errors import ConfigError
+from incsweep.core.params import Float, Int
+from incsweep.core.ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
+from incsweep.incremental.benchmarks import BenchmarkConfig, Task
+from incsweep.incremental.memory import MemoryReport, module_bytes, tensor_bytes
+from incsweep.incremental.methods._bmkp_net import BNSet, Layout, init_conv_weights, init_head
+from incsweep.incremental.methods._prefix import first_task_fields
+from incsweep.incremental.methods._projection import compose, output_gram, project, residual_share, update_basis
+from incsweep.incremental.methods._space import frozen_space
+from incsweep.incremental.methods.base import BudgetPlan, Method, MethodConfig, RunContext, derive_seed
+from incsweep.incremental.training import Schedule, fit, predict_in_batches, recompute_bn_stats
 
 __all__ = ["BMKPConfig", "BMKP", "basis_regulariser", "KNOWLEDGE_GAP_TOLERANCE"]
 
@@ -94,7 +94,15 @@ def basis_regulariser(weights: Sequence[torch.Tensor], bases: Sequence[torch.Ten
 class BMKP(Method[BMKPConfig]):
     task_stat_names = ("working_acc", "knowledge_acc")
     config_cls = BMKPConfig
-    search_space = spaces.BMKP
+    search_space = frozen_space({
+        "gamma": Float(0.80, 0.999),  # paper Sec. 6.1: 0.96
+        "gamma_first": Float(0.80, 0.999),  # main.py threshold_first
+        "max_rank": Int(4, 160, log=True),  # up to C_out = 8 * nf of the widest layer (nf = 20)
+        "lam": Float(0.1, 100.0, log=True),  # paper Sec. 6.1: 10
+        "lr": Float(0.005, 0.2, log=True),  # paper: 0.05 (0.03 on Tiny-ImageNet)
+        "width": Int(8, 32),  # nf: paper 20
+        "epochs": Int(1, 50),  # paper 50
+    })
     scenarios = ("task_il",)
     plan_is_exact = False  # basis ranks depend on the data: plan() is an upper bound
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from incsweep.search_spaces import spaces
-
-from ..backbones import Backbone
-from .memo import MEMO, ExpansionConfig
+from incsweep.incremental.backbones import Backbone
+from incsweep.incremental.methods.memo import EXPANSION_SPACE, MEMO, ExpansionConfig
 
 __all__ = ["DERConfig", "DER"]
 
@@ -26,7 +24,7 @@ class DERConfig(ExpansionConfig):
 
 class DER(MEMO[DERConfig]):
     config_cls = DERConfig
-    search_space = spaces.DER
+    search_space = EXPANSION_SPACE  # MEMO's fields without the split: DER shares nothing
     split_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
+from incsweep.core.params import Float
 from incsweep.incremental.api import (
     MemoryReport,
     MethodConfig,
@@ -28,7 +29,7 @@ from incsweep.incremental.api import (
     spec,
     tensor_bytes,
 )
-from incsweep.search_spaces import spaces
+from incsweep.incremental.methods._space import SEARCHED_LR, SEARCHED_WEIGHT_DECAY, frozen_space
 
 __all__ = ["EWCConfig", "EWC", "empirical_fisher"]
 
@@ -67,7 +68,13 @@ def empirical_fisher(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_s
 
 class EWC(SingleNetMethod[EWCConfig]):
     config_cls = EWCConfig
-    search_space = spaces.EWC
+    search_space = frozen_space({
+        "lr": SEARCHED_LR, "weight_decay": SEARCHED_WEIGHT_DECAY,
+        # Penalty strength: PyCIL's ewc.py lamda = 1000 (Fisher as the mean squared gradient); mammoth's
+        # best online-EWC settings span e_lambda 0.7 to 100 with gamma 1.0 (its paper's Table 11 grid).
+        "ewc_lambda": Float(1.0, 1e4, log=True),
+        "ewc_gamma": Float(0.5, 1.0),  # online decay of the old Fisher: Schwarz et al. (2018) 0.9 to 1.0
+    })
     scenarios = ("class_il", "task_il")
 
     def __init__(self, config: EWCConfig, ctx: RunContext):

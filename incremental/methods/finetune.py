@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from incsweep.search_spaces import spaces
-
-from ..benchmarks import Task
-from ..memory import MemoryReport
-from ._prefix import first_task_fields
-from ._single import SingleNetMethod
-from .base import MethodConfig
+from incsweep.incremental.benchmarks import Task
+from incsweep.incremental.memory import MemoryReport
+from incsweep.incremental.methods._prefix import first_task_fields
+from incsweep.incremental.methods._single import SingleNetMethod
+from incsweep.incremental.methods._space import SEARCHED_LR, SEARCHED_WEIGHT_DECAY, frozen_space
+from incsweep.incremental.methods.base import MethodConfig
 
 
 class Finetune(SingleNetMethod[MethodConfig]):
     config_cls = MethodConfig
-    search_space = spaces.FINETUNE
+    search_space = frozen_space({"lr": SEARCHED_LR, "weight_decay": SEARCHED_WEIGHT_DECAY})
     scenarios = ("class_il", "task_il")
 
     def train_task(self, task: Task) -> None:

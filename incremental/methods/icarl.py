@@ -11,17 +11,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from incsweep.search_spaces import spaces
-
-from ..benchmarks import BenchmarkConfig, Task
-from ..configs import spec
-from ..memory import MemoryReport, module_bytes
-from ..training import predict_in_batches
-from ._exemplar import class_means, nme_logits, rehearsal_ce, with_exemplars
-from ._prefix import budget_fields, first_task_fields
-from ._single import IncrementalNet
-from .base import BudgetPlan, ExemplarConfig, RunContext
-from .replay import Replay
+from incsweep.core.configs import spec
+from incsweep.core.params import Float
+from incsweep.incremental.benchmarks import BenchmarkConfig, Task
+from incsweep.incremental.memory import MemoryReport, module_bytes
+from incsweep.incremental.methods._exemplar import class_means, nme_logits, rehearsal_ce, with_exemplars
+from incsweep.incremental.methods._prefix import budget_fields, first_task_fields
+from incsweep.incremental.methods._single import IncrementalNet
+from incsweep.incremental.methods._space import frozen_space
+from incsweep.incremental.methods.base import BudgetPlan, ExemplarConfig, RunContext
+from incsweep.incremental.methods.replay import Replay
+from incsweep.incremental.training import predict_in_batches
 
 __all__ = ["ICaRLConfig", "ICaRL", "kd_loss"]
 
@@ -44,7 +44,7 @@ def kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) 
 
 class ICaRL(Replay[ICaRLConfig]):
     config_cls = ICaRLConfig
-    search_space = spaces.ICARL
+    search_space = frozen_space({**Replay.search_space, "kd_temperature": Float(1.0, 4.0)})  # PyCIL T = 2
     scenarios = ("class_il",)  # NME over all seen classes is a class-incremental classifier
 
     def __init__(self, config: ICaRLConfig, ctx: RunContext):

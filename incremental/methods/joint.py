@@ -10,13 +10,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..benchmarks import BenchmarkConfig, Task
-from ..exemplars import ExemplarStore
-from ..memory import MemoryReport
-from ._exemplar import rehearsal_ce, train_images_by_class
-from ._prefix import first_task_fields
-from ._single import IncrementalNet, SingleNetMethod
-from .base import BudgetPlan, MethodConfig, RunContext
+from incsweep.incremental.benchmarks import BenchmarkConfig, Task
+from incsweep.incremental.exemplars import ExemplarStore
+from incsweep.incremental.memory import MemoryReport
+from incsweep.incremental.methods._exemplar import rehearsal_ce, train_images_by_class
+from incsweep.incremental.methods._prefix import first_task_fields
+from incsweep.incremental.methods._single import IncrementalNet, SingleNetMethod
+from incsweep.incremental.methods.base import BudgetPlan, MethodConfig, RunContext
 
 __all__ = ["JointConfig", "Joint"]
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from incsweep.core.params import Float
 from incsweep.incremental.api import (
     IncrementalNet,
     MemoryReport,
@@ -26,7 +27,7 @@ from incsweep.incremental.api import (
     module_bytes,
     spec,
 )
-from incsweep.search_spaces import spaces
+from incsweep.incremental.methods._space import SEARCHED_LR, SEARCHED_WEIGHT_DECAY, frozen_space
 
 __all__ = ["LwFConfig", "LwF", "distillation"]
 
@@ -49,7 +50,13 @@ def distillation(logits: torch.Tensor, old_logits: torch.Tensor, temperature: fl
 
 class LwF(SingleNetMethod[LwFConfig]):
     config_cls = LwFConfig
-    search_space = spaces.LWF
+    search_space = frozen_space({
+        "lr": SEARCHED_LR, "weight_decay": SEARCHED_WEIGHT_DECAY,
+        # Li & Hoiem (2016) use T = 2 and weight 1 on the distillation term; PyCIL's lwf.py T = 2 and
+        # lamda = 3 (its CIFAR-100 setting), so the range brackets both.
+        "kd_temperature": Float(1.0, 4.0),
+        "kd_weight": Float(0.3, 10.0, log=True),
+    })
     scenarios = ("class_il", "task_il")
 
     def __init__(self, config: LwFConfig, ctx: RunContext):

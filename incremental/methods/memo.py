@@ -15,19 +15,19 @@ from typing import Any, ClassVar, TypeVar
 import torch
 import torch.nn.functional as F
 
-from incsweep.search_spaces import spaces
-
-from ..backbones import Backbone, build_backbone, count_params, meta_backbone
-from ..benchmarks import BenchmarkConfig, Task
-from ..configs import spec
-from ..memory import MemoryReport, module_bytes
-from ..ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
-from ..training import fit, predict_in_batches, recompute_bn_stats
-from ._exemplar import ExemplarMemory, rehearsal_ce, with_exemplars
-from ._memo_net import SplitNet, resolve_shared, split_points, split_sizes
-from ._prefix import budget_fields, first_task_fields
-from ._single import head_bytes
-from .base import BudgetPlan, ExemplarConfig, Method, RunContext
+from incsweep.core.configs import spec
+from incsweep.core.params import Choice, Float
+from incsweep.core.ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
+from incsweep.incremental.backbones import Backbone, build_backbone, count_params, meta_backbone
+from incsweep.incremental.benchmarks import BenchmarkConfig, Task
+from incsweep.incremental.memory import MemoryReport, module_bytes
+from incsweep.incremental.methods._exemplar import ExemplarMemory, rehearsal_ce, with_exemplars
+from incsweep.incremental.methods._memo_net import SplitNet, resolve_shared, split_points, split_sizes
+from incsweep.incremental.methods._prefix import budget_fields, first_task_fields
+from incsweep.incremental.methods._single import head_bytes
+from incsweep.incremental.methods._space import SEARCHED_LR, SEARCHED_MEMORY_SIZE, SEARCHED_WEIGHT_DECAY, frozen_space
+from incsweep.incremental.methods.base import BudgetPlan, ExemplarConfig, Method, RunContext
+from incsweep.incremental.training import fit, predict_in_batches, recompute_bn_stats
 
 __all__ = ["ExpansionConfig", "MEMOConfig", "MEMO", "aux_targets"]
 
@@ -77,12 +77,28 @@ def aux_targets(y: torch.Tensor, n_old: int) -> torch.Tensor:
     return torch.where(y >= n_old, y - n_old + 1, torch.zeros_like(y))
 
 
+# The fields MEMO and DER share (DER's whole space): schedule, first-task schedule, budget, aux loss.
+EXPANSION_SPACE = frozen_space({
+    "lr": SEARCHED_LR, "init_lr": SEARCHED_LR, "weight_decay": SEARCHED_WEIGHT_DECAY, "init_weight_decay": SEARCHED_WEIGHT_DECAY,
+    "memory_size": SEARCHED_MEMORY_SIZE,
+    "alpha_aux": Float(0.0, 2.0),  # exps/memo.json / DER: 1.0
+})
+MEMO_SPACE = frozen_space({
+    **EXPANSION_SPACE,
+    # Which blocks are shared: the end of the stem or of a stage (MEMO Fig. 3 studies every split;
+    # the paper's choice shares up to layer2 of ResNet-32, i.e. "layer2").
+    "split_after": Choice(("stem", "layer1", "layer2")),
+    "train_base": Choice((True, False)),  # exps/memo.json: true for B0, false for B50
+    "backbone": Choice(("resnet20", "resnet32")),  # depth: MEMO's CIFAR backbone is ResNet-32
+})
+
+
 XC = TypeVar("XC", bound=ExpansionConfig)  # MEMO and DER (a whole backbone per task)
 
 
 class MEMO(Method[XC]):
     config_cls: ClassVar[type[ExpansionConfig]] = MEMOConfig
-    search_space = spaces.MEMO
+    search_space = MEMO_SPACE
     scenarios = ("class_il", "task_il")
     # Config fields (besides the network, schedule and budget) that task 0 reads: see fields_for_tasks.
     split_fields: ClassVar[tuple[str, ...]] = ("shared_blocks", "split_after")

@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..augment import AUGMENTATIONS, Augmenter
-from ..backbones import count_params, meta_backbone
-from ..benchmarks import BenchmarkConfig, Split, Task
-from ..errors import ConfigError
-from ..process_state import scoped_global_rng
-from ._exemplar import exemplar_total, planned_exemplars
-from .base import BudgetPlan, ExemplarConfig, MethodConfig, RunContext
+from incsweep.core.errors import ConfigError
+from incsweep.incremental.augment import AUGMENTATIONS, Augmenter
+from incsweep.incremental.backbones import count_params, meta_backbone
+from incsweep.incremental.benchmarks import BenchmarkConfig, Split, Task
+from incsweep.incremental.methods._exemplar import exemplar_total, planned_exemplars
+from incsweep.incremental.methods.base import BudgetPlan, ExemplarConfig, MethodConfig, RunContext
+from incsweep.incremental.process_state import scoped_global_rng
 
 if TYPE_CHECKING:
-    from .base import Method
+    from incsweep.incremental.methods.base import Method
 
 __all__ = ["META", "shape_only_tasks", "grown_for_plan", "measured_plan"]
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, TypeVar
 
-from incsweep.search_spaces import spaces
-
-from ..benchmarks import Task
-from ..memory import MemoryReport
-from ._exemplar import ExemplarMemory, rehearsal_ce, with_exemplars
-from ._prefix import budget_fields, first_task_fields
-from ._single import SingleNetMethod
-from .base import ExemplarConfig, RunContext
+from incsweep.incremental.benchmarks import Task
+from incsweep.incremental.memory import MemoryReport
+from incsweep.incremental.methods._exemplar import ExemplarMemory, rehearsal_ce, with_exemplars
+from incsweep.incremental.methods._prefix import budget_fields, first_task_fields
+from incsweep.incremental.methods._single import SingleNetMethod
+from incsweep.incremental.methods._space import SEARCHED_LR, SEARCHED_MEMORY_SIZE, SEARCHED_WEIGHT_DECAY, frozen_space
+from incsweep.incremental.methods.base import ExemplarConfig, RunContext
 
 __all__ = ["Replay"]
 
@@ -21,7 +20,7 @@ EC = TypeVar("EC", bound=ExemplarConfig)  # Replay and its subclasses (iCaRL) ke
 
 class Replay(SingleNetMethod[EC]):
     config_cls = ExemplarConfig
-    search_space = spaces.REPLAY
+    search_space = frozen_space({"lr": SEARCHED_LR, "weight_decay": SEARCHED_WEIGHT_DECAY, "memory_size": SEARCHED_MEMORY_SIZE})
     scenarios: ClassVar[tuple[str, ...]] = ("class_il", "task_il")
 
     def __init__(self, config: EC, ctx: RunContext):

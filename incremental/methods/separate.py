@@ -9,13 +9,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..backbones import BACKBONES
-from ..benchmarks import Task
-from ..configs import spec
-from ..memory import MemoryReport, module_bytes
-from ..training import fit, predict_in_batches, recompute_bn_stats
-from ._single import IncrementalNet
-from .base import Method, MethodConfig, RunContext
+from incsweep.core.configs import spec
+from incsweep.incremental.backbones import BACKBONES
+from incsweep.incremental.benchmarks import Task
+from incsweep.incremental.memory import MemoryReport, module_bytes
+from incsweep.incremental.methods._single import IncrementalNet
+from incsweep.incremental.methods.base import Method, MethodConfig, RunContext
+from incsweep.incremental.training import fit, predict_in_batches, recompute_bn_stats
 
 __all__ = ["SeparateConfig", "Separate"]
 

@@ -14,7 +14,7 @@ import os
 import sys
 
 from incsweep import __version__
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 
 __all__ = ["main", "UsageError"]
 

@@ -1,5 +1,5 @@
 """The result vocabulary: every metric and memory name a run reports, derived from the engine's
-``Metrics`` and ``MemoryReport`` dataclasses. The Parquet schema (study/schema.py), the study's
+``Metrics`` and ``MemoryReport`` dataclasses. The Parquet schema (incsweep/core/schema.py), the study's
 objective and constraint check (study/spec.py), the trial reports (trainables/trial.py) and the
 export (analysis/export.py) are built from these tuples; adding a field to either dataclass adds it
 everywhere, and tests/test_vocabulary.py fails when a name is spelled out anywhere else.
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from .errors import ConfigError
-from .memory_report import MemoryReport
-from .metrics import Metrics
+from incsweep.core.errors import ConfigError
+from incsweep.core.memory_report import MemoryReport
+from incsweep.core.metrics import Metrics
 
 __all__ = ["ACCURACY_METRICS", "TEST_PREFIX", "TEST_METRICS", "MEMORY_COLUMNS", "WALL_TIME", "CPU_TIME", "FROM_CACHE",
            "OPTIMISABLE", "REPORTED", "MEMORY_METRIC", "AVG_ACC", "LAST_ACC", "SPLITS", "split_column", "LABELS", "label"]

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.fs as pafs
 import yaml
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 
-from .results import resolve_storage
-
-__all__ = ["StudyLayout", "EVALUATE_DIR", "TUNE_NAME", "sub_location"]
+__all__ = ["StudyLayout", "EVALUATE_DIR", "TUNE_NAME", "sub_location", "resolve_storage"]
 
 SPEC_FILE = "study.yaml"
 TUNE_NAME = "tune"  # Tune's experiment directory under the storage
 EVALUATE_DIR = "evaluate"  # protocols two_phase and first_task: the front's evaluation phase (study/confirm.py)
+
+
+def resolve_storage(storage: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it for a local directory or a URI (s3://, gs://, ...)."""
+    if "://" in storage and not storage.startswith("file://"):
+        try:
+            fs, path = pafs.FileSystem.from_uri(storage)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+            scheme = storage.split("://", 1)[0]
+            raise ConfigError(f"storage {storage!r}: scheme {scheme!r} is not usable here ({str(exc).splitlines()[0]}); "
+                              "use a local directory, file://, s3://, gs:// or hdfs://") from None
+        return fs, path.rstrip("/")
+    local = storage[len("file://"):] if storage.startswith("file://") else storage
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(local))
 
 
 def sub_location(storage: str, name: str) -> str:

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import ConfigError
-from .vocabulary import OPTIMISABLE
+from incsweep.core.errors import ConfigError
+from incsweep.core.vocabulary import OPTIMISABLE
 
 __all__ = ["Constraint", "parse_constraints", "format_constraints", "violations", "feasible", "met",
            "CONSTRAINT_SEPARATOR"]

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
-from incsweep.incremental.errors import ConfigError
+from incsweep.core.errors import ConfigError
 
 __all__ = ["Float", "Int", "Choice", "Fixed", "Param", "parse_param", "describe"]
 

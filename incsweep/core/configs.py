@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import ConfigError
+from incsweep.core.errors import ConfigError
 
 __all__ = ["spec", "validate", "coerce", "read_yaml_file", "from_mapping", "to_mapping", "parse_override", "apply_overrides"]
 

@@ -14,7 +14,7 @@ import importlib
 import importlib.metadata
 from typing import Any
 
-from .errors import ConfigError
+from incsweep.core.errors import ConfigError
 
 __all__ = ["METHOD_GROUP", "BENCHMARK_GROUP", "is_reference", "load_reference", "entry_point_names",
            "load_entry_point"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from incsweep.incremental.vocabulary import ACCURACY_METRICS, CPU_TIME, FROM_CACHE, MEMORY_COLUMNS, TEST_METRICS, WALL_TIME
+from incsweep.core.vocabulary import ACCURACY_METRICS, CPU_TIME, FROM_CACHE, MEMORY_COLUMNS, TEST_METRICS, WALL_TIME
 
 __all__ = ["RESULTS_SCHEMA", "PARTITION_KEYS", "study_file_schema", "file_schema", "PARAM_PREFIX", "STAT_PREFIX",
            "FINAL_STATUSES", "TASK_STATUS", "param_column", "stat_column"]
@@ -51,12 +51,12 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("error", pa.string()),
         # The study's constraints ("total_mb <= 1.2; ..."; "" for none), whether this row meets them by
         # Optuna's rule (every violation <= 0) and the largest violation (null: no constraint):
-        # incremental/constraints.py. The analysis keeps infeasible runs off every front.
+        # incsweep/core/constraints.py. The analysis keeps infeasible runs off every front.
         pa.field("constraints", pa.string()),
         pa.field("feasible", pa.bool_()),
         pa.field("violation", pa.float64()),
         # validation-split metrics (the study's objectives; NaN when the run has no val split), then the
-        # test-split ones (reported, never optimised): incremental/vocabulary.py
+        # test-split ones (reported, never optimised): incsweep/core/vocabulary.py
         *(pa.field(name, pa.float64()) for name in ACCURACY_METRICS + TEST_METRICS),
         pa.field("acc_row", pa.list_(pa.float64())),  # test acc[task][0..task]
         pa.field("val_acc_row", pa.list_(pa.float64())),

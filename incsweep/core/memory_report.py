@@ -8,7 +8,7 @@ import typing
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .units import MB
+from incsweep.core.units import MB
 
 __all__ = ["MemoryReport"]
 
