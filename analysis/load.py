@@ -97,7 +97,7 @@ def find_result_files(paths: str | Sequence[str]) -> list[tuple[pafs.FileSystem,
 
 def _with_partition_keys(table: pa.Table, path: str) -> pa.Table:
     """``study`` and ``method`` from the file's hive path (``study=X/method=Y/``) when the file does
-    not hold them (incsweep/core/schema.py: files since issue 20 keep them in the path only)."""
+    not hold them (incsweep/core/schema.py: newer files keep them in the path only)."""
     keys = dict(part.split("=", 1) for part in path.replace("\\", "/").split("/") if "=" in part)
     for position, name in ((0, "study"), (2, "method")):
         if name not in table.column_names and name in keys:

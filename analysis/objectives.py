@@ -2,7 +2,7 @@
 
 The one Objective type of incsweep: the study spec (study/spec.py), its searcher and scheduler, the
 analysis and the benchmarks all parse and hold objectives with it. The direction is always written
-out: a default would silently maximise memory for ``total_mb`` (issue 18).
+out: a default would silently maximise memory for ``total_mb``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the sink writes it). The data is written as one file per method (many row groups
 layout, one file per trial, is measured separately on 2,000 trial files to give the per-file cost.
 
 Run: .venv/bin/python benchmarks/analysis_scale.py [--rows 1000000] [--out benchmarks/results/analysis_scale.txt]
-Target (issue 6): under 2 s for Pareto + hypervolume + AUC on 2 cores.
+Target: under 2 s for Pareto + hypervolume + AUC on 2 cores.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ def collect(job: tuple[int, int, int]) -> list[dict]:
     from sweep_efficiency import run_config, space
 
     from incsweep.incremental.benchmarks import load_benchmark
-    from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state, store
-    from incsweep.incremental.run import CHECKPOINT_FILE, run
+    from incsweep.incremental.prefix_cache import PrefixCache, cached_results, run_through_cache
 
     seed, start, count = job
     torch.set_num_threads(1)
@@ -59,20 +58,21 @@ def collect(job: tuple[int, int, int]) -> list[dict]:
     for i in range(start, start + count):
         cfg = run_config(params_list[i])
         ckpt = work / f"t{i}"
-        state, n_cached = start_state(cfg, cache)
         tasks: list[dict] = []
         clock = [time.process_time()]
 
-        def on_task_end(r, cfg=cfg, ckpt=ckpt, tasks=tasks, clock=clock) -> None:
-            now = time.process_time()
-            tasks.append({"avg_acc": r.val.avg_acc, "mb": r.memory.total_mb, "cpu_s": now - clock[0]})
-            store(cfg, ckpt / CHECKPOINT_FILE, r.task + 1, cache)
-            clock[0] = time.process_time()
-
-        if state is not None:
+        def on_cached(state, tasks=tasks, clock=clock) -> None:
             tasks.extend({"avg_acc": r.val.avg_acc, "mb": r.memory.total_mb, "cpu_s": None}
                          for r in cached_results(state))
-        run(cfg, on_task_end, benchmark=bench, initial_state=state, checkpoint_dir=ckpt)
+            clock[0] = time.process_time()  # the lookup is not the first trained task's compute
+
+        def on_task_end(r, tasks=tasks, clock=clock) -> None:
+            now = time.process_time()
+            tasks.append({"avg_acc": r.val.avg_acc, "mb": r.memory.total_mb, "cpu_s": now - clock[0]})
+            clock[0] = time.process_time()
+
+        _, n_cached = run_through_cache(cfg, cache, on_task_end, checkpoint_dir=ckpt, on_cached=on_cached,
+                                        benchmark=bench)
         out.append({"index": i, "params": params_list[i], "cached_tasks": n_cached, "tasks": tasks})
     shutil.rmtree(work, ignore_errors=True)
     return out

@@ -1,4 +1,4 @@
-"""BMKP robustness over the demo's search space, seeds and CPU thread counts (issue 17).
+"""BMKP robustness over the demo's search space, seeds and CPU thread counts.
 
 Samples fixed points of the BMKP space of configs/studies/demo.yaml (Optuna's RandomSampler with a
 fixed seed, through the study's own space), runs each as a study trial would (the spec's benchmark,

@@ -3,7 +3,7 @@
 Runs ``incsweep run`` (a subprocess, as a user would) for the demo study's two methods at its
 settings on real Fashion-MNIST (configs/studies/demo.yaml: MEMO and BMKP, task-IL, 150 images a
 class) and for two tiny runs, and reads each task's "census" phase (TaskResult.phase_s) from the
-result JSON against the task's wall time. Target (issue 32): < 1% of a task.
+result JSON against the task's wall time. Target: < 1% of a task.
 
 Usage: .venv/bin/python benchmarks/census_overhead.py
 Output: benchmarks/results/census_overhead.txt

@@ -1,4 +1,4 @@
-"""Trials per hour of a real ``incsweep study run`` on one GPU at 1, 2, 4 and 8 trials per GPU (issue 22, part 3).
+"""Trials per hour of a real ``incsweep study run`` on one GPU at 1, 2, 4 and 8 trials per GPU.
 
 Each setting k is one study through the CLI a user runs (its own embedded local Ray): MEMO, ResNet-32,
 on synthetic CIFAR-shaped data (no download: 20 classes of 3x32x32, 100/20 images a class, 5 tasks),

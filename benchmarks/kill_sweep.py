@@ -2,7 +2,7 @@
 
 For each kill moment t (1..N s after the start, default N=30): start ``incsweep study run`` (its
 own embedded Ray, its own process group), SIGKILL the group and every process of its Ray session
-at t, then run ``incsweep study resume`` once and check what issue 37 asks: the resume exits 0,
+at t, then run ``incsweep study resume`` once and check that the resume exits 0,
 the study is done with its requested trials, every trial's tasks are stored exactly once (no
 duplicate row, tasks 0..k-1 under one final row), no trial was replaced (no "orphaned" final row),
 and no Optuna trial is left RUNNING with every Parquet-complete trial COMPLETE in Optuna.

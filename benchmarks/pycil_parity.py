@@ -1,11 +1,11 @@
-"""incsweep's MEMO beside PyCIL's on the short schedule of issue 22, through the product path.
+"""incsweep's MEMO beside PyCIL's on PyCIL's short schedule (docs/memo.md), through the product path.
 
 Runs ``incsweep run --method memo`` (the CLI a user runs) on real Fashion-MNIST class-IL 5 x 2
 (seed-1993 class order, 500 training / 100 test images a class, ResNet-32, batch 128, 1 epoch per
 task, 2000 exemplars, 2 torch threads), for each ``bn_stats`` mode and seed, and prints the accuracy
 on the seen classes after each task, average incremental and last accuracy, wall time of the whole
 command and its peak resident memory. PyCIL's figures are not re-run here: they are the ones
-measured side by side on this 2-core machine for issue 22 (PyCIL commit 87cc411, its exps/memo.json
+measured side by side on this 2-core machine (PyCIL commit 87cc411, its exps/memo.json
 otherwise, 2 torch threads), quoted below with their source. Usage:
     .venv/bin/python benchmarks/pycil_parity.py [--seeds 0,1,2] [--modes recompute,running]
 benchmarks/results/pycil_parity.md records its output.
@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-# Issue 22 (filed 2026-12-01): PyCIL's MEMO as it ships, same work, same machine, 2 torch threads.
+# Measured 2026-12-01: PyCIL's MEMO as it ships, same work, same machine, 2 torch threads.
 PYCIL = {"per_task": [0.500, 0.308, 0.358, 0.456, 0.235], "avg": 0.371, "last": 0.235, "wall_s": 318.0,
-         "source": "issue 22: PyCIL commit 87cc411, measured on this 2-core CPU, 2026-12-01"}
+         "source": "PyCIL commit 87cc411, measured on this 2-core CPU, 2026-12-01"}
 WORK = ["--method", "memo", "--benchmark", "seq-fashionmnist", "--set", "benchmark.train_per_class=500",
         "--set", "benchmark.test_per_class=100", "--set", "backbone=resnet32", "--set", "epochs=1",
         "--set", "init_epochs=1", "--set", "memory_size=2000", "--set", "batch_size=128", "--set", "threads=2"]

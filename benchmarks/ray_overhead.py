@@ -5,7 +5,7 @@ the Parquet sink, reused actors) runs N short finetune trials one at a time on o
 same N resolved configs (read back from the study's Parquet ``config_json``) run in a plain
 ``incremental.run`` loop in this process. Overhead per trial = (study wall time without
 ``ray.init``) / N - (loop wall time) / N; what matters for real studies is its share of a
-30-second trial (target < 5%, issue 7).
+30-second trial (target < 5%).
 
 Usage:  .venv/bin/python benchmarks/ray_overhead.py [--trials 12]
 Writes benchmarks/results/ray_overhead.txt.

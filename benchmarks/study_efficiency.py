@@ -1,4 +1,4 @@
-"""Sweep efficiency on the product path (issue 21, part 3): what a user's `incsweep study run` gets.
+"""Sweep efficiency on the product path: what a user's `incsweep study run` gets.
 
 Each strategy is a real study run through ``incsweep.study.runner.run_study`` (what `incsweep study
 run` calls): embedded local Ray, Ray Tune, OptunaSearch, the study's scheduler and, where on, the

@@ -65,12 +65,12 @@ BENCH = {"name": "seq-fashionmnist", "train_per_class": 60, "test_per_class": 20
 FIXED = {"width": 8, "batch_size": 32, "momentum": 0.0, "weight_decay": 0.0, "schedule": "cosine",
          "milestones": [], "init_lr": 0.05, "init_milestones": [], "retrain_epochs": 1,
          "gamma_first": 0.9, "example_num": 100}
-# Task 0 several times as long as a later task (1-2 epochs, searched): the premise that the
+# Task 0 several times as long as a later task (1-2 epochs, searched): the premise of this comparison that the
 # first task is the most expensive part of a run (MEMO/PyCIL: 200 epochs on the base task, which in
 # the B50 protocols holds half of the classes). Here it is ~40% of a trial's compute.
 INIT_EPOCHS = 8
 STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+asha+prefix")
-# Not part of the comparison; run with --strategies: Optuna's GP sampler (logEHVI, which
+# Not part of the recorded comparison; run with --strategies: Optuna's GP sampler (logEHVI, which
 # targets the hypervolume directly) in place of TPE, with the same start-up trials as the TPE arm.
 EXTRA_STRATEGIES = ("gp+asha+prefix",)
 # ASHA on the task axis: rungs after 2 and 4 of 5 tasks. Grace 2, not 1: with prefix reuse every
@@ -179,8 +179,8 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
     import torch
 
     from incsweep.incremental.benchmarks import load_benchmark
-    from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state, store
-    from incsweep.incremental.run import CHECKPOINT_FILE, run
+    from incsweep.incremental.prefix_cache import PrefixCache, cached_results, run_through_cache
+    from incsweep.incremental.run import run
 
     strategy, seed, budget, setting = job
     torch.set_num_threads(1)
@@ -209,22 +209,21 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
         params = space(trial, setting["space"])
         cfg = run_config(params, setting["init_epochs"], setting.get("val_per_class"))
         ckpt = work / f"t{trial.number}" if cache is not None else None
-        state, n_cached = start_state(cfg, cache)
+        cached = [0]
 
         def check_rung(result) -> None:
             if asha is not None:
                 if not asha.keep_going(result.task + 1, result.val.avg_acc, result.memory.total_mb):
                     raise Pruned
 
-        def on_task_end(result, cfg=cfg, ckpt=ckpt) -> None:
-            if cache is not None:
-                store(cfg, ckpt / CHECKPOINT_FILE, result.task + 1, cache)
-            check_rung(result)
+        def on_cached(state, cached=cached) -> None:
+            cached[0] = len(state["results"])
+            for r in cached_results(state):
+                check_rung(r)  # cached tasks meet the rungs like trained ones
 
         try:
-            for r in cached_results(state) if state is not None else ():
-                check_rung(r)  # cached tasks meet the rungs like trained ones
-            res = run(cfg, on_task_end, benchmark=bench, initial_state=state, checkpoint_dir=ckpt)
+            res, _ = run_through_cache(cfg, cache, check_rung, checkpoint_dir=ckpt, on_cached=on_cached,
+                                              benchmark=bench)
             acc, mb = res.final.val.avg_acc, res.final.memory.total_mb
             study.tell(trial, [acc, mb])
             front.append((acc, mb))
@@ -233,7 +232,7 @@ def run_strategy(job: tuple[str, int, float, dict]) -> dict:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             status, walls, point = "pruned", [], None
         used += time.process_time() - tic
-        trials.append({"status": status, "cached_tasks": n_cached, "compute": used, "task_walls": walls,
+        trials.append({"status": status, "cached_tasks": cached[0], "compute": used, "task_walls": walls,
                        "params": params, "point": point})
         curve.append((used, acc_mb_hypervolume(front, ref)))
     entries = len(cache.entries()) if cache else 0

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep_efficiency import RESULTS, median, reach  # noqa: E402
 
-# The target's share of random search's compute (issue 7: "at most a third").
+# The target's share of random search's compute ("at most a third").
 TARGET_SHARE = 1 / 3
 
 

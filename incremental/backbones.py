@@ -40,19 +40,36 @@ class _ShortcutA(nn.Module):
         return nn.functional.pad(x, (0, 0, 0, 0, pad, self.extra - pad))
 
 
-class CifarBasicBlock(nn.Module):
+class _BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers and a residual shortcut; the subclass says what the shortcut is where the
+    shape changes (stride or width) and where it does not."""
+
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = _ShortcutA(in_planes, planes) if stride != 1 or in_planes != planes else nn.Identity()
+        reshape = stride != 1 or in_planes != planes
+        self.shortcut = self.reshaping_shortcut(in_planes, planes, stride) if reshape else self.same_shortcut()
+
+    def reshaping_shortcut(self, in_planes: int, planes: int, stride: int) -> nn.Module:
+        raise NotImplementedError
+
+    def same_shortcut(self) -> nn.Module:
+        return nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return torch.relu(out + self.shortcut(x))
+
+
+class CifarBasicBlock(_BasicBlock):
+    """The CIFAR ResNets' block (He et al. 2016, option A: a parameter-free subsampling, zero-padded shortcut)."""
+
+    def reshaping_shortcut(self, in_planes: int, planes: int, stride: int) -> nn.Module:
+        return _ShortcutA(in_planes, planes)
 
 
 class CifarStem(nn.Module):
@@ -65,7 +82,31 @@ class CifarStem(nn.Module):
         return torch.relu(self.bn(self.conv(x)))
 
 
-class CifarResNet(Backbone):
+class _StemBlocksPool(Backbone):
+    """A stem, a list of residual blocks, global average pooling: ``self.stem`` and ``self.blocks`` are
+    the subclass's (MEMO splits ``blocks``)."""
+
+    stem: nn.Module
+    blocks: nn.ModuleList
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+def _stages(block: type[_BasicBlock], in_planes: int, widths: tuple[int, ...], per_stage: int) -> tuple[nn.ModuleList, int]:
+    """``per_stage`` blocks at each width, the first of every stage after the first at stride 2: (blocks, out width)."""
+    blocks = []
+    for stage, planes in enumerate(widths):
+        for i in range(per_stage):
+            blocks.append(block(in_planes, planes, 2 if stage > 0 and i == 0 else 1))
+            in_planes = planes
+    return nn.ModuleList(blocks), in_planes
+
+
+class CifarResNet(_StemBlocksPool):
     """ResNet-(6n+2) for 32x32 inputs as in MEMO/PyCIL: widths 16/32/64, option-A shortcuts.
 
     ResNet-32 (n=5) has 463,504 parameters without a classifier (docs/protocols.md anchor).
@@ -77,63 +118,28 @@ class CifarResNet(Backbone):
             raise ValueError(f"CifarResNet depth={depth} must be 6n+2 (14, 20, 26, 32, ...)")
         n = (depth - 2) // 6
         self.stem = CifarStem(in_channels, width)
-        blocks, in_planes = [], width
-        for stage, planes in enumerate((width, 2 * width, 4 * width)):
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(CifarBasicBlock(in_planes, planes, stride))
-                in_planes = planes
-        self.blocks = nn.ModuleList(blocks)
-        self.out_dim = in_planes
+        self.blocks, self.out_dim = _stages(CifarBasicBlock, width, (width, 2 * width, 4 * width), n)
         _init_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
 
-
-class _RBasicBlock(nn.Module):
+class _RBasicBlock(_BasicBlock):
     """BasicBlock of the reduced ResNet-18 (GPM/BMKP): 1x1 conv shortcut where the shape changes."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+    def reshaping_shortcut(self, in_planes: int, planes: int, stride: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return torch.relu(out + self.shortcut(x))
+    def same_shortcut(self) -> nn.Module:
+        return nn.Sequential()  # an empty Sequential, as the reference code has (state-dict keys unchanged)
 
 
-class ReducedResNet18(Backbone):
+class ReducedResNet18(_StemBlocksPool):
     """Reduced ResNet-18 (Lopez-Paz & Ranzato; GPM; BMKP): 3x3 stride-1 stem, widths nf..8nf."""
 
     def __init__(self, nf: int = 20, in_channels: int = 3):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, nf, 3, 1, 1, bias=False), nn.BatchNorm2d(nf), nn.ReLU())
-        blocks, in_planes = [], nf
-        for stage, mult in enumerate((1, 2, 4, 8)):
-            for i in range(2):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(_RBasicBlock(in_planes, nf * mult, stride))
-                in_planes = nf * mult
-        self.blocks = nn.ModuleList(blocks)
-        self.out_dim = in_planes
+        self.blocks, self.out_dim = _stages(_RBasicBlock, nf, (nf, 2 * nf, 4 * nf, 8 * nf), 2)
         _init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
 
 
 class ResNet18(ReducedResNet18):
@@ -151,7 +157,7 @@ class ResNet18(ReducedResNet18):
             _init_weights(self.stem)
 
 
-class TinyConvNet(Backbone):
+class TinyConvNet(_StemBlocksPool):
     """Two conv layers and a pool: for tests and smoke runs, learns synthetic data in seconds."""
 
     def __init__(self, in_channels: int = 3, width: int = 16):
@@ -160,12 +166,6 @@ class TinyConvNet(Backbone):
         self.blocks = nn.ModuleList([CifarBasicBlock(width, width, 1), CifarBasicBlock(width, 2 * width, 2)])
         self.out_dim = 2 * width
         _init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -17,12 +17,13 @@ data sets at one path never share a stored prefix.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ from incsweep.core.errors import DataFormatError, DataNotFoundError
 from incsweep.incremental.datasets import RawData
 
 if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
     from incsweep.incremental.benchmarks import BenchmarkConfig, BenchmarkSpec
 
 __all__ = ["npz_benchmark", "image_folder_benchmark", "array_benchmark", "FILE_KINDS", "file_spec",
@@ -143,30 +146,38 @@ def _folder_listing(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, s
     return classes, files
 
 
+@contextlib.contextmanager
+def _open_image(path: Path) -> Iterator[PILImage]:
+    """``path`` opened by PIL; a decompression bomb or an unreadable file (also when decoding in the
+    ``with`` body) is a one-line DataFormatError naming the file."""
+    from PIL import Image  # a torchvision dependency
+
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above Image.MAX_IMAGE_PIXELS (89.5 MP by default) and refuses twice that: here
+            # both refuse, before a single image can take gigabytes of memory
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            yield img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataFormatError(f"{path}: {exc}; allowed: images up to {Image.MAX_IMAGE_PIXELS} pixels "
+                              "(PIL's Image.MAX_IMAGE_PIXELS)") from None
+    except OSError as exc:  # PIL's UnidentifiedImageError is one
+        raise DataFormatError(f"{path}: not a readable image ({type(exc).__name__})") from None
+
+
 def _decode_folder(files: list[tuple[Path, str]], index: dict[str, int], mode: str,
                    size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    from PIL import Image, UnidentifiedImageError  # a torchvision dependency
-
     arrays = []
     for path, _ in files:
-        try:
-            with warnings.catch_warnings():
-                # PIL warns above Image.MAX_IMAGE_PIXELS (89.5 MP by default) and refuses twice that: here
-                # both refuse, before a single image can take gigabytes of memory
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(path)
-            with img:
-                if size is None:
-                    size = img.size
-                if img.size != size:
-                    raise DataFormatError(f"{path}: {img.size[0]}x{img.size[1]} image; the set's images are "
-                                          f"{size[0]}x{size[1]} (all must share one size)")
-                arrays.append(np.asarray(img.convert(mode)))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise DataFormatError(f"{path}: {exc}; allowed: images up to {Image.MAX_IMAGE_PIXELS} pixels "
-                                  "(PIL's Image.MAX_IMAGE_PIXELS)") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataFormatError(f"{path}: not a readable image ({type(exc).__name__})") from None
+        with _open_image(path) as img:
+            if size is None:
+                size = img.size
+            if img.size != size:
+                raise DataFormatError(f"{path}: {img.size[0]}x{img.size[1]} image; the set's images are "
+                                      f"{size[0]}x{size[1]} (all must share one size)")
+            arrays.append(np.asarray(img.convert(mode)))
     x = np.stack(arrays)
     x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
     assert size is not None
@@ -174,21 +185,10 @@ def _decode_folder(files: list[tuple[Path, str]], index: dict[str, int], mode: s
 
 
 def _folder_mode(files: list[tuple[Path, str]]) -> str:
-    from PIL import Image
-
     for path, _ in files:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(path)
-            with img:
-                if img.mode not in ("L", "1", "I;16", "I"):
-                    return "RGB"
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise DataFormatError(f"{path}: {exc}; allowed: images up to {Image.MAX_IMAGE_PIXELS} pixels "
-                                  "(PIL's Image.MAX_IMAGE_PIXELS)") from None
-        except OSError as exc:
-            raise DataFormatError(f"{path}: not a readable image ({type(exc).__name__})") from None
+        with _open_image(path) as img:
+            if img.mode not in ("L", "1", "I;16", "I"):
+                return "RGB"
     return "L"
 
 

@@ -10,8 +10,7 @@ from torch import nn
 from incsweep.core.memory_report import MemoryReport
 from incsweep.core.units import MB
 
-__all__ = ["MB", "MemoryReport", "tensor_bytes", "inference_tensors", "module_bytes",
-           "exemplars_for_budget", "aligned_exemplars"]
+__all__ = ["MB", "MemoryReport", "tensor_bytes", "inference_tensors", "module_bytes"]
 
 
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
@@ -32,19 +31,3 @@ def inference_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
 def module_bytes(module: nn.Module) -> int:
     """Bytes of ``inference_tensors(module)``."""
     return tensor_bytes(inference_tensors(module))
-
-
-def exemplars_for_budget(total_mb: float, model_bytes: int, image_bytes: int) -> int:
-    """How many raw uint8 exemplars fit in ``total_mb`` after the model's bytes (0 if none fit)."""
-    free = int(total_mb * MB) - model_bytes
-    return max(free // image_bytes, 0)
-
-
-def aligned_exemplars(*, base: int, n_tasks: int, backbone_params: int, kept_params: int, image_bytes: int) -> int:
-    """Exemplars at DER's memory (docs/protocols.md): base + the float32 bytes of T backbones not kept.
-
-    ``kept_params`` is what the method holds of those T backbones (1 backbone for a single-model
-    method; g + T*s for MEMO), so DER itself (kept = T*P) gets exactly ``base``.
-    """
-    spare = n_tasks * backbone_params - kept_params
-    return base + max(spare, 0) * 4 // image_bytes

@@ -24,17 +24,20 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
 from incsweep.core.configs import to_mapping
 from incsweep.core.errors import ConfigError
 from incsweep.incremental.methods import get_method
-from incsweep.incremental.run import CHECKPOINT_FORMAT, RunConfig, TaskResult, load_checkpoint
+from incsweep.incremental.run import CHECKPOINT_FILE, CHECKPOINT_FORMAT, RunConfig, RunResult, TaskResult, load_checkpoint, run
+
+if TYPE_CHECKING:
+    from incsweep.incremental.benchmarks import Benchmark
 
 __all__ = ["PrefixCache", "CacheEntry", "prefix_key", "prefix_fields", "prefix_state", "engine_version",
-           "start_state", "store", "cached_results", "DEFAULT_MAX_BYTES"]
+           "start_state", "run_through_cache", "cached_results", "DEFAULT_MAX_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -262,11 +265,36 @@ def start_state(config: RunConfig, cache: PrefixCache | None,
     return None, 0
 
 
-def store(config: RunConfig, state: Mapping[str, Any] | str | os.PathLike, n_done: int,
-          cache: PrefixCache | None) -> str | None:
-    """Offer the state after ``n_done`` tasks to the cache. Only prefixes other configs can share
-    are kept (the method names the fields they depend on); a state depending on every field would
-    only serve an identical config. Returns the key stored, or None."""
-    if cache is None or prefix_fields(config, n_done) is None:
-        return None
-    return cache.put(config, state, n_done)
+def run_through_cache(config: RunConfig, cache: PrefixCache | None,
+                      on_task_end: Callable[[TaskResult], None] | None = None, *,
+                      checkpoint_dir: str | os.PathLike | None,
+                      initial_state: Mapping[str, Any] | None = None,
+                      on_cached: Callable[[Mapping[str, Any]], None] | None = None,
+                      benchmark: Benchmark | None = None, stop_after: int | None = None) -> tuple[RunResult, int]:
+    """One run through the prefix cache, as a study's trial makes it (the trainable and the
+    benchmarks that replay studies all call this): without ``initial_state``, start from the longest
+    stored prefix of ``config`` (of at most ``stop_after`` tasks) and hand that state to ``on_cached``
+    before training; after every trained task, store its state (the run's checkpoint in
+    ``checkpoint_dir``, which a cache needs) when other configs can share it, then call ``on_task_end``.
+    Only shareable prefixes are stored: a state that depends on every field (``fields_for_tasks`` None)
+    would only serve an identical config, and would push shareable ones out of the LRU. Returns the
+    run's result and the number of tasks taken from the cache."""
+    if cache is not None and checkpoint_dir is None:
+        raise ValueError("run_through_cache: a cache stores the run's checkpoints; give checkpoint_dir")
+    n_cached = 0
+    state = initial_state
+    if state is None:
+        state, n_cached = start_state(config, cache, max_tasks=stop_after)
+        if state is not None and on_cached is not None:
+            on_cached(state)
+    def stored_then(result: TaskResult) -> None:
+        n_done = result.task + 1
+        if cache is not None and prefix_fields(config, n_done) is not None:
+            assert checkpoint_dir is not None
+            cache.put(config, Path(checkpoint_dir) / CHECKPOINT_FILE, n_done)
+        if on_task_end is not None:
+            on_task_end(result)
+
+    result = run(config, stored_then, checkpoint_dir=checkpoint_dir, initial_state=state, benchmark=benchmark,
+                 stop_after=stop_after)
+    return result, n_cached

@@ -316,7 +316,7 @@ def run(
     mismatch is appended there instead and the run goes on.
     """
     device = torch.device(config.device)
-    # Threads, deterministic cuDNN and the global RNGs are the run's only while it runs (issue 16).
+    # Threads, deterministic cuDNN and the global RNGs are the run's only while it runs.
     with run_process_state(config.threads, device):
         return _run(config, device, on_task_end, checkpoint_dir, initial_state, benchmark, stop_after, memory_findings)
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # recompute_bn_stats estimates from at most this many images: 1,024 images give every channel at least
 # 1,024 x H x W values (16,384 on a 4x4 map), and cap the pass at a fraction of a 1-epoch phase's cost
-# on MEMO's 3,000-image tasks (issue 22's schedule: 14 s of 82 s with every image, before the cap).
+# on MEMO's 3,000-image tasks (PyCIL's short schedule, docs/memo.md: 14 s of 82 s with every image, before the cap).
 BN_STATS_MAX_IMAGES = 1024
 # MethodConfig.bn_stats: "recompute" re-estimates BatchNorm statistics for the final weights after
 # every training phase (recompute_bn_stats); "running" keeps torch's running averages (PyCIL, mammoth).
@@ -126,8 +126,8 @@ def recompute_bn_stats(modules: Iterable[torch.nn.Module], forward: Callable[[to
     images are used, evenly spaced through ``x``, so a phase's data and its exemplars are both represented.
 
     Why: torch's running statistics are an exponential average (momentum 0.1, from mean 0 / var 1)
-    over batches seen with earlier weights. On a short phase (8 steps: a 1-epoch MEMO task, issue
-    22) they are far from the final weights' statistics, and in eval mode the error compounds
+    over batches seen with earlier weights. On a short phase (8 steps: a 1-epoch MEMO task on
+    PyCIL's short schedule, docs/memo.md) they are far from the final weights' statistics, and in eval mode the error compounds
     layer by layer: measured on a ResNet-32 after one epoch, each BN's real input variance over its
     running variance grew from 0.7 at the stem to 162 at the last BN, and the network predicted
     one class. BN layers outside ``modules`` (frozen parts) keep their statistics and mode; the

@@ -100,7 +100,7 @@ def _finish(summary, elapsed: float) -> int:
         print(f"the study is not finished; continue it with: incsweep study resume {summary.storage}")
         return 130
     if summary.finished and not summary.statuses.get("complete"):
-        # every trial failed: the study answered nothing, which a script must see (issue 18)
+        # every trial failed: the study answered nothing, which a script must see
         print(f"no trial completed; `incsweep study status {summary.storage}` and the results' error column say why",
               file=sys.stderr)
         return 1

@@ -85,7 +85,7 @@ def _rerun(stored: dict[str, Any], *, name: str, seed: int, benchmark: dict[str,
 
 
 # Each seed is a study of its own (the selection re-run in full); a mean +- std over a handful
-# confirms a front, and more than this is a typo rather than a plan (issue 37: 10^8 ran until killed).
+# confirms a front, and more than this is a typo rather than a plan (10^8 ran until killed).
 MAX_SEEDS = 100
 
 

@@ -256,7 +256,7 @@ def config_params(config_json: str) -> dict[str, Any]:
 def migrate_trial_files(storage: str, study: str, schema: pa.Schema, *, dry_run: bool = False) -> tuple[int, int]:
     """Rewrite every trial file of ``study`` whose schema is not ``schema`` (the study's one file
     schema) in that schema: files of the earlier layout held the partition keys as columns and only
-    their own method's parameters, which standard Parquet readers cannot combine (issue 20). Rows are
+    their own method's parameters, which standard Parquet readers cannot combine. Rows are
     read and written whole (columns beyond the schema are kept), one file at a time, atomically.
     Returns (rewritten, already current)."""
     fs, root = resolve_storage(storage)

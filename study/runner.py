@@ -374,7 +374,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
               ray_temp_dir: str | None = None) -> StudySummary:
     """Run (or resume) ``spec`` to completion; returns the Parquet-derived summary."""
     storage = default_storage(spec)
-    check_storage(storage)  # before Ray starts or anything is written (issue 18)
+    check_storage(storage)  # before Ray starts or anything is written
     layout = StudyLayout(storage)
     # everything the input decides, before anything is written or locked
     check_data(spec)
@@ -387,7 +387,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         stored = layout.read_spec()
         if stored is not None and not resume and _launch_left_nothing(storage, stored):
             # A launch that failed after writing study.yaml (Ray did not start, Ctrl-C during start-up)
-            # must not lock the directory: it holds no trial, so this run starts it over (issue 18).
+            # must not lock the directory: it holds no trial, so this run starts it over.
             log.info("%s holds only the spec of a launch that recorded no trial; starting over", storage)
             stored = None
         if stored is not None and not resume:

@@ -303,8 +303,8 @@ class StudySpec:
             if not isinstance(entries, (list, tuple)):
                 raise ConfigError(f"enqueue: {entries!r} is not allowed; give a list of {{method: M, params: {{...}}}}")
             d["enqueue"] = tuple(dict(e) if isinstance(e, Mapping) else e for e in entries)
-        # Scalars through the config machinery RunConfig uses: strict types, no coercion (issue 18:
-        # trials 2.7 ran 2 trials, seed true ran seed 1).
+        # Scalars through the config machinery RunConfig uses: strict types, no coercion
+        # (coerced, trials 2.7 ran 2 trials and seed true ran seed 1).
         for key in _SCALARS:
             if key in d:
                 d[key] = coerce(cls, key, d[key])

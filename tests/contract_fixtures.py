@@ -50,7 +50,7 @@ class DataHungryFinetune(Finetune):
 
 # -- Misreports the engine's memory census (incremental/census.py) must catch ----------------------
 # Each is a replay-style method that is wrong in one way; every one of them ran to exit 0 before the
-# census (issue 32). ATTRIBUTE names what the census message must name.
+# census. ATTRIBUTE names what the census message must name.
 
 class TeacherInBeginTask(Replay):
     """Keeps a full copy of the network as a teacher, made in begin_task, and does not report it."""

@@ -101,7 +101,7 @@ def test_corrupt_and_foreign_files_are_skipped_with_a_warning(study_dir, caplog)
     assert table.num_rows == 33  # everything else is used
     messages = "\n".join(r.getMessage() for r in caplog.records)
     assert f"skipping {bad}: not a readable Parquet file" in messages
-    # study and method come from the hive path now (issue 20); the rest of the identity is missing
+    # study and method come from the hive path now; the rest of the identity is missing
     assert f"skipping {foreign}: missing column(s) ['trial_id'" in messages
     only_bad = study_dir / "only"
     only_bad.mkdir()
@@ -196,7 +196,7 @@ def test_accuracy_memory_legend_hides_no_point(study_dir):
 
 
 def test_analyze_and_export_json_match_the_tables(study_dir, tmp_path, capsys):
-    """--json prints one object with what the tables show (issue 20)."""
+    """--json prints one object with what the tables show."""
     import json as _json
 
     assert main(["analyze", str(study_dir), "--json"]) == 0
@@ -214,7 +214,7 @@ def test_analyze_and_export_json_match_the_tables(study_dir, tmp_path, capsys):
 
 
 def test_figures_in_pdf_svg_and_at_a_chosen_dpi(study_dir, tmp_path, capsys):
-    """--format and --dpi (issue 20): vector files for papers, PNGs at print resolution."""
+    """--format and --dpi: vector files for papers, PNGs at print resolution."""
     from matplotlib.image import imread
 
     low, high = tmp_path / "low", tmp_path / "high"
@@ -232,7 +232,7 @@ def test_figures_in_pdf_svg_and_at_a_chosen_dpi(study_dir, tmp_path, capsys):
 
 
 def test_plots_take_an_ax_return_the_figure_and_label_for_people(tmp_path):
-    """Issue 20: plot functions draw into a caller's axes; axis labels are words with units; methods
+    """plot functions draw into a caller's axes; axis labels are words with units; methods
     are named as their papers write them."""
     from matplotlib.figure import Figure
 
@@ -276,7 +276,7 @@ def test_several_seeds_of_one_config_get_mean_and_std(tmp_path):
 
 
 def test_report_states_the_study_and_its_front_on_the_test_split(study_dir, tmp_path, capsys):
-    """Issue 20: benchmark, scenario, objectives, constraints, sampler, scheduler, seeds and code
+    """benchmark, scenario, objectives, constraints, sampler, scheduler, seeds and code
     version, and the front's test-split metrics."""
     import yaml as _yaml
 

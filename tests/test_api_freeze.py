@@ -63,6 +63,20 @@ def test_the_snapshot_covers_every_exported_name():
     assert named == set(api.__all__)
 
 
+
+def test_lwf_and_ewc_are_written_on_the_public_api_alone():
+    """Two built-in methods import nothing of incsweep but ``incsweep.incremental.api``, as a method
+    from another package does: the API is enough to write one."""
+    import ast
+
+    methods = Path(__file__).resolve().parents[1] / "incremental" / "methods"
+    for name in ("lwf.py", "ewc.py"):
+        tree = ast.parse((methods / name).read_text())
+        used = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
+            alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        assert {m for m in used if m.startswith("incsweep")} == {"incsweep.incremental.api"}, name
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     SNAPSHOT.write_text("\n".join(surface()) + "\n")
     print(f"wrote {SNAPSHOT} ({len(surface())} lines)")

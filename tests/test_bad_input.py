@@ -1,4 +1,4 @@
-"""Bad input never reaches a trial, never corrupts a study, never runs code (issue 18).
+"""Bad input never reaches a trial, never corrupts a study, never runs code.
 
 Every case goes through the CLI as a user types it: exit 2, one line on stderr naming what is
 wrong, and nothing written (no storage directory appears, stored files are unchanged).
@@ -52,7 +52,7 @@ def one_line_error(capsys, *words: str) -> str:
     (spec(search={"finetune": ["lr"]}), ["search.finetune: ['lr'] is not allowed"]),
     (spec(benchmark=3), ["benchmark: 3 is not allowed"]),
     (spec(benchmark="seq-nope"), ["name='seq-nope'"]),
-    # issue 19: a method or benchmark that no process could resolve fails at launch, not in every trial
+    # a method or benchmark that no process could resolve fails at launch, not in every trial
     (spec(methods=["mypkg_absent.methods:Mine"], search={}),
      ["method 'mypkg_absent.methods:Mine'", "module 'mypkg_absent' is not installed"]),
     (spec(methods=["nosuchmethod"], search={}), ["unknown method 'nosuchmethod'; registered: ['finetune'"]),
@@ -63,7 +63,7 @@ def one_line_error(capsys, *words: str) -> str:
     (spec(benchmark={"name": "seq-cifar100", "data_root": "/nonexistent/cifar"}),
      ["CIFAR-100 not found", "/nonexistent/cifar"]),  # checked in the driver, before Ray (was: every trial erred)
     (spec(benchmark={"name": "seq-cifar10"}, name="nodata"), ["CIFAR-10", "data root"]),
-    # issue 37: bounds that are not finite numbers, a log flag that is not a bool, trackers, the
+    # bounds that are not finite numbers, a log flag that is not a bool, trackers, the
     # Optuna storage and enqueued values: each one line before Ray starts or anything is written
     (spec(search={"finetune": {**NET, "lr": {"low": float("inf"), "high": 0.1}}}), ["lr.low=inf is not a finite"]),
     (spec(search={"finetune": {**NET, "lr": {"low": float("nan"), "high": 0.1}}}), ["lr.low=nan is not a finite"]),
@@ -171,7 +171,7 @@ def read_only(tmp_path):
 
 
 def test_read_only_storage_and_out_are_one_line_before_ray_starts(finished, read_only, tmp_path, capsys):
-    """Issue 37: read-only storage or output directory was an OSError traceback (run, resume,
+    """read-only storage or output directory was an OSError traceback (run, resume,
     analyze --out, export --out); now one line, exit 2, before Ray starts, nothing changed."""
     import shutil
 
@@ -198,7 +198,7 @@ def test_read_only_storage_and_out_are_one_line_before_ray_starts(finished, read
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_full_storage_is_one_line_and_the_copied_study_resumes(tmp_path):
-    """Issue 37: a full disk ended in a traceback with no resume hint. Now exit 3 and one line; the
+    """a full disk ended in a traceback with no resume hint. Now exit 3 and one line; the
     study, copied to a disk with room (a study directory is relocatable), resumes and finishes."""
     import shutil
 
@@ -225,7 +225,7 @@ def test_a_full_storage_is_one_line_and_the_copied_study_resumes(tmp_path):
 
 
 def test_a_corrupt_trial_file_is_skipped_with_a_warning_by_status_and_resume(finished, tmp_path, capsys, caplog):
-    """As analyze does (issue 37): counted as 'unreadable', named, never rewritten; resume is not held back."""
+    """As analyze does: counted as 'unreadable', named, never rewritten; resume is not held back."""
     import shutil
 
     storage = tmp_path / "copy"
@@ -307,7 +307,7 @@ def test_sigterm_then_planted_and_damaged_tune_state_then_resume(tmp_path, capsy
 @pytest.mark.slow
 @pytest.mark.parametrize("when", [0.5, 4.0, "first results"])
 def test_ctrl_c_at_any_moment_says_one_thing(tmp_path, when):
-    """Issue 37: a Ctrl-C in the first seconds printed one of three messages depending on the moment
+    """a Ctrl-C in the first seconds printed one of three messages depending on the moment
     (Tune's own handler ended fit() normally and pointed at Tuner.restore). Now: exit 130, no
     traceback, and one line naming the next command (resume once the study is stored)."""
     path = write_spec(tmp_path / "s.yaml", spec(trials=40, concurrency=1))
@@ -374,7 +374,7 @@ def test_status_of_a_study_whose_every_trial_failed_exits_1(finished, tmp_path, 
 
 
 def test_status_shows_the_front_and_for_an_unfinished_study_elapsed_and_eta(finished, tmp_path, capsys):
-    """`incsweep study status` ends in what the driver's progress lines end in (issue 20, part 4)."""
+    """`incsweep study status` ends in what the driver's progress lines end in."""
     import shutil
 
     import yaml

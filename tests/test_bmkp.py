@@ -288,7 +288,7 @@ def test_separate_networks_do_not_forget_and_cost_t_networks():
     assert type(method).plan(cfg.method_config, bench.config).total_bytes == by_hand
 
 
-# ---- issue 17: BatchNorm statistics, consolidation report, retrain_epochs ------------------------
+# ---- BatchNorm statistics, consolidation report, retrain_epochs ------------------------
 
 def test_bn_statistics_describe_the_knowledge_network():
     """After end_task the task's running mean is the stem BN input's mean under the composed weights
@@ -329,7 +329,7 @@ def test_retrain_epochs_follow_each_tasks_epochs_unless_set():
 
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_issue17_reproduction_learns_task_one_with_any_thread_count(threads):
+def test_the_collapse_config_learns_task_one_with_any_thread_count(threads):
     """The demo's BMKP trial that scored 0.41 after task 1 with one thread and 0.955 with two."""
     mc = {"backbone": "reduced_resnet18", "width": 8, "batch_size": 32, "epochs": 3, "init_epochs": 8,
           "init_lr": 0.05, "lr": 0.09379546091588967, "momentum": 0.9, "schedule": "cosine", "milestones": [],

@@ -1,4 +1,4 @@
-"""recompute_bn_stats: BatchNorm statistics re-estimated for the final weights (issues 17 and 22)."""
+"""recompute_bn_stats: BatchNorm statistics re-estimated for the final weights (the collapses of docs/bmkp.md, docs/memo.md)."""
 
 from __future__ import annotations
 

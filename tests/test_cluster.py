@@ -317,7 +317,7 @@ def test_ray_job_submit_runs_a_study_and_a_driver_without_the_token_is_told_why(
 def test_a_plugin_method_and_benchmark_run_on_both_worker_nodes(cluster, tmp_path):
     """The example package's entry-point method and .npz benchmark, named by their registered names
     only, on head (no CPU) + two 1-CPU workers with two trials at once: each worker node resolves
-    them itself (issue 19), so both trials complete, one per node."""
+    them itself, so both trials complete, one per node."""
     cluster.start_head(cpus=0)
     cluster.start_workers(w1=1, w2=1)
     cluster.wait_for_cpus(2)

@@ -1,4 +1,4 @@
-"""A study's constraints are part of its answer (issue 32): a study whose sampled trials break its
+"""A study's constraints are part of its answer: a study whose sampled trials break its
 memory constraint gives, in every place a front or a pick appears (analyze's front, knee, report,
 export, study status, the progress line, confirm), feasible runs only, and its front equals Optuna's
 ``best_trials``."""

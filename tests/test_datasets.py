@@ -21,7 +21,7 @@ from incsweep.cli import main
 from incsweep.core.errors import ConfigError, DataNotFoundError
 from incsweep.incremental import datasets
 from incsweep.incremental.benchmarks import BenchmarkConfig, load_benchmark
-from incsweep.incremental.methods._exemplar import train_images_per_class
+from incsweep.incremental.budget import train_images_per_class
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -332,7 +332,7 @@ def test_real_fashion_mnist_from_the_system_copy(monkeypatch):
     assert [len(t.train) for t in bench.tasks] == [10] * 5 and [len(t.test) for t in bench.tasks] == [6] * 5
 
 
-# ---- bad and hostile CIFAR files (issue 18): one line naming the file, and no code runs -----------
+# ---- bad and hostile CIFAR files: one line naming the file, and no code runs -----------
 
 class _Payload:
     """Unpickling this runs a shell command that creates ``marker`` (what a crafted file can do)."""

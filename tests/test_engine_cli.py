@@ -46,7 +46,7 @@ def test_run_prints_a_table_and_writes_the_result(tmp_path, capsys):
     # no validation split here: its metrics are NaN, written as null so the file is strict JSON
     assert final["val_seen_acc"] is None and final["val"]["avg_acc"] is None
     json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-    # every task's time by phase (issue 22: the per-phase split), within its wall time; CPU time measured
+    # every task's time by phase (the per-phase split), within its wall time; CPU time measured
     for t in data["tasks"]:
         assert set(t["phase_s"]) == {"train", "consolidate", "evaluate", "census"} and min(t["phase_s"].values()) > 0
         assert sum(t["phase_s"].values()) <= t["wall_s"] and t["cpu_s"] > 0

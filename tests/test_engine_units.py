@@ -14,20 +14,24 @@ from torch import nn
 from incsweep.core.configs import parse_override
 from incsweep.core.errors import ConfigError, DataNotFoundError
 from incsweep.core.metrics import backward_transfer, compute_metrics, forgetting
+from incsweep.incremental.api import kd_loss
 from incsweep.incremental.backbones import build_backbone, count_params
 from incsweep.incremental.benchmarks import BenchmarkConfig, class_order, load_benchmark
+from incsweep.incremental.budget import (
+    aligned_exemplars,
+    exemplars_for_budget,
+    planned_exemplars,
+    quota,
+    train_images_per_class,
+)
 from incsweep.incremental.exemplars import herding_order
-from incsweep.incremental.memory import MB, aligned_exemplars, exemplars_for_budget, module_bytes
+from incsweep.incremental.memory import MB, module_bytes
 from incsweep.incremental.methods._exemplar import (
     ExemplarMemory,
     class_means,
     nme_logits,
-    planned_exemplars,
-    quota,
     rehearsal_ce,
-    train_images_per_class,
 )
-from incsweep.incremental.methods.icarl import kd_loss
 from incsweep.incremental.prefix_cache import prefix_key
 from incsweep.incremental.run import RunConfig, run, with_overrides
 

@@ -57,7 +57,7 @@ def test_a_study_over_the_plugin_on_local_ray_analyses_and_reruns_exactly(tmp_pa
     storage = tmp_path / "s"
     study = incsweep("study", "run", str(path), "--storage", str(storage), timeout=900)
     assert study.returncode == 0, study.stdout[-2000:] + study.stderr[-2000:]
-    # the TensorBoard path the driver prints holds every trial's event files (issue 20, part 4)
+    # the TensorBoard path the driver prints holds every trial's event files
     logdir = study.stdout.split("tensorboard --logdir ")[-1].split()[0]
     assert logdir == str(storage / "tune") and len(list(Path(logdir).glob("trial_*/events.out.tfevents*"))) == 4
     table = pq.read_table(storage / "results").to_pylist()

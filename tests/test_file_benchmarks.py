@@ -114,7 +114,7 @@ BAD_NPZ = {
     "negative label": ({"y_train": np.r_[np.repeat(np.arange(4), 20)[:-1], -1]}, "y_train holds label -1, out of range"),
     "class without training images": ({"y_train": np.repeat([0, 1, 3, 3], 20)}, "class 2 has no training images"),
     "label count": ({"y_train": np.zeros(5, np.int64)}, "y_train holds 5 labels for 80 images"),
-    # issue 37: a label of 2^40 used to allocate 8.8 TB of class counters
+    # a label of 2^40 used to allocate 8.8 TB of class counters
     "huge label": ({"y_train": np.r_[np.repeat(np.arange(4), 20)[:-1], 2**40]},
                    "y_train holds label 1099511627776 but only 80 training images"),
     "odd shape": ({"x_train": np.zeros((80, 16, 16, 5), np.uint8)}, "allowed: (N, H, W), (N, C, H, W)"),
@@ -157,7 +157,7 @@ def test_bad_image_folders_name_the_file(tmp_path):
 
 @pytest.mark.parametrize("side, what", [(40, "warning band"), (64, "refused by PIL")])
 def test_an_image_over_the_pixel_limit_is_one_line(tmp_path, monkeypatch, side, what):
-    """A 400-megapixel JPEG raised PIL's DecompressionBombError as a traceback (issue 37); PIL's limit is
+    """A 400-megapixel JPEG raised PIL's DecompressionBombError as a traceback; PIL's limit is
     lowered here (1,000 pixels) so the test writes small files: 40x40 is in PIL's warning band, 64x64
     beyond twice the limit."""
     import PIL.Image

@@ -1,4 +1,4 @@
-"""Fractional-GPU packing (issue 22, part 3): ``resources.gpu`` below 1 puts several trials of a study
+"""Fractional-GPU packing: ``resources.gpu`` below 1 puts several trials of a study
 on one GPU at once, through run_study's real Ray Tune. On a machine without a GPU, Ray is given one
 *logical* GPU: Ray schedules on it exactly as on a real one, and each trial runs on the CPU (a trial
 uses CUDA only where Ray gave it a GPU id and torch sees a device), so the test measures the

@@ -1,4 +1,4 @@
-"""Issue 37: a study killed (kill -9 of its process group and Ray session) in its first seconds is
+"""a study killed (kill -9 of its process group and Ray session) in its first seconds is
 finished by one resume, nothing lost or duplicated. Two moments of benchmarks/kill_sweep.py's
 sweep (which covers every second of the first 30, benchmarks/results/kill_sweep.txt): during Ray's
 start-up and with trials mid-task; and a resume killed in its turn. The same kill, check and study

@@ -1,4 +1,4 @@
-"""What an embedded study listens on (issue 37, docs/cluster.md "Trust"): measured with ``ss -ltnp``
+"""What an embedded study listens on (docs/cluster.md "Trust"): measured with ``ss -ltnp``
 while ``incsweep study run`` runs. Ray 2.60.0 cannot bind its gRPC servers to loopback (the node IP
 of ``ray.init`` is never 127.0.0.1 by design: docs/cluster.md), so the test pins what incsweep
 controls: the dashboard stays off, and every socket listening beyond loopback belongs to a process
@@ -20,12 +20,11 @@ import yaml
 
 from tests.conftest import load_benchmark
 
-SPEC = {"name": "net", "methods": ["finetune"], "trials": 6, "concurrency": 2, "seed": 0,
-        "benchmark": {"name": "synthetic", "n_classes": 4, "image_size": 16, "train_per_class": 48,
-                      "test_per_class": 4, "val_fraction": 0.25},
-        "search": {"finetune": {"backbone": "tiny", "width": 8, "epochs": 20, "batch_size": 16,
-                                "lr": {"low": 0.01, "high": 0.2}}},
-        "resources": {"cpu": 1}}
+sweep = load_benchmark("kill_sweep")
+# the kill sweep's study, shorter: 6 trials of 2 tasks, 20 epochs
+SPEC = {**sweep.SPEC, "name": "net", "trials": 6,
+        "benchmark": {**sweep.SPEC["benchmark"], "n_classes": 4, "train_per_class": 48, "test_per_class": 4},
+        "search": {"finetune": {**sweep.SPEC["search"]["finetune"], "epochs": 20}}}
 LOOPBACK = ("127.", "[::1]", "::1")
 USERS = re.compile(r'\("([^"]*)",pid=(\d+)')
 
@@ -67,7 +66,7 @@ def test_an_embedded_study_listens_beyond_loopback_only_through_rays_own_process
         while time.time() < deadline and not list(storage.glob("results/**/*.parquet")):
             assert proc.poll() is None, "the study ended before it could be observed"
             time.sleep(0.3)
-        ours = set(load_benchmark("kill_sweep").session_pids(marker)) | {proc.pid}
+        ours = set(sweep.session_pids(marker)) | {proc.pid}
         listening = [(addr, name, pid, cmd) for addr, name, pid, cmd in _listeners() if pid in ours]
     finally:
         proc.wait(timeout=300)

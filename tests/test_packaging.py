@@ -1,4 +1,4 @@
-"""One import package (issue 16): the wheel installs only ``incsweep`` at top level, works beside files
+"""One import package: the wheel installs only ``incsweep`` at top level, works beside files
 and packages named like its parts, and its torch-free layers stay torch-free."""
 
 from __future__ import annotations

@@ -19,7 +19,14 @@ from incsweep.cli import main as cli_main
 from incsweep.core.errors import ConfigError
 from incsweep.incremental.contract import TIMING
 from incsweep.incremental.methods.base import MethodConfig
-from incsweep.incremental.prefix_cache import PrefixCache, prefix_fields, prefix_key, prefix_state, start_state, store
+from incsweep.incremental.prefix_cache import (
+    PrefixCache,
+    prefix_fields,
+    prefix_key,
+    prefix_state,
+    run_through_cache,
+    start_state,
+)
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, load_checkpoint, run
 
 BENCH = {"name": "synthetic", "n_classes": 6, "image_size": 12, "train_per_class": 24, "test_per_class": 8,
@@ -139,13 +146,15 @@ def test_start_from_cache_equals_scratch(method, tmp_path):
     cache = PrefixCache(tmp_path / "cache", version=V)
     first = config(method)
     ckpt = tmp_path / "ckpt"
-    run(first, lambda r: store(first, ckpt / CHECKPOINT_FILE, r.task + 1, cache), checkpoint_dir=ckpt)
-    assert [e.n_done for e in cache.entries()] == [1]  # only the shareable prefix is kept
+    _, n_cached = run_through_cache(first, cache, checkpoint_dir=ckpt)
+    assert n_cached == 0 and [e.n_done for e in cache.entries()] == [1]  # only the shareable prefix is kept
 
     second = config(method, **LATER[method])
     state, n_done = start_state(second, cache)
-    assert n_done == 1
-    reused = run(second, initial_state=state)
+    assert n_done == 1  # only the task-0 prefix is second's too
+    seen = []
+    reused, n_cached = run_through_cache(second, cache, checkpoint_dir=tmp_path / "ckpt2", on_cached=seen.append)
+    assert n_cached == 1 and [len(s["results"]) for s in seen] == [1]
     scratch = run(second)
     assert comparable(reused) == comparable(scratch)
     assert len(reused.tasks) == scratch.final.n_tasks

@@ -1,4 +1,4 @@
-"""A study's results read whole by pandas, pyarrow, DuckDB and polars with their defaults (issue 20).
+"""A study's results read whole by pandas, pyarrow, DuckDB and polars with their defaults.
 
 Before: `study` and `method` were hive folders and columns in every file (pandas and pyarrow
 failed: string vs dictionary), and each method's files had their own param_* columns (readers that
@@ -96,7 +96,7 @@ def test_polars_reads_it_whole(study):
 def test_a_study_in_the_earlier_layout_is_migrated_without_loss(study, tmp_path):
     """Files of the earlier layout (partition keys as columns, only their own method's params) made
     the standard readers fail on the directory; `incsweep study migrate` rewrites them in the
-    study's one schema, every row and value kept (issue 20, part 1)."""
+    study's one schema, every row and value kept."""
     import shutil
 
     from incsweep.cli import main

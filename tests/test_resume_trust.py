@@ -160,7 +160,7 @@ def test_no_planted_payload_runs_on_resume(kind, finished, tmp_path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_copied_and_a_moved_study_each_resume_into_themselves(finished, tmp_path):
-    """Issue 37: Tune's state holds absolute paths, so a copy resumed into the original and a moved
+    """Tune's state holds absolute paths, so a copy resumed into the original and a moved
     study hung. A resume reads no path from storage: each writes its own directory only."""
     original = tmp_path / "orig"
     shutil.copytree(finished, original)
@@ -185,7 +185,7 @@ def test_a_copied_and_a_moved_study_each_resume_into_themselves(finished, tmp_pa
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_torn_journal_in_a_finished_study_is_settled_by_resume(finished, tmp_path):
-    """Issue 37: a finished study whose journal lost its last lines (the driver died while telling
+    """a finished study whose journal lost its last lines (the driver died while telling
     Optuna) kept a RUNNING trial forever: resume returned at once. Now the Parquet rows decide."""
     import optuna
     from optuna.storages import JournalStorage

@@ -1,4 +1,4 @@
-"""Random mutations of a valid study spec never escape as a traceback (issue 37): every one either
+"""Random mutations of a valid study spec never escape as a traceback: every one either
 parses or is a ConfigError, which the CLI prints as one line with exit 2. Mutations replace values at
 any depth with values of other types and ranges (None, NaN, inf, 2^63, strings, lists, mappings),
 delete keys and add unknown ones; the generator is seeded, so a failure reproduces."""

@@ -45,7 +45,7 @@ def spec_dict(**over) -> dict:
 # ---- spec ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("over, message", [
     ({"colour": 1}, "unknown key(s) ['colour']"),
-    # issue 21: tuning protocols and enqueued configurations
+    # tuning protocols and enqueued configurations
     ({"protocol": "two_phase"}, "protocol: two_phase needs evaluate_on"),
     ({"evaluate_on": {"class_order": "seed7"}}, "evaluate_on applies to protocol two_phase only"),
     ({"protocol": "two_phase", "evaluate_on": {"class_order": "seed1993"}}, "the evaluation benchmark equals the tuning one"),
@@ -59,7 +59,7 @@ def spec_dict(**over) -> dict:
     ({"objectives": ["test_avg_acc:max"]}, "test metrics are recorded, never optimised"),
     ({"objectives": ["accuracy:max"]}, "objective 'accuracy' is unknown"),
     ({"objectives": ["avg_acc:up"]}, "direction 'up' is not allowed; use max or min"),
-    # issue 18: no silent coercion, every range checked before anything starts
+    # no silent coercion, every range checked before anything starts
     ({"trials": 2.7}, "trials=2.7 must be a whole number"),
     ({"concurrency": 1.5}, "concurrency=1.5 must be a whole number"),
     ({"seed": True}, "seed=True must be a whole number"),
@@ -67,7 +67,7 @@ def spec_dict(**over) -> dict:
     ({"seed": 3000000000}, "seed=3000000000 is out of range"),
     ({"concurrency": "two"}, "concurrency='two' must be a whole number"),
     ({"prefix_cache": "maybe"}, "prefix_cache='maybe' must be true or false"),
-    # issue 18: no silent direction (these became avg_acc:max, total_mb:max)
+    # no silent direction (these became avg_acc:max, total_mb:max)
     ({"objectives": ["avg_acc", "total_mb"]}, "objective 'avg_acc' has no mode; write avg_acc:max or avg_acc:min"),
     ({"objectives": {"avg_acc": "max", "total_mb": "smallest"}}, "total_mb: 'smallest' is not a mode"),
     ({"objectives": 3}, "objectives: 3 is not allowed"),
@@ -241,7 +241,7 @@ def test_multi_objective_study_end_to_end(local_ray, tmp_path):
         assert 0 <= r["avg_acc"] <= 1 and 0 <= r["test_avg_acc"] <= 1
         if r["method"] == "replay":
             assert r["param_memory_size"] == cfg["method_config"]["memory_size"]
-    # hive layout: study=/method= directories; the keys live in the path only (issue 20), and every
+    # hive layout: study=/method= directories; the keys live in the path only, and every
     # file has the study's one schema
     files = sorted(Path(spec.storage, "results").rglob("*.parquet"))
     assert {f.parent.name for f in files} <= {"method=finetune", "method=replay"}
@@ -296,7 +296,7 @@ def test_diverged_and_failing_trials_are_recorded_and_the_study_goes_on(local_ra
     missing.pop("n_classes"), missing.pop("image_size")
     spec = StudySpec.from_dict(spec_dict(storage=str(tmp_path / "e"), methods=["finetune"], trials=2,
                                          benchmark=missing, search={"finetune": NET}, max_failures=1))
-    # issue 18: the driver reads the data before Ray starts; it used to launch, and every trial erred
+    # the driver reads the data before Ray starts; it used to launch, and every trial erred
     with pytest.raises(ConfigError, match="not an unsigned-byte IDX file"):
         run_study(spec)
     assert not (tmp_path / "e").exists()
@@ -421,6 +421,8 @@ def test_trials_reproduce_plain_runs_with_reused_actors_and_prefix_reuse(local_r
         task0 = {e.method for e in entries if e.n_done == 1}
         # one task-0 entry per method: every later trial of that method started from it
         assert len([e for e in entries if e.n_done == 1]) == len(task0)
+        # only prefixes other configs can share are stored (docs/efficiency.md), none a trial's own
+        assert entries and all(e.meta["fields"] is not None for e in entries)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random",
@@ -589,7 +591,7 @@ def test_a_torn_journal_line_is_reconciled_from_the_parquet_rows(tmp_path):
 
 
 def test_the_optuna_study_names_its_objectives(tmp_path):
-    """optuna-dashboard and trials_dataframe() showed "Objective 0 / Objective 1" (issue 20)."""
+    """optuna-dashboard and trials_dataframe() showed "Objective 0 / Objective 1"."""
     s = _searcher(tmp_path)
     assert s.study.metric_names == ["avg_acc", "total_mb"]
     again = optuna.load_study(study_name="t", storage=make_optuna_storage(str(tmp_path / "j.journal")))
@@ -597,7 +599,7 @@ def test_the_optuna_study_names_its_objectives(tmp_path):
 
 
 def test_progress_lines_count_trials_front_and_eta():
-    """Every per-task and per-trial line ends in the study's progress (issue 20)."""
+    """Every per-task and per-trial line ends in the study's progress."""
     from types import SimpleNamespace
 
     from incsweep.study.sink import ProgressLog
@@ -623,7 +625,7 @@ def test_progress_lines_count_trials_front_and_eta():
 
 def test_optuna_dashboard_shows_names_directions_params_and_constraints(tmp_path):
     """What optuna-dashboard serves for the study's journal, through its own storage loader and its
-    WSGI app's JSON API (issue 20): objective names, directions, trial params and the constraints,
+    WSGI app's JSON API: objective names, directions, trial params and the constraints,
     which it did not show while only Optuna 5's named format was written."""
     from wsgiref.util import setup_testing_defaults
 
@@ -659,7 +661,7 @@ def test_optuna_dashboard_shows_names_directions_params_and_constraints(tmp_path
 
 def test_confirm_reruns_the_front_on_fresh_seeds_survives_kill_9_and_reports_mean_std(local_ray, tmp_path,
                                                                                       kill_driver_when, capsys):
-    """`incsweep confirm` (issue 21, part 1): the front re-run on 2 fresh seeds and class orders, one
+    """`incsweep confirm`: the front re-run on 2 fresh seeds and class orders, one
     study per seed under <storage>/confirm; SIGKILLed mid-way and run again it finishes every
     configuration once; analyze shows each front configuration's mean +- std and export carries it."""
     import yaml
@@ -712,7 +714,7 @@ def test_confirm_reruns_the_front_on_fresh_seeds_survives_kill_9_and_reports_mea
 
 
 def test_two_phase_tunes_on_one_class_order_and_evaluates_the_front_on_another(local_ray, tmp_path, capsys):
-    """protocol: two_phase (GTEP, issue 21, part 2) from a spec through `incsweep study run`: the
+    """protocol: two_phase (GTEP) from a spec through `incsweep study run`: the
     search on seed1993, then its front run unchanged on evaluate_on's class order; analyze shows
     both side by side with the gap."""
     import yaml
@@ -742,7 +744,7 @@ def test_two_phase_tunes_on_one_class_order_and_evaluates_the_front_on_another(l
 
 
 def test_first_task_tunes_on_task_0_and_runs_the_front_on_the_whole_stream(local_ray, tmp_path, capsys):
-    """protocol: first_task (Lee et al. 2024; issue 21, part 2) from a spec through `incsweep study
+    """protocol: first_task (Lee et al. 2024) from a spec through `incsweep study
     run`: every search trial runs task 0 only and counts as complete there (Optuna COMPLETE, its rows
     say 1 task of 1); the front then runs the whole stream with the same values, starting from the
     task-0 states the search stored; analyze shows task 0 beside the whole stream."""
@@ -793,7 +795,7 @@ def test_first_task_tunes_on_task_0_and_runs_the_front_on_the_whole_stream(local
 
 
 def test_an_orphaned_enqueued_configuration_is_queued_again_not_replaced():
-    """Issue 37: a driver killed after asking an enqueued trial (incsweep confirm's configurations) left
+    """a driver killed after asking an enqueued trial (incsweep confirm's configurations) left
     it RUNNING; reconciling failed it and the sampler filled its place with a random configuration."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

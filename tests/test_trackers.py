@@ -1,4 +1,4 @@
-"""`callbacks:` in a study spec (issue 20, part 5): a real study on the embedded Ray logs to MLflow
+"""`callbacks:` in a study spec: a real study on the embedded Ray logs to MLflow
 (a local SQLite store), W&B (offline mode, no network), TensorBoard and CSV; each run's parameters
 and per-task metrics are read back from the tracker's own files and compared with the Parquet rows."""
 

@@ -1,4 +1,4 @@
-"""One vocabulary, one Objective, one dominance module, typed boundaries, scoped process state (issue 16)."""
+"""One vocabulary, one Objective, one dominance module, typed boundaries, scoped process state."""
 
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ import torch
 
 from incsweep.core.errors import ConfigError, DivergedError
 from incsweep.core.vocabulary import FROM_CACHE, OPTIMISABLE
-from incsweep.incremental.prefix_cache import PrefixCache, cached_results, start_state
-from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint, run
+from incsweep.incremental.prefix_cache import PrefixCache, cached_results, run_through_cache
+from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint
 
 __all__ = ["TrialSpec", "run_trial", "task_metrics", "furthest_checkpoint", "OBJECTIVE_SENTINEL"]
 
@@ -131,22 +131,19 @@ def run_trial(config: Mapping[str, Any]) -> None:
         if replay:
             assert state is not None  # replay is set only when a checkpoint loaded
             _report_stored(run_cfg, state, ckpt_dir, started_at, horizon, REPLAYED)
-        elif state is None and cache is not None:
-            state, n_done = start_state(run_cfg, cache, max_tasks=horizon)
-            if state is not None:
-                log.info("trial starts from a cached prefix of %d task(s)", n_done)
-                _report_stored(run_cfg, state, ckpt_dir, started_at, horizon, FROM_CACHE)
+
+        def on_cached(cached: Mapping[str, Any]) -> None:
+            log.info("trial starts from a cached prefix of %d task(s)", len(cached["results"]))
+            _report_stored(run_cfg, cached, ckpt_dir, started_at, horizon, FROM_CACHE)
 
         def on_task_end(result: TaskResult) -> None:
-            path = ckpt_dir / CHECKPOINT_FILE
-            if cache is not None:
-                cache.put(run_cfg, path, result.task + 1)
             tune.report(task_metrics(result, run_cfg, started_at, horizon),
                         checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
 
         try:
-            run(run_cfg, on_task_end, checkpoint_dir=ckpt_dir, initial_state=state, stop_after=spec.tasks)
-        except (ConfigError, FileNotFoundError) as exc:  # deterministic: no Tune retry (issue 18)
+            run_through_cache(run_cfg, cache, on_task_end, checkpoint_dir=ckpt_dir, initial_state=state,
+                              on_cached=on_cached, stop_after=spec.tasks)
+        except (ConfigError, FileNotFoundError) as exc:  # deterministic: no Tune retry
             done = len(load_checkpoint(ckpt_dir / CHECKPOINT_FILE)["results"]) if (ckpt_dir / CHECKPOINT_FILE).exists() else 0
             tune.report(_failed_report(exc, run_cfg.method, run_cfg.to_json(), done, started_at))
         except DivergedError as exc:

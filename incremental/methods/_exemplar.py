@@ -1,8 +1,8 @@
 """Shared rehearsal machinery for exemplar methods (replay, iCaRL, MEMO, DER, ...).
 
-One place for: budget -> total exemplar count M -> per-class quota m, iCaRL herding selection of
-a finished task's classes, shrinking old classes to their herding prefix, the final count for
-``plan()``, class means for nearest-mean-of-exemplars, and the loss over batches that mix tasks.
+One place for: the per-class store under the run's budget (the budget itself: ``incremental/budget.py``),
+iCaRL herding selection of a finished task's classes, shrinking old classes to their herding prefix,
+class means for nearest-mean-of-exemplars, and the loss over batches that mix tasks.
 
 Typical use in a method (see replay.py)::
 
@@ -20,75 +20,16 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from incsweep.core.errors import ConfigError
-from incsweep.incremental.benchmarks import BenchmarkConfig, Task
-from incsweep.incremental.exemplars import ExemplarStore, herding_order, resolve_budget
-from incsweep.incremental.methods.base import ExemplarConfig
+from incsweep.incremental.benchmarks import Task
+from incsweep.incremental.budget import quota
+from incsweep.incremental.exemplars import ExemplarStore, herding_order
 
-__all__ = [
-    "train_images_per_class", "train_images_by_class", "exemplar_total", "quota", "planned_exemplars", "ExemplarMemory",
-    "with_exemplars", "l2_normalize", "class_means", "nme_logits", "rehearsal_ce",
-]
+__all__ = ["ExemplarMemory", "with_exemplars", "l2_normalize", "class_means", "nme_logits", "rehearsal_ce"]
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # uint8 images -> features (eval mode, no augmentation)
 
-# Training images per class in each dataset's official training split (Fashion-MNIST 60,000 / 10,
-# CIFAR-10 50,000 / 10, CIFAR-100 50,000 / 100, Tiny-ImageNet-200 100,000 / 200). Synthetic data
-# has exactly ``train_per_class`` (default 60, benchmarks._load_synthetic).
-_FULL_TRAIN_PER_CLASS = {"seq-fashionmnist": 6000, "seq-cifar10": 5000, "seq-cifar100": 500, "seq-tinyimagenet": 500}
-_SYNTHETIC_DEFAULT_PER_CLASS = 60  # benchmarks._load_synthetic
-
 # PyCIL's EPSILON for normalising feature vectors (models/icarl.py, utils/toolkit).
 _EPS = 1e-8
-
-
-def train_images_by_class(benchmark: BenchmarkConfig) -> list[int]:
-    """Images of each class in its task's ``train`` split: after subsampling and the validation hold-out."""
-    spec = benchmark.spec
-    if benchmark.name == "synthetic":
-        full = [benchmark.train_per_class or _SYNTHETIC_DEFAULT_PER_CLASS] * spec.n_classes  # val_per_class comes on top
-    else:
-        if spec.class_counts is not None:  # file and plugin benchmarks: counted in the data
-            counts = list(spec.class_counts)
-        elif benchmark.name in _FULL_TRAIN_PER_CLASS:
-            counts = [_FULL_TRAIN_PER_CLASS[benchmark.name]] * spec.n_classes
-        else:
-            raise ConfigError(f"benchmark {benchmark.name!r}: its BenchmarkSpec gives no class_counts (training images "
-                              "per class), which the exemplar plan needs; npz_benchmark/image_folder_benchmark set them")
-        full = [n - (benchmark.val_per_class or 0) for n in counts]
-        if benchmark.train_per_class is not None:
-            full = [min(n, benchmark.train_per_class) for n in full]
-    return [n - int(round(n * benchmark.val_fraction)) for n in full]  # the same rounding as benchmarks.load_benchmark
-
-
-def train_images_per_class(benchmark: BenchmarkConfig) -> int:
-    """Images of the smallest class in its task's ``train`` split (all classes, on the built-in benchmarks)."""
-    return min(train_images_by_class(benchmark))
-
-
-def exemplar_total(config: ExemplarConfig, benchmark: BenchmarkConfig, *, final_model_bytes: int,
-                   backbone_params: int, kept_params: int) -> int | None:
-    """The run's total exemplar count M (None: a fixed number per class), from the config's budget.
-
-    ``final_model_bytes``: everything but exemplars the method holds after the last task (for
-    ``total_mb``); ``backbone_params``/``kept_params``: P and what the method keeps of T backbones
-    (for ``aligned``: P for a single-network method, g + T*s for MEMO, T*P for DER).
-    """
-    c, h, w = benchmark.spec.image_shape
-    return resolve_budget(config.budget_config(), final_model_bytes=final_model_bytes, image_bytes=c * h * w,
-                          n_tasks=len(benchmark.task_sizes), backbone_params=backbone_params,
-                          kept_params=kept_params)
-
-
-def quota(total: int | None, per_class: int, classes_seen: int) -> int:
-    """Exemplars per class: M // classes_seen (docs/protocols.md), or the fixed per-class number."""
-    return per_class if total is None else total // max(classes_seen, 1)
-
-
-def planned_exemplars(total: int | None, per_class: int, benchmark: BenchmarkConfig) -> int:
-    """Exemplars held after the last task: every class keeps min(quota, its training images)."""
-    q = quota(total, per_class, benchmark.spec.n_classes)
-    return sum(min(q, n) for n in train_images_by_class(benchmark))
 
 
 def l2_normalize(features: torch.Tensor) -> torch.Tensor:

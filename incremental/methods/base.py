@@ -18,7 +18,7 @@ from incsweep.core.ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
 from incsweep.incremental.augment import Augmenter
 from incsweep.incremental.backbones import BACKBONES
 from incsweep.incremental.benchmarks import BenchmarkConfig, Task
-from incsweep.incremental.exemplars import BudgetConfig
+from incsweep.incremental.budget import BudgetConfig, budget_field
 from incsweep.incremental.memory import MemoryReport
 from incsweep.incremental.training import BN_STATS, Schedule
 
@@ -76,20 +76,20 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class ExemplarConfig(MethodConfig):
-    """A method with an exemplar memory; fields as in ``exemplars.BudgetConfig``."""
+    """A method with an exemplar memory; fields as in ``budget.BudgetConfig``."""
 
-    budget: str = spec("count", choices=("count", "per_class", "total_mb", "aligned"))
-    memory_size: int = spec(2000, range=(0, None))
-    memory_per_class: int = spec(20, range=(0, None))
-    memory_mb: float = spec(0.0, range=(0.0, None))
-    aligned_base: int = spec(2000, range=(0, None))
+    budget: str = budget_field("budget")
+    memory_size: int = budget_field("memory_size")
+    memory_per_class: int = budget_field("memory_per_class")
+    memory_mb: float = budget_field("memory_mb")
+    aligned_base: int = budget_field("aligned_base")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.budget_config()
 
     def budget_config(self) -> BudgetConfig:
-        return BudgetConfig(self.budget, self.memory_size, self.memory_per_class, self.memory_mb, self.aligned_base)
+        return BudgetConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(BudgetConfig)})
 
 
 @dataclass(frozen=True)

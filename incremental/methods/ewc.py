@@ -18,18 +18,20 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from incsweep.core.params import Float
 from incsweep.incremental.api import (
+    SEARCHED_LR,
+    SEARCHED_WEIGHT_DECAY,
+    Float,
     MemoryReport,
     MethodConfig,
     RunContext,
     SingleNetMethod,
     Task,
     first_task_fields,
+    frozen_space,
     spec,
     tensor_bytes,
 )
-from incsweep.incremental.methods._space import SEARCHED_LR, SEARCHED_WEIGHT_DECAY, frozen_space
 
 __all__ = ["EWCConfig", "EWC", "empirical_fisher"]
 

@@ -9,21 +9,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from incsweep.core.configs import spec
 from incsweep.core.params import Float
 from incsweep.incremental.benchmarks import BenchmarkConfig, Task
-from incsweep.incremental.memory import MemoryReport, module_bytes
+from incsweep.incremental.memory import MemoryReport
+from incsweep.incremental.methods._distill import DistillingNetMethod, kd_loss
 from incsweep.incremental.methods._exemplar import class_means, nme_logits, rehearsal_ce, with_exemplars
 from incsweep.incremental.methods._prefix import budget_fields, first_task_fields
-from incsweep.incremental.methods._single import IncrementalNet
 from incsweep.incremental.methods._space import frozen_space
 from incsweep.incremental.methods.base import BudgetPlan, ExemplarConfig, RunContext
 from incsweep.incremental.methods.replay import Replay
 from incsweep.incremental.training import predict_in_batches
 
-__all__ = ["ICaRLConfig", "ICaRL", "kd_loss"]
+__all__ = ["ICaRLConfig", "ICaRL"]
 
 FLOAT_BYTES = 4  # class means are stored as float32
 
@@ -35,50 +34,33 @@ class ICaRLConfig(ExemplarConfig):
     classifier: str = spec("nme", choices=("nme", "cnn"))  # iCaRL predicts by NME; "cnn" = the linear head
 
 
-def kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Soft-target cross-entropy between temperature-scaled softmaxes, mean over the batch (PyCIL _KD_loss)."""
-    log_p = F.log_softmax(logits / temperature, dim=1)
-    q = F.softmax(old_logits / temperature, dim=1)
-    return -(q * log_p).sum() / logits.shape[0]
 
-
-class ICaRL(Replay[ICaRLConfig]):
+class ICaRL(DistillingNetMethod[ICaRLConfig], Replay[ICaRLConfig]):
     config_cls = ICaRLConfig
     search_space = frozen_space({**Replay.search_space, "kd_temperature": Float(1.0, 4.0)})  # PyCIL T = 2
     scenarios = ("class_il",)  # NME over all seen classes is a class-incremental classifier
 
     def __init__(self, config: ICaRLConfig, ctx: RunContext):
         super().__init__(config, ctx)
-        self.old_net: IncrementalNet | None = None  # training-time only: the model after the previous task
         self.means: torch.Tensor | None = None  # n_seen x d, recomputed at every end_task
-        self._train_state_bytes = 0
-
-    def begin_task(self, task: Task) -> None:
-        if task.index > 0:
-            # Copied before the head grows: the old model scores exactly the classes known so far.
-            self.old_net = self.frozen_copy()
-            self._train_state_bytes = module_bytes(self.old_net)
-        super().begin_task(task)
 
     def train_task(self, task: Task) -> None:
         x, y = with_exemplars(task, self.exemplars)
         sizes, cfg = self.ctx.benchmark.task_sizes, self.config
-        old, known = self.old_net, task.offset
+        known = task.offset
 
         def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             logits = self.net(xb)
             loss = rehearsal_ce(logits, yb, self.n_seen, self.ctx.scenario, sizes)
-            if old is not None and cfg.kd_weight > 0:
-                with torch.no_grad():
-                    old_logits = old(xb)
+            old_logits = self.old_logits(xb) if cfg.kd_weight > 0 else None
+            if old_logits is not None:
                 loss = loss + cfg.kd_weight * kd_loss(logits[:, :known], old_logits, cfg.kd_temperature)
             return loss
 
         self.train_on(task, x, y, loss_fn)
 
     def end_task(self, task: Task) -> None:
-        super().end_task(task)  # herding with the new model
-        self.old_net = None  # only needed while training
+        super().end_task(task)  # drops the old model, then herding with the new one
         ex_x, ex_y = self.exemplars.data()
         # PyCIL recomputes every class mean with the current model on the current exemplars.
         self.means = class_means(self.features, ex_x, ex_y, self.n_seen) if len(ex_y) else None
@@ -115,10 +97,8 @@ class ICaRL(Replay[ICaRLConfig]):
         return first_task_fields(config, "classifier") | budget_fields() if n_done <= 1 else None
 
     def state_dict(self) -> dict[str, Any]:
-        # old_net is dropped at every end_task, so a checkpoint (taken between tasks) never needs it.
-        return {**super().state_dict(), "means": self.means, "train_state_bytes": self._train_state_bytes}
+        return {**super().state_dict(), "means": self.means}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.means = state["means"].to(self.ctx.device) if state["means"] is not None else None
-        self._train_state_bytes = state["train_state_bytes"]

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from incsweep.incremental.benchmarks import BenchmarkConfig, Task
+from incsweep.incremental.budget import train_images_by_class
 from incsweep.incremental.exemplars import ExemplarStore
 from incsweep.incremental.memory import MemoryReport
-from incsweep.incremental.methods._exemplar import rehearsal_ce, train_images_by_class
+from incsweep.incremental.methods._exemplar import rehearsal_ce
 from incsweep.incremental.methods._prefix import first_task_fields
 from incsweep.incremental.methods._single import IncrementalNet, SingleNetMethod
 from incsweep.incremental.methods.base import BudgetPlan, MethodConfig, RunContext

@@ -10,26 +10,25 @@ Written on the public API only (``incsweep.incremental.api``), as a method from 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from incsweep.core.params import Float
 from incsweep.incremental.api import (
-    IncrementalNet,
+    SEARCHED_LR,
+    SEARCHED_WEIGHT_DECAY,
+    DistillingNetMethod,
+    Float,
     MemoryReport,
     MethodConfig,
-    RunContext,
-    SingleNetMethod,
     Task,
     first_task_fields,
-    module_bytes,
+    frozen_space,
+    kd_loss,
     spec,
 )
-from incsweep.incremental.methods._space import SEARCHED_LR, SEARCHED_WEIGHT_DECAY, frozen_space
 
-__all__ = ["LwFConfig", "LwF", "distillation"]
+__all__ = ["LwFConfig", "LwF"]
 
 
 @dataclass(frozen=True)
@@ -41,14 +40,8 @@ class LwFConfig(MethodConfig):
     ce_classes: str = spec("new", choices=("new", "all"))
 
 
-def distillation(logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cross-entropy between the temperature-softened old and new distributions, batch mean."""
-    log_p = F.log_softmax(logits / temperature, dim=1)
-    q = F.softmax(old_logits / temperature, dim=1)
-    return -(q * log_p).sum(1).mean()
 
-
-class LwF(SingleNetMethod[LwFConfig]):
+class LwF(DistillingNetMethod[LwFConfig]):
     config_cls = LwFConfig
     search_space = frozen_space({
         "lr": SEARCHED_LR, "weight_decay": SEARCHED_WEIGHT_DECAY,
@@ -59,38 +52,22 @@ class LwF(SingleNetMethod[LwFConfig]):
     })
     scenarios = ("class_il", "task_il")
 
-    def __init__(self, config: LwFConfig, ctx: RunContext):
-        super().__init__(config, ctx)
-        self.old_net: IncrementalNet | None = None  # the model after the previous task, while training
-        self._train_state_bytes = 0
-
-    def begin_task(self, task: Task) -> None:
-        if task.index > 0:
-            # Copied before the head grows: the old model scores exactly the classes known so far.
-            self.old_net = self.frozen_copy()
-            self._train_state_bytes = module_bytes(self.old_net)
-        super().begin_task(task)
-
     def train_task(self, task: Task) -> None:
-        cfg, old, known = self.config, self.old_net, task.offset
+        cfg, first, known = self.config, self.old_net is None, task.offset
         lo, hi = task.classes[0], task.classes[-1] + 1
 
         def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             logits = self.net(xb)
-            if old is None or self.ctx.scenario == "task_il" or cfg.ce_classes == "new":
+            if first or self.ctx.scenario == "task_il" or cfg.ce_classes == "new":
                 loss = F.cross_entropy(logits[:, lo:hi], yb - lo)
             else:
                 loss = F.cross_entropy(logits[:, :hi], yb)
-            if old is not None and cfg.kd_weight > 0:
-                with torch.no_grad():
-                    old_logits = old(xb)
-                loss = loss + cfg.kd_weight * distillation(logits[:, :known], old_logits, cfg.kd_temperature)
+            old_logits = self.old_logits(xb) if cfg.kd_weight > 0 else None
+            if old_logits is not None:
+                loss = loss + cfg.kd_weight * kd_loss(logits[:, :known], old_logits, cfg.kd_temperature)
             return loss
 
         self.train_on(task, task.train.x, task.train.y, loss_fn)
-
-    def end_task(self, task: Task) -> None:
-        self.old_net = None  # only needed while training; a checkpoint between tasks never holds it
 
     def memory(self) -> MemoryReport:
         return MemoryReport(model_bytes=self.model_bytes(), train_state_bytes=self._train_state_bytes)
@@ -99,10 +76,3 @@ class LwF(SingleNetMethod[LwFConfig]):
     def fields_for_tasks(cls, config: LwFConfig, n_done: int) -> frozenset[str] | None:
         """Task 0 has no old model: only the network and task 0's schedule act on it."""
         return first_task_fields(config) if n_done <= 1 else None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "train_state_bytes": self._train_state_bytes}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self._train_state_bytes = int(state["train_state_bytes"])

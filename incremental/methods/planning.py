@@ -29,7 +29,7 @@ from incsweep.core.errors import ConfigError
 from incsweep.incremental.augment import AUGMENTATIONS, Augmenter
 from incsweep.incremental.backbones import count_params, meta_backbone
 from incsweep.incremental.benchmarks import BenchmarkConfig, Split, Task
-from incsweep.incremental.methods._exemplar import exemplar_total, planned_exemplars
+from incsweep.incremental.budget import exemplar_total, planned_exemplars
 from incsweep.incremental.methods.base import BudgetPlan, ExemplarConfig, MethodConfig, RunContext
 from incsweep.incremental.process_state import scoped_global_rng
 

@@ -1,4 +1,4 @@
-"""Ranges of the fields several configs share, declared once (issue 16: batch_size was >= 2 in one
+"""Ranges of the fields several configs share, declared once (batch_size was >= 2 in one
 config and >= 1 in another). Inclusive bounds; None: unbounded."""
 
 __all__ = ["EPOCHS", "LR", "BATCH_SIZE", "SEED", "MOMENTUM", "WEIGHT_DECAY", "EVAL_BATCH_SIZE"]
