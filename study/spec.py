@@ -232,19 +232,8 @@ class StudySpec:
                 "eval_batch_size": self.eval_batch_size}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "methods": list(self.methods), "benchmark": to_mapping(self.benchmark),
-            "search": _plain(self.search), "scenario": self.scenario,
-            "objectives": [str(o) for o in self.objectives], "constraints": [str(c) for c in self.constraints],
-            "sampler": to_mapping(self.sampler), "scheduler": to_mapping(self.scheduler), "trials": self.trials,
-            "concurrency": self.concurrency, "resources": to_mapping(self.resources), "seed": self.seed,
-            "max_failures": self.max_failures, "storage": self.storage, "optuna_storage": self.optuna_storage,
-            "prefix_cache": self.prefix_cache, "prefix_cache_max_gb": self.prefix_cache_max_gb,
-            "eval_batch_size": self.eval_batch_size, "device": self.device,
-            "callbacks": [t.to_dict() for t in self.callbacks],
-            "enqueue": [_plain(e) for e in self.enqueue], "protocol": self.protocol,
-            "evaluate_on": _plain(self.evaluate_on) if self.evaluate_on is not None else None,
-        }
+        """Every field as YAML-ready data (what ``study.yaml`` stores and ``from_dict`` reads back)."""
+        return {f.name: _serialised(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "StudySpec":
@@ -333,6 +322,20 @@ def _parse_objectives(objs: Any) -> tuple[Objective, ...]:
         if o.column not in METRICS:
             raise ConfigError(f"objective {o.column!r} is unknown; choose from {list(METRICS)}")
     return out
+
+
+def _serialised(value: Any) -> Any:
+    """A spec field's value as plain data: objectives and constraints in their spec syntax, trackers
+    by their own ``to_dict``, config dataclasses as mappings, collections element by element."""
+    if isinstance(value, (Objective, Constraint)):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_mapping(value)
+    if isinstance(value, (list, tuple)):
+        return [_serialised(v) for v in value]
+    return _plain(value)
 
 
 def _plain(value: Any) -> Any:

@@ -3,6 +3,7 @@ end-to-end studies on a real local Ray (temporary directories, shut down after).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -111,6 +112,27 @@ def test_spec_defaults_and_round_trip():
     c = Constraint.parse("total_mb <= 8")
     assert c.violation(6.0) == -2.0 and c.violation(9.0) == 1.0
     assert Constraint.parse("avg_acc >= 0.5").violation(0.4) == pytest.approx(0.1)
+
+
+def test_a_spec_with_every_field_set_survives_its_own_serialisation(tmp_path):
+    """to_dict is built from the fields: a spec whose every field differs from the defaults comes back
+    equal from from_dict(to_dict()), so no field can be left out of what study.yaml stores."""
+    full = StudySpec.from_dict({
+        "name": "full", "methods": ["replay", "finetune"], "benchmark": {"name": "synthetic", "n_classes": 4},
+        "search": {"replay": {"memory_size": {"low": 10, "high": 40}}}, "scenario": "class_il",
+        "objectives": ["avg_acc:max", "total_mb:min", "cpu_s:min"], "constraints": ["total_mb<=2"],
+        "sampler": {"name": "nsga2", "population_size": 8}, "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3},
+        "trials": 5,
+        "concurrency": 2, "resources": {"cpu": 2}, "seed": 3, "max_failures": 0, "storage": str(tmp_path / "s"),
+        "optuna_storage": f"sqlite:///{tmp_path}/o.db", "prefix_cache": False, "prefix_cache_max_gb": 1.5,
+        "eval_batch_size": 64, "device": "cpu", "callbacks": ["csv"],
+        "enqueue": [{"method": "finetune", "params": {"lr": 0.1}}], "protocol": "two_phase",
+        "evaluate_on": {"name": "synthetic", "n_classes": 6}})
+    plain = StudySpec.from_dict({"name": "plain", "methods": ["finetune"]})
+    fields = [f.name for f in dataclasses.fields(StudySpec)]
+    assert [f for f in fields if getattr(full, f) == getattr(plain, f)] == []  # every field is exercised
+    assert list(full.to_dict()) == fields
+    assert StudySpec.from_dict(full.to_dict()) == full
 
 
 # ---- searcher bookkeeping (real Optuna storage, no Ray needed) --------------------------------------
