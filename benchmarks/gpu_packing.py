@@ -7,7 +7,7 @@ on synthetic CIFAR-shaped data (no download: 20 classes of 3x32x32, 100/20 image
 command's wall time (Ray start-up included, as a user pays it). Usage, on a machine with a GPU:
     .venv/bin/python benchmarks/gpu_packing.py [--per-gpu 1,2,4,8] [--trials 16]
 Its output goes to benchmarks/results/gpu_packing_<gpu>.txt. Without a GPU it stops with one line:
-a logical GPU would measure CPU speed, which tests/test_gpu_packing.py already covers for scheduling.
+a logical GPU would measure CPU speed, which tests/study/test_gpu_packing.py already covers for scheduling.
 """
 
 from __future__ import annotations

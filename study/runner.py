@@ -480,7 +480,7 @@ def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict 
                     # The interrupt can land inside a library's cleanup, which then fails in its own way
                     # and replaces it: Optuna 5's journal lock release, interrupted before its rename,
                     # unlinks a file that never existed (FileNotFoundError '...optuna.journal.lock<uuid>
-                    # .rename'; seen in tests/test_bad_input.py under load). The stop is the signal's.
+                    # .rename'; seen in tests/study/test_bad_input.py under load). The stop is the signal's.
                     if sigterm.received:
                         log.info("after SIGTERM: %s: %s", type(exc).__name__, exc)
                         raise StudyTerminated(f"SIGTERM; continue with: incsweep study resume {storage}") from None

@@ -96,7 +96,7 @@ _DASHBOARD_CONSTRAINTS = "constraints"
 
 def _storage(study: optuna.Study) -> optuna.storages.BaseStorage:
     # The one private read of Optuna here: a Study offers no public accessor of its storage (an
-    # attribute since Optuna 1; tests/test_study.py's searcher tests fail if it moves). The storage's
+    # attribute since Optuna 1; tests/study/test_study.py's searcher tests fail if it moves). The storage's
     # own methods used below are its public API.
     return study._storage  # noqa: SLF001
 

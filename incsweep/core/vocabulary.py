@@ -2,7 +2,7 @@
 ``Metrics`` and ``MemoryReport`` dataclasses. The Parquet schema (incsweep/core/schema.py), the study's
 objective and constraint check (study/spec.py), the trial reports (trainables/trial.py) and the
 export (analysis/export.py) are built from these tuples; adding a field to either dataclass adds it
-everywhere, and tests/test_vocabulary.py fails when a name is spelled out anywhere else.
+everywhere, and tests/core/test_vocabulary.py fails when a name is spelled out anywhere else.
 
 Torch-free: analysis and the CLI import it without the engine.
 """
@@ -26,7 +26,7 @@ SPLITS = ("val", "test")
 TEST_METRICS: tuple[str, ...] = tuple(TEST_PREFIX + name for name in ACCURACY_METRICS)
 # name -> Python type (int or float), in MemoryReport's order
 MEMORY_COLUMNS: dict[str, type] = MemoryReport.columns()
-# The names code reads by meaning (each a field of Metrics or MemoryReport; tests/test_vocabulary.py).
+# The names code reads by meaning (each a field of Metrics or MemoryReport; tests/core/test_vocabulary.py).
 AVG_ACC = "avg_acc"  # average incremental accuracy: the study's default accuracy objective
 LAST_ACC = "last_acc"  # accuracy on all seen classes after the last task so far
 WALL_TIME = "wall_s"  # seconds of the task (a run's final row: the whole run)

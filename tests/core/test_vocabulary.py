@@ -26,7 +26,7 @@ from incsweep.core.vocabulary import (
     WALL_TIME,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ("study", "analysis", "trainables", "search_spaces")
 
 

@@ -121,9 +121,9 @@ def test_a_spec_with_every_field_set_survives_its_own_serialisation(tmp_path):
         "name": "full", "methods": ["replay", "finetune"], "benchmark": {"name": "synthetic", "n_classes": 4},
         "search": {"replay": {"memory_size": {"low": 10, "high": 40}}}, "scenario": "class_il",
         "objectives": ["avg_acc:max", "total_mb:min", "cpu_s:min"], "constraints": ["total_mb<=2"],
-        "sampler": {"name": "nsga2", "population_size": 8}, "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3},
-        "trials": 5,
-        "concurrency": 2, "resources": {"cpu": 2}, "seed": 3, "max_failures": 0, "storage": str(tmp_path / "s"),
+        "sampler": {"name": "nsga2", "population_size": 8},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3}, "trials": 5, "concurrency": 2,
+        "resources": {"cpu": 2}, "seed": 3, "max_failures": 0, "storage": str(tmp_path / "s"),
         "optuna_storage": f"sqlite:///{tmp_path}/o.db", "prefix_cache": False, "prefix_cache_max_gb": 1.5,
         "eval_batch_size": 64, "device": "cpu", "callbacks": ["csv"],
         "enqueue": [{"method": "finetune", "params": {"lr": 0.1}}], "protocol": "two_phase",
@@ -174,7 +174,7 @@ def test_resume_plan_continues_interrupted_trials_fails_unrun_ones_and_closes_to
     from incsweep.core.layout import StudyLayout
     from incsweep.study.results import final_row, task_row, write_trial_file
     from incsweep.study.resume import plan_resume
-    from tests.test_analysis_results import T0, _task
+    from tests.analysis.test_analysis_results import T0, _task
 
     storage = tmp_path / "s"
     spec = StudySpec.from_dict(spec_dict(storage=str(storage)))

@@ -16,7 +16,7 @@ from incsweep.incremental.methods._projection import first_basis, grow_basis, ou
 from incsweep.incremental.methods.bmkp import BMKP, basis_regulariser
 from incsweep.incremental.run import RunConfig, build_method, load_run_config, run
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "bmkp"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "bmkp"
 BENCH = {"name": "synthetic", "n_classes": 6, "image_size": 16, "train_per_class": 30, "test_per_class": 10}
 FAST = {"width": 4, "epochs": 2, "retrain_epochs": 1, "batch_size": 16, "example_num": 32}
 

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import load_benchmark
 
 sweep = load_benchmark("kill_sweep")
-ARCHIVE = Path(__file__).parent / "data" / "study_before_core_move.tgz"
+ARCHIVE = Path(__file__).parents[1] / "data" / "study_before_core_move.tgz"
 
 
 @pytest.mark.ray

@@ -144,7 +144,7 @@ def test_cli_refuses_unresolvable_names_with_exit_2(argv):
 
 def test_check_method_passes_a_correct_plugin_and_fails_a_broken_one(tmp_path, monkeypatch):
     install_plugin(tmp_path, monkeypatch)
-    env_path = f"{tmp_path}:{Path(__file__).parent}"
+    env_path = f"{tmp_path}:{Path(__file__).parents[1]}"  # tests/: contract_fixtures.py
     ok = subprocess.run([sys.executable, "-m", "incsweep.cli", "check-method", "myplug:HalfLR"],
                         capture_output=True, text=True, timeout=300, env={"PYTHONPATH": env_path, "PATH": "/usr/bin"})
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -23,7 +23,7 @@ from incsweep.incremental.memory import MemoryReport, module_bytes
 from incsweep.incremental.methods import method_names
 from incsweep.incremental.run import build_method, run
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]  # tests/: contract_fixtures.py
 MISREPORTS = [cls.__name__ for cls in fixtures.MISREPORTS]
 
 

@@ -27,7 +27,7 @@ from incsweep.incremental.methods.der import DERConfig
 from incsweep.incremental.methods.memo import MEMOConfig, aux_targets
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, build_method, load_checkpoint, load_run_config, run
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "memo"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "memo"
 FAST = {"backbone": "tiny", "width": 4, "epochs": 2, "init_epochs": 2, "batch_size": 16, "memory_size": 12}
 CIFAR100 = {"name": "seq-cifar100", "init_classes": 10, "increment": 10}
 

@@ -290,7 +290,7 @@ def test_ray_job_submit_runs_a_study_and_a_driver_without_the_token_is_told_why(
     cluster.start_head(cpus=1)
     work = tmp_path / "job"
     work.mkdir()
-    shutil.copy(Path(__file__).parents[1] / "configs" / "studies" / "tiny.yaml", work / "tiny.yaml")
+    shutil.copy(Path(__file__).parents[2] / "configs" / "studies" / "tiny.yaml", work / "tiny.yaml")
     storage = tmp_path / "storage"
     job = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--working-dir", str(work),
                           "--", "incsweep", "study", "run", "tiny.yaml", "--storage", str(storage)],
