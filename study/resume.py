@@ -33,7 +33,14 @@ from pyarrow import fs as pafs
 from incsweep.core.errors import DataFormatError
 from incsweep.core.layout import TUNE_NAME, StudyLayout
 from incsweep.study.results import final_row, list_trial_files, read_trial_file, write_trial_file
-from incsweep.study.searcher import TUNE_ID_ATTR, Continuation, reconcile_orphans, reconcile_with_results, trial_config
+from incsweep.study.searcher import (
+    TUNE_ID_ATTR,
+    Continuation,
+    StoredStudy,
+    reconcile_orphans,
+    reconcile_with_results,
+    trial_config,
+)
 from incsweep.study.spec import StudySpec
 
 __all__ = ["ResumePlan", "plan_resume", "read_finals", "trial_dir_names", "checkpoint_locations"]
@@ -116,7 +123,7 @@ def _close(storage: str, spec: StudySpec, rows: list[dict[str, Any]], trial: opt
     return status
 
 
-def plan_resume(spec: StudySpec, layout: StudyLayout, study: optuna.Study) -> ResumePlan:
+def plan_resume(spec: StudySpec, layout: StudyLayout, study: StoredStudy) -> ResumePlan:
     """Settle what the storage already decides and list the interrupted trials to continue."""
     storage = layout.storage
     results = _read_results(storage, spec.name)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the spec is imported where it is used, below
     from incsweep.study.spec import SamplerSpec
 
 __all__ = ["StudySearcher", "Continuation", "trial_config", "make_sampler", "sampler_seed", "make_optuna_storage",
-           "open_study", "TUNE_ID_ATTR", "reconcile_orphans", "reconcile_with_results"]
+           "open_study", "StoredStudy", "TUNE_ID_ATTR", "reconcile_orphans", "reconcile_with_results"]
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,26 @@ def make_sampler(sampler: "SamplerSpec | str", seed: int) -> optuna.samplers.Bas
     return SAMPLERS[s.name].build(s, seed)
 
 
+class StoredStudy(optuna.Study):
+    """An Optuna study that names its storage: ``optuna.Study`` keeps its own private, and the searcher
+    reads single trials from it (one trial's state, not the whole study's trials)."""
+
+    def __init__(self, study_name: str, storage: str | optuna.storages.BaseStorage,
+                 sampler: optuna.samplers.BaseSampler | None = None):
+        # get_storage is what Study applies to its argument (an RDB behind Optuna's cache): the storage
+        # named here is the study's own, so both see the same trials.
+        self.storage = optuna.storages.get_storage(storage)
+        super().__init__(study_name=study_name, storage=self.storage, sampler=sampler)
+
+
 def open_study(storage: optuna.storages.BaseStorage, name: str, *, sampler: optuna.samplers.BaseSampler,
-               metrics: Sequence[str], modes: Sequence[str]) -> optuna.Study:
+               metrics: Sequence[str], modes: Sequence[str]) -> StoredStudy:
     """The study's Optuna study on ``storage``: created with its directions and objective names, or
     loaded (with this driver's sampler) when it exists."""
     directions = [optuna.study.StudyDirection.MAXIMIZE if m == "max" else optuna.study.StudyDirection.MINIMIZE
                   for m in modes]
-    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, directions=directions,
-                                load_if_exists=True)
+    optuna.create_study(storage=storage, study_name=name, directions=directions, load_if_exists=True)
+    study = StoredStudy(name, storage, sampler)
     if list(study.directions) != directions:
         from incsweep.core.errors import ConfigError
 
@@ -94,27 +106,19 @@ def make_optuna_storage(url_or_path: str) -> optuna.storages.BaseStorage:
 _DASHBOARD_CONSTRAINTS = "constraints"
 
 
-def _storage(study: optuna.Study) -> optuna.storages.BaseStorage:
-    # The one private read of Optuna here: a Study offers no public accessor of its storage (an
-    # attribute since Optuna 1; tests/study/test_study.py's searcher tests fail if it moves). The storage's
-    # own methods used below are its public API.
-    return study._storage  # noqa: SLF001
+def storage_trial_id(storage: optuna.storages.BaseStorage, study_name: str, number: int) -> int:
+    """The storage's id of trial ``number`` of the study (Optuna keeps it private on its trial objects)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
 
 
-def storage_trial_id(study: optuna.Study, number: int) -> int:
-    """The storage's id of trial ``number`` of ``study`` (Optuna keeps it private on its trial objects)."""
-    storage = _storage(study)
-    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
-
-
-def trial_state(study: optuna.Study, number: int) -> TrialState:
+def trial_state(study: StoredStudy, number: int) -> TrialState:
     """The stored state of trial ``number``, read from the storage (one trial, not the whole study)."""
-    return _storage(study).get_trial(storage_trial_id(study, number)).state
+    return study.storage.get_trial(storage_trial_id(study.storage, study.study_name, number)).state
 
 
-def running_trial(study: optuna.Study, number: int) -> optuna.trial.Trial:
+def running_trial(study: StoredStudy, number: int) -> optuna.trial.Trial:
     """A live handle on RUNNING trial ``number`` (to set its attributes and constraints)."""
-    return optuna.trial.Trial(study, storage_trial_id(study, number))
+    return optuna.trial.Trial(study, storage_trial_id(study.storage, study.study_name, number))
 
 
 def set_constraints(trial: optuna.trial.Trial, constraints: Sequence[Any], metrics: Mapping[str, Any]) -> None:
@@ -123,11 +127,11 @@ def set_constraints(trial: optuna.trial.Trial, constraints: Sequence[Any], metri
     for c, v in zip(constraints, values):
         trial.set_constraint(str(c), v)
     if values:
-        trial.storage.set_trial_system_attr(storage_trial_id(trial.study, trial.number), _DASHBOARD_CONSTRAINTS,
-                                            values)
+        trial_id = storage_trial_id(trial.storage, trial.study.study_name, trial.number)
+        trial.storage.set_trial_system_attr(trial_id, _DASHBOARD_CONSTRAINTS, values)
 
 
-def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str, Any]], objectives: Sequence[Any],
+def reconcile_with_results(study: StoredStudy, finals: Mapping[str, Mapping[str, Any]], objectives: Sequence[Any],
                            constraints: Sequence[Any] = ()) -> list[int]:
     """Tell Optuna the outcome of every unfinished trial whose Parquet file already has its final row
     (``finals``: Tune trial id -> final row). A driver killed while appending the trial's last
@@ -150,7 +154,7 @@ def reconcile_with_results(study: optuna.Study, finals: Mapping[str, Mapping[str
     return told
 
 
-def reconcile_orphans(study: optuna.Study, known_tune_ids: set[str]) -> list[int]:
+def reconcile_orphans(study: StoredStudy, known_tune_ids: set[str]) -> list[int]:
     """Fail every running Optuna trial whose study id is not in ``known_tune_ids`` (the trials a
     resumed study continues), and enqueue again the configuration of those that were enqueued;
     returns their Optuna numbers. WAITING trials are enqueued ones not yet asked (``enqueue``,
@@ -200,7 +204,7 @@ class StudySearcher(Searcher):
     """
 
     def __init__(self, *, space: Callable[[Any], Mapping[str, Any]], metrics: Sequence[str], modes: Sequence[str],
-                 n_tasks: int, study: optuna.Study, constraints: Sequence[Any] = (),
+                 n_tasks: int, study: StoredStudy, constraints: Sequence[Any] = (),
                  continuations: Sequence[Continuation] = ()):
         super().__init__()  # Tune's single metric/mode does not apply: the objectives are ours
         self.study = study

@@ -820,7 +820,8 @@ def test_an_orphaned_enqueued_configuration_is_queued_again_not_replaced():
     """a driver killed after asking an enqueued trial (incsweep confirm's configurations) left
     it RUNNING; reconciling failed it and the sampler filled its place with a random configuration."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study = open_study(optuna.storages.InMemoryStorage(), "orphan", sampler=optuna.samplers.RandomSampler(seed=0),
+                       metrics=["x"], modes=["min"])
     study.enqueue_trial({"x": 0.123})
     dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
     asked = study.ask(dist)
