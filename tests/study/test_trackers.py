@@ -9,6 +9,7 @@ import glob
 import importlib.util
 import json
 import struct
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,11 @@ def test_wandb_offline_runs_hold_config_and_history(study):
                   for i in r.config.update}
         history = [{key(i): json.loads(i.value_json) for i in r.history.item}
                    for r in records if r.WhichOneof("record_type") == "history"]
+        # Seen twice in CI under load, not reproduced since (not root-caused): a run file whose config
+        # records lacked trial_id. What the file and W&B's own log held is kept in the failure message.
+        kinds = Counter(r.WhichOneof("record_type") for r in records)
+        logs = sorted(Path(path).parent.glob("logs/debug*.log"))
+        assert "trial_id" in config, (path, dict(kinds), sorted(config), [lg.read_text()[-3000:] for lg in logs])
         trial = config["trial_id"]
         assert [h["avg_acc"] for h in history] == pytest.approx(per_trial[trial])
         assert config["method"] == "finetune" and config["finetune.lr"] == pytest.approx(lrs[trial])
