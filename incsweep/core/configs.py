@@ -20,13 +20,43 @@ from incsweep.core.errors import ConfigError
 __all__ = ["spec", "validate", "coerce", "read_yaml_file", "from_mapping", "to_mapping", "parse_override", "apply_overrides"]
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives a key twice: PyYAML keeps the last silently,
+    so ``lr: 0.1`` ... ``lr: 0.5`` in one spec would run 0.5 without a word. Keys merged in with
+    ``<<`` may be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own check refuses it below
+                continue
+            if first is not None:
+                raise _DuplicateKey(problem=f"key {key!r} appears twice (lines {first} and {line}); give it once",
+                                    problem_mark=key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_file(path: str | Path, what: str) -> Any:
-    """The YAML in ``path``; a missing, binary or malformed file is a one-line ConfigError naming it."""
+    """The YAML in ``path``; a missing, binary or malformed file, or one giving a key twice, is a
+    one-line ConfigError naming it."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{what} {path} does not exist" if not p.exists() else f"{what} {path} is not a file")
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{what} {path}: {exc.problem}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
                           "it must be YAML") from None
