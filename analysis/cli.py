@@ -8,6 +8,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, SPLITS
 from incsweep.core.errors import ConfigError
@@ -121,15 +122,24 @@ def _summary(args: argparse.Namespace, under_mb=()):
                      study_constraints=specs)
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    """Empty fields for missing values; floats as Python writes them (repr: every digit kept)."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from incsweep.analysis.tables import confirmation_table, evaluation_table, front_table, groups_table, headline, render_text
+    from incsweep.analysis.tables import (
+        confirmation_table,
+        evaluation_table,
+        front_records,
+        front_table,
+        groups_table,
+        headline,
+        render_text,
+    )
 
     _formats(args.format)  # a bad --format fails before any file is read
     if args.dpi is not None and not 10 <= args.dpi <= 2400:
@@ -164,7 +174,7 @@ def _analyze(args: argparse.Namespace) -> int:
                   plot_task_curves(summary, out / "task_curves.png", dpi=args.dpi)]
         extra = [plot(summary, out / f"{stem}.{fmt}", dpi=args.dpi) for fmt in _formats(args.format) if fmt != "png"
                  for plot, stem in ((plot_accuracy_vs_memory, "accuracy_vs_memory"), (plot_task_curves, "task_curves"))]
-        _write_csv(out / "front.csv", *front_table(summary))
+        _write_csv(out / "front.csv", *front_records(summary))
         report = write_report(summary, out / "report.html", images=images, inputs=args.paths)
         written = [str(report), *map(str, images + extra), str(out / "front.csv")]
         if not args.json:

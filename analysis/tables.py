@@ -105,6 +105,28 @@ def front_table(summary: Summary, group: GroupSummary | None = None) -> tuple[li
     return [header[j] for j in keep], [[r[j] for j in keep] for r in rows]
 
 
+def front_records(summary: Summary, group: GroupSummary | None = None) -> tuple[list[str], list[list[Any]]]:
+    """The front as data, for ``front.csv``: the objectives, memory, every test-split metric and the
+    parameters of each front configuration, at full precision; a value a run does not have is None
+    (an empty CSV field, which pandas, polars and spreadsheets read as missing)."""
+    g = group or summary.overall
+    names = summary.runs.column_names
+    obj_cols = [o.column for o in summary.objectives]
+    extra = [c for c in (summary.memory,) if c not in obj_cols and c in names]
+    tests = [c for c in (split_column(m, "test") for m in ACCURACY_METRICS) if c in names and c not in obj_cols]
+    params = sorted(c for c in names if c.startswith("param_"))
+    rows = []
+    for i in g.front:
+        run = summary.row(int(i))
+        rows.append([run["study"], run["method"], run["trial_id"],
+                     *(None if isinstance(run[c], float) and math.isnan(run[c]) else run[c]
+                       for c in obj_cols + extra + tests + params)])
+    fixed = 3 + len(obj_cols) + len(extra) + len(tests)
+    keep = [j for j in range(fixed + len(params)) if j < fixed or any(r[j] is not None for r in rows)]
+    header = ["study", "method", "trial_id", *obj_cols, *extra, *tests, *(c[len("param_"):] for c in params)]
+    return [header[j] for j in keep], [[r[j] for j in keep] for r in rows]
+
+
 def test_front_table(summary: Summary, group: GroupSummary | None = None) -> tuple[list[str], list[list[str]]]:
     """The front of ``group`` (default: all runs) with its test-split metrics and memory, methods as
     papers write them."""

@@ -3,6 +3,7 @@ schemas, corrupt files, complete-only fronts, summaries, plots, report and CLI e
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import struct
@@ -166,6 +167,28 @@ def test_cli_analyze_writes_report_and_plots(study_dir, tmp_path, capsys):
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "http" not in html.split("<body>")[1].split("data:")[0]
     assert "a4" in html and "p1" not in (out / "front.csv").read_text()
+
+
+def test_front_csv_is_data_every_reader_types(study_dir, tmp_path):
+    """front.csv: missing values are empty (not '-'), numbers at full precision, test-split columns
+    included, so pandas and polars read numeric columns as numbers equal to what Parquet holds."""
+    import pandas as pd
+    import polars as pl
+
+    out = tmp_path / "out"
+    assert main(["analyze", str(study_dir), "--out", str(out)]) == 0
+    df = pd.read_csv(out / "front.csv")
+    assert sorted(df["trial_id"]) == ["a1", "a2", "a4", "b1"]
+    for column in ("avg_acc", "total_mb", "test_avg_acc", "test_last_acc", "memory_size", "gamma"):
+        assert pd.api.types.is_numeric_dtype(df[column]), column
+    assert df.set_index("trial_id")["gamma"].isna().to_dict() == {"a1": True, "a2": True, "a4": True, "b1": False}
+    runs = to_pandas(complete_runs(load_results(str(study_dir)))).set_index("trial_id")
+    for _, row in df.iterrows():
+        assert row["total_mb"] == runs.loc[row["trial_id"], "total_mb"]  # every digit, not 4-6 of them
+        assert row["test_avg_acc"] == runs.loc[row["trial_id"], "test_avg_acc"]
+    assert pl.read_csv(out / "front.csv").schema["test_avg_acc"] == pl.Float64
+    with open(out / "front.csv", newline="") as fh:
+        assert all(field != "-" for row in csv.reader(fh) for field in row)
 
 
 def test_cli_errors_are_one_line_exit_2(study_dir, tmp_path, capsys):
