@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import yaml
 
 from incsweep.core.builtin_methods import display_name
+from incsweep.core.kinds import SAMPLER_OPTIONS, SCHEDULER_OPTIONS, applicable
 
 __all__ = ["study_facts", "study_specs"]
 
@@ -74,8 +75,8 @@ def study_facts(table: pa.Table, inputs: Sequence[str]) -> list[tuple[str, list[
         if spec is not None:
             facts += [("objectives", _describe(spec.get("objectives") or [])),
                       ("constraints", _describe(spec.get("constraints") or [])),
-                      ("sampler", _describe(spec.get("sampler") or {})),
-                      ("scheduler", _describe(spec.get("scheduler") or {})),
+                      ("sampler", _describe(applicable(SAMPLER_OPTIONS, spec.get("sampler") or {}))),
+                      ("scheduler", _describe(applicable(SCHEDULER_OPTIONS, spec.get("scheduler") or {}))),
                       ("trials requested", str(spec.get("trials", "-"))),
                       ("search seed", str(spec.get("seed", "-")))]
         else:

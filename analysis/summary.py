@@ -123,10 +123,14 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEF
                           "relax them, or pass --ignore-constraints to analyse every run")
     if runs.num_rows == 0:
         statuses = _status_counts(table)
+        if not statuses.get("complete"):
+            hint = "no trial completed: their errors are in the results' error column (incsweep study status DIR)"
+        elif split == "val":
+            hint = "the validation split may be empty: try --split test"
+        else:
+            hint = "only complete runs are analysed"
         raise ConfigError(f"no complete run with values for {[o.column for o in objs]} in the results "
-                          f"(final rows by status: {statuses or 'none'}); "
-                          + ("the validation split may be empty: try --split test" if split == "val" else
-                             "only complete runs are analysed"))
+                          f"(final rows by status: {statuses or 'none'}); {hint}")
     values = objective_matrix(runs, objs)
     ref = reference_point(values, objs) if reference is None else parse_reference(reference, objs)
     minimised = as_minimisation(values, objs)

@@ -31,8 +31,20 @@ class UsageError(ValueError):
     """Bad command-line input: printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every sub-command's parser is one of these (argparse makes sub-parsers of the parent's class):
+    an argument a sub-command does not take is reported with that sub-command's usage, where argparse
+    alone reports it with the top level's (``usage: incsweep [-h] ... COMMAND``)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and " " in self.prog:  # a sub-command ("incsweep study run"), not the top level
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="incsweep",
         description="Hyperparameter studies over incremental-learning methods under a memory budget.",
     )

@@ -300,11 +300,13 @@ def _status(args: argparse.Namespace) -> int:
 
     spec = stored_view(args.storage)  # none of the study's methods is imported: a broken one is still counted
     s = summarize(args.storage, spec)
+    # exit 1: the study ended and answered nothing (every trial failed); the same with --json
+    answered_nothing = s.done and s.finished > 0 and not s.statuses.get("complete")
     if args.json:
         print(json.dumps({"study": s.study, "storage": s.storage, "trials": s.trials, "finished": s.finished,
                           "statuses": dict(s.statuses), "unfinished": s.unfinished, "task_rows": s.task_rows,
                           "optuna_states": dict(s.optuna_states), "done": s.done}))
-        return 0
+        return 1 if answered_nothing else 0
     print(f"study {s.study} in {s.storage}: {s.finished}/{s.trials} trials finished")
     for status, n in sorted(s.statuses.items()):
         print(f"  {status:10s} {n}")
@@ -327,7 +329,7 @@ def _status(args: argparse.Namespace) -> int:
         print("  optuna: " + ", ".join(f"{k} {v}" for k, v in sorted(s.optuna_states.items())))
     if not s.done:
         print(f"  continue with: incsweep study resume {s.storage}")
-    elif s.finished and not s.statuses.get("complete"):
+    elif answered_nothing:
         print("  no trial completed (see the results' error column)")
         return 1
     return 0

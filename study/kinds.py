@@ -10,6 +10,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from incsweep.core.kinds import SAMPLER_OPTIONS, SCHEDULER_OPTIONS
+
 __all__ = ["SamplerKind", "SchedulerKind", "SAMPLERS", "SCHEDULERS", "sampler_option_owners"]
 
 
@@ -53,12 +55,9 @@ def _gp(s: Any, seed: int) -> Any:
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.startup_trials)
 
 
-SAMPLERS: dict[str, SamplerKind] = {k.name: k for k in (
-    SamplerKind("tpe", frozenset({"startup_trials", "multivariate"}), _tpe),
-    SamplerKind("nsga2", frozenset({"population_size"}), _nsga2),
-    SamplerKind("random", frozenset(), _random),
-    SamplerKind("gp", frozenset({"startup_trials"}), _gp),
-)}
+_SAMPLER_BUILDS = {"tpe": _tpe, "nsga2": _nsga2, "random": _random, "gp": _gp}
+SAMPLERS: dict[str, SamplerKind] = {name: SamplerKind(name, options, _SAMPLER_BUILDS[name])
+                                    for name, options in SAMPLER_OPTIONS.items()}
 
 
 def sampler_option_owners(option: str) -> list[str]:
@@ -74,6 +73,7 @@ class SchedulerKind:
     name: str
     stops_early: bool
     build: Callable[[Any, Any], Any]
+    options: frozenset[str] = frozenset()  # the SchedulerSpec fields it reads
 
 
 def _fifo(spec: Any, task_rows: Any) -> Any:
@@ -97,6 +97,6 @@ def _asha(spec: Any, task_rows: Any) -> Any:
 
 
 SCHEDULERS: dict[str, SchedulerKind] = {k.name: k for k in (
-    SchedulerKind("fifo", False, _fifo),
-    SchedulerKind("asha", True, _asha),
+    SchedulerKind("fifo", False, _fifo, SCHEDULER_OPTIONS["fifo"]),
+    SchedulerKind("asha", True, _asha, SCHEDULER_OPTIONS["asha"]),
 )}

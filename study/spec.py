@@ -91,12 +91,15 @@ class SamplerSpec:
 @dataclass(frozen=True)
 class Resources:
     cpu: float = spec(1.0, range=(0.0, 1024.0))
-    gpu: float = spec(0.0, range=(0.0, 64.0))  # fractional shares several trials per GPU
+    # A trial's GPU share: a fraction packs several trials on one GPU (docs/gpu.md). At most 1: a run
+    # trains on one device (incremental.run), so a second GPU reserved for it would sit idle.
+    gpu: float = spec(0.0, range=(0.0, 1.0))
 
     def __post_init__(self) -> None:
+        if self.gpu > 1:
+            raise ConfigError(f"resources.gpu={self.gpu:g}: a trial trains on one GPU, so at most 1 is allowed "
+                              "(a fraction such as 0.25 packs several trials on one GPU)")
         validate(self)
-        if self.gpu > 1 and self.gpu != int(self.gpu):
-            raise ConfigError(f"resources.gpu={self.gpu}: above 1 GPU use whole GPUs")
 
 
 @dataclass(frozen=True)

@@ -305,17 +305,28 @@ def test_report_states_the_study_and_its_front_on_the_test_split(study_dir, tmp_
 
     (study_dir / "study.yaml").write_text(_yaml.safe_dump({
         "name": "s1", "objectives": ["avg_acc:max", "total_mb:min"], "constraints": ["total_mb <= 4"],
-        "sampler": {"name": "tpe", "startup_trials": 5}, "scheduler": {"name": "asha", "grace_period": 1},
+        # stored specs hold every option of every kind: the report shows only those that act
+        "sampler": {"name": "tpe", "startup_trials": 5, "multivariate": False, "population_size": 50},
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2.0, "rule": "dominated"},
         "trials": 12, "seed": 3}, sort_keys=False))
     out = tmp_path / "out"
     assert main(["analyze", str(study_dir), "--out", str(out)]) == 0
     capsys.readouterr()
     html = (out / "report.html").read_text()
     for words in ("<h2>Study s1</h2>", "<td>benchmark</td><td>synthetic</td>", "<td>scenario</td><td>class_il</td>",
-                  "<td>constraints</td><td>total_mb &lt;= 4</td>", "<td>sampler</td><td>name=tpe, startup_trials=5</td>",
-                  "<td>scheduler</td><td>name=asha, grace_period=1</td>", "<td>run seeds</td><td>0</td>",
+                  "<td>constraints</td><td>total_mb &lt;= 4</td>",
+                  "<td>sampler</td><td>name=tpe, startup_trials=5, multivariate=False</td>",
+                  "<td>scheduler</td><td>name=asha, grace_period=1, reduction_factor=2.0, rule=dominated</td>",
+                  "<td>run seeds</td><td>0</td>",
                   "<td>code version</td><td>test</td>", "The front on the test split",
                   "<th>average incremental accuracy (test split)</th>"):
         assert words in html, words
+    assert "population_size" not in html  # NSGA-II's, not TPE's
     # the front's test metrics: the fixture's test accuracies are the validation ones minus 0.02
     assert "<td>a4</td><td>0.78</td>" in html
+    (study_dir / "study.yaml").write_text(_yaml.safe_dump({
+        "name": "s1", "objectives": ["avg_acc:max", "total_mb:min"], "sampler": {"name": "random", "startup_trials": 10},
+        "scheduler": {"name": "fifo", "grace_period": 2, "reduction_factor": 2.0}, "trials": 12}, sort_keys=False))
+    assert main(["analyze", str(study_dir), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "<td>sampler</td><td>name=random</td>" in html and "<td>scheduler</td><td>name=fifo</td>" in html

@@ -6,6 +6,7 @@ wrong, and nothing written (no storage directory appears, stored files are uncha
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -82,6 +83,9 @@ def one_line_error(capsys, *words: str) -> str:
     (spec(protocol="two_phase", evaluate_on={"name": "seq-cifar10", "data_root": "/nonexistent/eval"}),
      ["CIFAR-10 not found", "/nonexistent/eval"]),
     (b"name: x\nmethods: [finetune]\n# \xff\xfe\n", ["not UTF-8 text"]),
+    # a trial trains on one device: a second GPU would be reserved and sit idle
+    (spec(resources={"cpu": 1, "gpu": 2}), ["resources.gpu=2: a trial trains on one GPU, so at most 1"]),
+    (b"name: x\nmethods: [finetune]\ntrials: 2\ntrials: 3\n", ["key 'trials' appears twice (lines 3 and 4)"]),
     (b"name: x\nmethods: [finetune\n", ["is not valid YAML at line"]),
 ])
 def test_study_run_rejects_a_bad_spec_before_anything_is_written(tmp_path, capsys, monkeypatch, data, words):
@@ -370,7 +374,13 @@ def test_status_of_a_study_whose_every_trial_failed_exits_1(finished, tmp_path, 
     write_trial_file(str(storage), rows)
     assert main(["study", "status", str(storage)]) == 1
     assert "no trial completed" in capsys.readouterr().out
+    assert main(["study", "status", str(storage), "--json"]) == 1  # the same answer for scripts
+    assert json.loads(capsys.readouterr().out)["statuses"] == {"error": 1}
+    assert main(["analyze", str(storage)]) == 2  # the hint names the cause, not the validation split
+    err = capsys.readouterr().err
+    assert "no trial completed" in err and "--split test" not in err
     assert main(["study", "status", str(finished)]) == 0
+    assert main(["study", "status", str(finished), "--json"]) == 0
 
 
 def test_status_shows_the_front_and_for_an_unfinished_study_elapsed_and_eta(finished, tmp_path, capsys):
