@@ -399,3 +399,14 @@ def test_status_shows_the_front_and_for_an_unfinished_study_elapsed_and_eta(fini
     assert main(["study", "status", str(more)]) == 0
     out = capsys.readouterr().out
     assert "1/3 trials finished" in out and "elapsed: " in out and "; ETA " in out
+
+
+@pytest.mark.parametrize("argv, command", [(["study", "run", "x.yaml", "--bogus"], "incsweep study run"),
+                                           (["analyze", "dir", "--bogus"], "incsweep analyze"),
+                                           (["cache", "ls", "--bogus"], "incsweep cache ls")])
+def test_an_argument_a_sub_command_does_not_take_is_reported_with_its_usage(argv, command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(f"usage: {command} ")
+    assert err.strip().splitlines()[-1] == f"{command}: error: unrecognized arguments: --bogus"
