@@ -12,7 +12,7 @@ import glob
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -204,8 +204,25 @@ def _as_list(paths: str | Sequence[str]) -> list[str]:
     return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
 
-def complete_runs(table: pa.Table) -> pa.Table:
+def as_table(data: Any) -> pa.Table:
+    """``data`` as a pyarrow Table: a Table as it is, a pandas or polars DataFrame (what ``to_pandas``
+    and the user's own filtering give back) converted; anything else is a TypeError naming what is taken."""
+    if isinstance(data, pa.Table):
+        return data
+    kind = type(data).__module__.split(".")[0]
+    if kind == "pandas" and hasattr(data, "columns"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if kind == "polars" and hasattr(data, "to_arrow"):
+        return data.to_arrow()
+    if hasattr(data, "__arrow_c_stream__"):  # any other Arrow PyCapsule producer
+        return pa.table(data)
+    raise TypeError(f"results as a {type(data).__name__}: give a pyarrow Table (load_results) or a pandas or "
+                    "polars DataFrame")
+
+
+def complete_runs(table: pa.Table | Any) -> pa.Table:
     """Final rows of runs that finished every task with status ``complete`` (pruned/error/diverged never)."""
+    table = as_table(table)
     mask = pc.and_(pc.and_(table["is_final"], table["complete"]), pc.equal(table["status"], "complete"))
     return table.filter(pc.fill_null(mask, False))
 

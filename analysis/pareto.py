@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from incsweep.analysis.dominance import nondominated_mask
-from incsweep.analysis.load import complete_runs, require_columns
+from incsweep.analysis.load import as_table, complete_runs, require_columns
 from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, Objective, as_minimisation, parse_objectives
 from incsweep.core.errors import ConfigError
 
@@ -77,15 +77,18 @@ def usable_runs(table: pa.Table, objectives: Sequence[Objective]) -> pa.Table:
     return runs
 
 
-def pareto_front(table: pa.Table, objectives: str | Sequence[str | Objective] = DEFAULT_OBJECTIVES, *,
+def pareto_front(table: pa.Table | Any, objectives: str | Sequence[str | Objective] = DEFAULT_OBJECTIVES, *,
                  split: str = "val", by: Sequence[str] = ()) -> pa.Table:
-    """The Pareto-optimal complete runs of ``table`` (rows as loaded), per group of ``by`` columns.
+    """The Pareto-optimal complete runs of ``table`` (rows as loaded: a pyarrow Table, or a pandas or
+    polars DataFrame of them), per group of ``by`` columns.
 
     Only final rows of runs with status ``complete`` are considered; the result is sorted by the
     groups, then by the first objective.
     """
     objs = parse_objectives(objectives, split)
     from incsweep.analysis.confirmation import split_confirmation  # confirmation runs never make a front
+
+    table = as_table(table)
 
     runs = usable_runs(split_confirmation(table)[0], objs)
     values = as_minimisation(objective_matrix(runs, objs), objs)

@@ -17,6 +17,7 @@ from incsweep.analysis.auc import MemoryAUC, memory_aucs
 from incsweep.analysis.confirmation import split_confirmation
 from incsweep.analysis.feasibility import judge
 from incsweep.analysis.hypervolume import hypervolume, parse_reference, reference_point
+from incsweep.analysis.load import as_table
 from incsweep.analysis.objectives import (
     DEFAULT_OBJECTIVES,
     MEMORY_COLUMN,
@@ -100,7 +101,7 @@ def _status_counts(table: pa.Table, mask: np.ndarray | None = None) -> dict[str,
     return {c["values"]: int(c["counts"]) for c in counts}
 
 
-def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEFAULT_OBJECTIVES, *,
+def summarize(table: pa.Table | Any, objectives: str | Sequence[str | Objective] = DEFAULT_OBJECTIVES, *,
               split: str = "val", by: Sequence[str] = ("method",), reference: Any = None,
               under_mb: Sequence[float] = (), constraints: Any = None, ignore_constraints: bool = False,
               study_constraints: Mapping[str, Any] | None = None) -> Summary:
@@ -111,7 +112,8 @@ def summarize(table: pa.Table, objectives: str | Sequence[str | Objective] = DEF
 
     Constraints (analysis/feasibility.py): each row meets its own study's (stored in the row, else
     ``study_constraints[study]``) and ``constraints`` (for every row); ``ignore_constraints`` sets
-    the studies' own aside."""
+    the studies' own aside. ``table``: a pyarrow Table, or a pandas or polars DataFrame of the rows."""
+    table = as_table(table)
     objs = parse_objectives(objectives, split)
     table, confirmation_rows = split_confirmation(table)
     usable = usable_runs(table, objs)

@@ -169,6 +169,21 @@ def test_cli_analyze_writes_report_and_plots(study_dir, tmp_path, capsys):
     assert "a4" in html and "p1" not in (out / "front.csv").read_text()
 
 
+def test_analysis_takes_pandas_and_polars_frames_alike(study_dir):
+    """A notebook filters with pandas or polars and hands the frame back: the same front and summary."""
+    import polars as pl
+
+    table = load_results(str(study_dir))
+    fronts = [sorted(pareto_front(t)["trial_id"].to_pylist()) for t in (table, to_pandas(table), pl.from_arrow(table))]
+    assert fronts == [["a1", "a2", "a4", "b1"]] * 3
+    only_a = to_pandas(table).query("method == 'a'")
+    assert sorted(pareto_front(only_a)["trial_id"].to_pylist()) == ["a1", "a2", "a4"]
+    assert summarize(pl.from_arrow(table)).overall.hypervolume == summarize(table).overall.hypervolume
+    assert complete_runs(to_pandas(table)).num_rows == 6
+    with pytest.raises(TypeError, match="give a pyarrow Table .* or a pandas or polars DataFrame"):
+        pareto_front([1, 2, 3])
+
+
 def test_front_csv_is_data_every_reader_types(study_dir, tmp_path):
     """front.csv: missing values are empty (not '-'), numbers at full precision, test-split columns
     included, so pandas and polars read numeric columns as numbers equal to what Parquet holds."""
