@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, SPLITS
 from incsweep.core.errors import ConfigError
@@ -122,19 +120,10 @@ def _summary(args: argparse.Namespace, under_mb=()):
                      study_constraints=specs)
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    """Empty fields for missing values; floats as Python writes them (repr: every digit kept)."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
-
-
 def _analyze(args: argparse.Namespace) -> int:
     from incsweep.analysis.tables import (
         confirmation_table,
         evaluation_table,
-        front_records,
         front_table,
         groups_table,
         headline,
@@ -165,21 +154,14 @@ def _analyze(args: argparse.Namespace) -> int:
             print(render_text(*evaluated))
     written: list[str] = []
     if args.out:
-        from incsweep.analysis.plots import plot_accuracy_vs_memory, plot_task_curves
-        from incsweep.analysis.report import write_report
+        from incsweep.analysis.outputs import write_analysis
 
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        images = [plot_accuracy_vs_memory(summary, out / "accuracy_vs_memory.png", dpi=args.dpi),
-                  plot_task_curves(summary, out / "task_curves.png", dpi=args.dpi)]
-        extra = [plot(summary, out / f"{stem}.{fmt}", dpi=args.dpi) for fmt in _formats(args.format) if fmt != "png"
-                 for plot, stem in ((plot_accuracy_vs_memory, "accuracy_vs_memory"), (plot_task_curves, "task_curves"))]
-        _write_csv(out / "front.csv", *front_records(summary))
-        report = write_report(summary, out / "report.html", images=images, inputs=args.paths)
-        written = [str(report), *map(str, images + extra), str(out / "front.csv")]
+        files = write_analysis(summary, args.out, inputs=args.paths, dpi=args.dpi, formats=_formats(args.format))
+        written = [str(p) for p in files.values()]
         if not args.json:
+            report, *others, csv_file = files.values()
             print()
-            print(f"wrote {report}, {', '.join(p.name for p in images + extra)} and front.csv in {out}")
+            print(f"wrote {report}, {', '.join(p.name for p in others)} and {csv_file.name} in {Path(args.out)}")
     if args.json:
         from incsweep.analysis.json_report import summary_data
 

@@ -236,27 +236,10 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _then_evaluate(spec: Any, storage: str, address: str | None, search: Callable[[], Any]) -> Callable[[], Any]:
-    """``search``, then, for protocols two_phase and first_task, the evaluation phase (the front on
-    ``evaluate_on``, or on the whole stream) once the search is done; resuming the study resumes
-    whichever phase is unfinished."""
+    """``search``, then the protocol's evaluation phase (study/confirm.py), announced on stdout."""
+    from incsweep.study.confirm import search_then_evaluate
 
-    def both() -> Any:
-        summary = search()
-        if spec.evaluates_front and summary.done and summary.statuses.get("complete"):
-            from incsweep.study.confirm import plan_evaluation, run_confirmation
-
-            plan = plan_evaluation(storage)
-            bench = plan.spec.benchmark
-            where = (f"the whole stream ({len(bench.task_sizes)} tasks)" if spec.protocol == "first_task"
-                     else f"{bench.name} (class order {bench.class_order})")
-            print(f"{spec.protocol}: evaluating the front ({plan.spec.trials} configuration(s)) on {where} "
-                  f"in {plan.storage}")
-            (evaluated,) = run_confirmation([plan], address=address)
-            print(f"{spec.protocol} evaluation: {evaluated.finished}/{evaluated.trials} finished; "
-                  f"see both with: incsweep analyze {storage}")
-        return summary
-
-    return both
+    return lambda: search_then_evaluate(spec, storage, address, search, print)
 
 
 def _migrate(args: argparse.Namespace) -> int:

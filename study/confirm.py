@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from incsweep.analysis.confirmation import CONFIRM_SUFFIX, EVALUATE_SUFFIX
 from incsweep.core.errors import ConfigError
@@ -169,3 +169,22 @@ def run_confirmation(plan: list[Confirmation], *, address: str | None = None) ->
             import ray
 
             ray.shutdown()
+
+
+def search_then_evaluate(spec: StudySpec, storage: str, address: str | None, search: Callable[[], Any],
+                         announce: Callable[[str], None]) -> Any:
+    """Run ``search`` (the study), then, for protocols two_phase and first_task, the evaluation phase
+    (the front on ``evaluate_on``, or on the whole stream) once the search is done; resuming the study
+    resumes whichever phase is unfinished. ``announce`` says what happens (print, or a log line)."""
+    summary = search()
+    if spec.evaluates_front and summary.done and summary.statuses.get("complete"):
+        plan = plan_evaluation(storage)
+        bench = plan.spec.benchmark
+        where = (f"the whole stream ({len(bench.task_sizes)} tasks)" if spec.protocol == "first_task"
+                 else f"{bench.name} (class order {bench.class_order})")
+        announce(f"{spec.protocol}: evaluating the front ({plan.spec.trials} configuration(s)) on {where} "
+                 f"in {plan.storage}")
+        (evaluated,) = run_confirmation([plan], address=address)
+        announce(f"{spec.protocol} evaluation: {evaluated.finished}/{evaluated.trials} finished; "
+                 f"see both with: incsweep analyze {storage}")
+    return summary

@@ -463,6 +463,11 @@ def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict 
                resume: bool, ray_temp_dir: str | None) -> StudySummary:
     import signal
 
+    # the first progress line, before Ray's start-up (seconds) and the first task's end
+    logging.getLogger("incsweep.study.progress").info(
+        "study %s: %s %d trial(s) of %s, %s at a time, in %s; %s", spec.name, "resuming" if resume else "running",
+        spec.trials, ", ".join(spec.methods), spec.concurrency or "as many as fit",
+        storage, f"connecting to Ray at {address}" if address else "starting a local Ray")
     # Ctrl-C is watched from before Ray starts; SIGTERM after ray.init, whose core worker's handler
     # would abort the driver on SIGTERM (exit 134, no message).
     with _interrupt_on(signal.SIGINT) as ctrl_c:
