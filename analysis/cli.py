@@ -123,10 +123,12 @@ def _summary(args: argparse.Namespace, under_mb=()):
 def _analyze(args: argparse.Namespace) -> int:
     from incsweep.analysis.tables import (
         confirmation_table,
+        convergence_lines,
         evaluation_table,
         front_table,
         groups_table,
         headline,
+        importance_table,
         render_text,
     )
 
@@ -152,6 +154,11 @@ def _analyze(args: argparse.Namespace) -> int:
             print()
             print(f"Tuned on vs evaluated on ({len(evaluated[1])} front configurations):")
             print(render_text(*evaluated))
+        print()
+        print("Convergence: " + "; ".join(convergence_lines(summary)))
+        print()
+        print("Which parameters mattered (PED-ANOVA over each method's complete runs):")
+        print(render_text(*importance_table(summary)))
     written: list[str] = []
     if args.out:
         from incsweep.analysis.outputs import write_analysis

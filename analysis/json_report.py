@@ -58,4 +58,23 @@ def summary_data(summary: Summary) -> dict[str, Any]:
         "ignored_stored_constraints": summary.ignored_stored_constraints,
         "overall": _group(summary, summary.overall),
         "groups": [_group(summary, g) for g in summary.groups.values()],
+        "convergence": _convergence(summary),
+        "importance": _importance(summary),
     }
+
+
+def _convergence(summary: Summary) -> dict[str, Any]:
+    from incsweep.analysis.insight import convergence
+
+    c = convergence(summary)
+    return {"trials": c.trials.tolist(), "compute_s": [round(float(x), 3) for x in c.compute_s],
+            "hypervolume": [_plain(float(h)) for h in c.hypervolume], "last_quarter_share": c.share_by_last()}
+
+
+def _importance(summary: Summary) -> dict[str, Any]:
+    """method -> objective -> {parameter: share}, or the sentence saying why there is none."""
+    from incsweep.analysis.insight import importances
+
+    return {method: found if isinstance(found, str) else
+            {objective: {name: round(share, 6) for name, share in ranked} for objective, ranked in found.items()}
+            for method, found in importances(summary).items()}

@@ -1,4 +1,4 @@
-"""What ``incsweep analyze --out DIR`` writes, as one library call: the two plots (PNG, plus any other
+"""What ``incsweep analyze --out DIR`` writes, as one library call: the three plots (PNG, plus any other
 formats asked for), ``front.csv`` (data: full precision, empty fields for missing values) and the
 self-contained ``report.html``."""
 
@@ -26,13 +26,14 @@ def write_analysis(summary: Summary, out: str | Path, *, inputs: Sequence[str], 
     """Write the plots, ``front.csv`` and ``report.html`` of ``summary`` into ``out`` (created);
     ``inputs``: the study directories or files analysed (the report states them). Returns each
     written file by name."""
-    from incsweep.analysis.plots import plot_accuracy_vs_memory, plot_task_curves
+    from incsweep.analysis.plots import plot_accuracy_vs_memory, plot_convergence, plot_task_curves
     from incsweep.analysis.report import write_report
     from incsweep.analysis.tables import front_records
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plots = ((plot_accuracy_vs_memory, "accuracy_vs_memory"), (plot_task_curves, "task_curves"))
+    plots = ((plot_accuracy_vs_memory, "accuracy_vs_memory"), (plot_task_curves, "task_curves"),
+             (plot_convergence, "convergence"))
     images = [plot(summary, out / f"{stem}.png", dpi=dpi) for plot, stem in plots]
     extra = [plot(summary, out / f"{stem}.{fmt}", dpi=dpi) for fmt in formats if fmt != "png" for plot, stem in plots]
     write_csv(out / "front.csv", *front_records(summary))

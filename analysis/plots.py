@@ -236,3 +236,25 @@ def task_curves_figure(summary: Summary, axes=None):
     elif own:
         fig.tight_layout()
     return fig
+
+
+def plot_convergence(summary: Summary, path: str | Path, *, dpi: float | None = None) -> Path:
+    """The front's hypervolume after each finished trial: left against trials, right against the
+    compute spent (CPU seconds of every trained task, stopped and failed trials included; cached
+    tasks cost nothing). A curve still rising at its end says more trials would pay."""
+    from incsweep.analysis.insight import convergence
+
+    c = convergence(summary)
+    fig = _figure(figsize=(9, 3.6), dpi=110)
+    left, right = fig.subplots(1, 2)
+    for ax, x, xlabel in ((left, c.trials, "trials finished"), (right, c.compute_s, "compute spent (CPU s)")):
+        ax.step(x, c.hypervolume, where="post", color="#1f77b4")
+        ax.plot(x, c.hypervolume, "o", markersize=3, color="#1f77b4")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    left.set_ylabel("hypervolume of the front")
+    fig.suptitle("Convergence: the front's hypervolume as the study went on")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=dpi or "figure")
+    return out

@@ -10,7 +10,16 @@ from typing import Sequence
 
 from incsweep.analysis.study_facts import study_facts
 from incsweep.analysis.summary import Summary
-from incsweep.analysis.tables import confirmation_table, evaluation_table, front_table, groups_table, headline, test_front_table
+from incsweep.analysis.tables import (
+    confirmation_table,
+    convergence_lines,
+    evaluation_table,
+    front_table,
+    groups_table,
+    headline,
+    importance_table,
+    test_front_table,
+)
 
 __all__ = ["write_report"]
 
@@ -70,6 +79,16 @@ def write_report(summary: Summary, path: str | Path, *, images: Sequence[Path] =
     for g in summary.groups.values():
         if len(g.front):
             parts += [f"<h3>Front of {html.escape(g.label)}</h3>", _table(*front_table(summary, g))]
+    parts += ["<h2>Has the study converged?</h2>",
+              "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in convergence_lines(summary)) + "</ul>",
+              "<p class='muted'>The hypervolume of the front of the trials finished so far, in the order they "
+              "finished (plot <code>convergence</code>); compute counts every trained task, stopped and failed "
+              "trials included, and nothing for tasks taken from the prefix cache.</p>",
+              "<h2>Which parameters mattered</h2>",
+              "<p class='muted'>PED-ANOVA (Watanabe et al. 2023, Optuna's <code>PedAnovaImportanceEvaluator</code>) "
+              "per method and objective over its complete runs that meet the constraints: how much of the "
+              "objective's variation among the best runs each parameter explains. Few runs give a rough "
+              "figure.</p>", _table(*importance_table(summary))]
     if images:
         parts.append("<h2>Plots</h2>")
         parts += [_image(p, Path(p).stem) for p in images]

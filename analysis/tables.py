@@ -6,6 +6,8 @@ import json
 import math
 from typing import Any
 
+import numpy as np
+
 from incsweep.analysis.summary import GroupSummary, Summary
 from incsweep.core.builtin_methods import display_name
 from incsweep.core.vocabulary import ACCURACY_METRICS, label, split_column
@@ -211,3 +213,38 @@ def render_text(header: list[str], rows: list[list[str]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def convergence_lines(summary: Summary) -> list[str]:
+    """Has the study converged: the front's hypervolume against trials and compute, and what the last
+    quarter of the trials added (analysis/insight.py)."""
+    from incsweep.analysis.insight import convergence
+
+    c = convergence(summary)
+    if len(c.hypervolume) == 0:
+        return ["convergence: no finished trial yet"]
+    marks = sorted({max(1, round(len(c.trials) * f)) for f in (0.25, 0.5, 0.75, 1.0)})
+    steps = ", ".join(f"{c.hypervolume[m - 1]:.4g} after {m} ({c.compute_s[m - 1]:.0f} CPU-s)" for m in marks)
+    share = c.share_by_last()
+    verdict = ("" if share is None else
+               f"; the last quarter of the trials added {share:.0%} of it"
+               + (" (more trials may pay)" if share >= 0.05 else " (flat: more trials of this search add little)"))
+    return [f"hypervolume of the front: {steps}{verdict}"]
+
+
+def importance_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """Which searched parameters mattered, per method and objective (PED-ANOVA, analysis/insight.py):
+    one row per method and objective, the parameters most important first with their shares."""
+    from incsweep.analysis.insight import importances
+
+    header = ["method", "objective", "runs", "parameters, most important first (share of the variation explained)"]
+    counts = dict(zip(*np.unique(np.asarray(summary.runs["method"].to_pylist(), dtype=object), return_counts=True)))
+    rows = []
+    for method, found in importances(summary).items():
+        if isinstance(found, str):
+            rows.append([display_name(method), "-", str(counts.get(method, 0)), found])
+            continue
+        for objective, ranked in found.items():
+            rows.append([display_name(method), label(objective), str(counts.get(method, 0)),
+                         ", ".join(f"{name} {share:.2f}" for name, share in ranked)])
+    return header, rows

@@ -9,6 +9,7 @@ import logging
 import struct
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -161,12 +162,43 @@ def test_cli_analyze_writes_report_and_plots(study_dir, tmp_path, capsys):
     header = next(line for line in lines if line.startswith("group"))
     assert "hypervolume" in header and "AUC-A" in header and "best <= 2 MB" in header
     assert any(line.startswith("a ") and "a2 (0.7000 @ 2.000 MB)" in line for line in lines)
-    for name in ("accuracy_vs_memory.png", "task_curves.png"):
+    for name in ("accuracy_vs_memory.png", "task_curves.png", "convergence.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and "http" not in html.split("<body>")[1].split("data:")[0]
+    assert html.count("data:image/png;base64,") == 3 and "http" not in html.split("<body>")[1].split("data:")[0]
     assert "a4" in html and "p1" not in (out / "front.csv").read_text()
+
+
+def test_convergence_counts_every_trial_and_ends_at_the_summarys_hypervolume(study_dir):
+    """The curve has a point per finished trial (pruned, failed and diverged ones too: they spent
+    compute), compute grows by each trial's trained tasks, and the last value is the front's."""
+    from incsweep.analysis.insight import convergence
+
+    summary = summarize(load_results(str(study_dir)))
+    c = convergence(summary)
+    assert list(c.trials) == list(range(1, 10))  # 6 complete + pruned + error + diverged
+    # every task row costs its cpu_s (the fixture: wall 0.5 s, cpu None -> wall): 4*4+2*4+3+4+2 task rows
+    steps = np.diff(np.concatenate([[0.0], c.compute_s]))
+    assert sorted(np.round(steps, 6)) == sorted([1.5] * 4 + [1.5, 0.3] + [1.0, 1.5, 0.5])
+    assert c.hypervolume[-1] == pytest.approx(summary.overall.hypervolume)
+    assert all(np.diff(c.hypervolume) >= 0)
+
+
+def test_importance_names_the_parameter_that_drives_each_objective(tmp_path):
+    """Ten runs where memory_size sets the memory and lr the accuracy: PED-ANOVA ranks them so."""
+    from incsweep.analysis.insight import importances
+
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        lr, memory_size = float(rng.uniform(0.01, 0.5)), int(rng.integers(10, 200))
+        write_trial(tmp_path / "s", f"t{i}", "replay", acc=0.2 + lr, mb=0.5 + memory_size / 100,
+                    params={"lr": lr, "memory_size": memory_size, "width": int(rng.integers(4, 32))})
+    found = importances(summarize(load_results(str(tmp_path / "s"))))["replay"]
+    assert found["avg_acc"][0][0] == "lr" and found["total_mb"][0][0] == "memory_size"
+    few = tmp_path / "few"
+    write_trial(few, "x", "a", 0.5, 1.0, params={"lr": 0.1})
+    assert "importance needs at least" in importances(summarize(load_results(str(few))))["a"]
 
 
 def test_analysis_takes_pandas_and_polars_frames_alike(study_dir):
