@@ -20,7 +20,16 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from incsweep.core.configs import apply_overrides, from_mapping, parse_override, read_yaml_file, spec, to_mapping, validate
+from incsweep.core.configs import (
+    apply_overrides,
+    config_path,
+    from_mapping,
+    parse_override,
+    read_yaml_file,
+    spec,
+    to_mapping,
+    validate,
+)
 from incsweep.core.errors import ConfigError
 from incsweep.core.metrics import Metrics, compute_metrics
 from incsweep.core.provenance import code_version
@@ -135,7 +144,7 @@ def load_run_config(path: str | None, overrides: Sequence[str] = (), **top: Any)
 
     data: dict[str, Any] = {}
     if path:
-        loaded = read_yaml_file(path, "config file")
+        loaded = read_yaml_file(config_path(path, "config file"), "config file")
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
         data = loaded

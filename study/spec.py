@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
-from incsweep.core.configs import coerce, from_mapping, read_yaml_file, spec, to_mapping, validate
+from incsweep.core.configs import coerce, config_path, from_mapping, read_yaml_file, spec, to_mapping, validate
 from incsweep.core.constraints import Constraint, parse_constraints
 from incsweep.core.errors import ConfigError
 from incsweep.core.params import describe
@@ -396,7 +396,5 @@ def stored_view(storage: str) -> StudyView:
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a study spec file."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"study spec {str(path)!r} does not exist")
-    return StudySpec.from_dict(read_yaml_file(path, "study spec") or {})
+    """Read and validate a study spec: a file, or the name of a spec incsweep ships (``demo``, ``tiny``)."""
+    return StudySpec.from_dict(read_yaml_file(config_path(path, "study spec"), "study spec") or {})

@@ -73,6 +73,23 @@ def test_installed_wheel_works_beside_clashing_names(installed, tmp_path):
     assert third == str(tmp_path / "incremental.py")  # the name `incremental` stays the local file's
 
 
+def test_the_shipped_configs_are_in_the_wheel_and_reachable_by_name(wheel, installed, tmp_path):
+    """The README's demo and the papers' configs travel with the package: `incsweep study run demo`,
+    `incsweep run --config memo/cifar100_b0_inc10` work from any folder of an installed wheel."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*/*.yaml")}
+    assert {f"incsweep/{p}" for p in shipped} <= names and len(shipped) >= 9
+    code = ("from incsweep.study.spec import load_spec\n"
+            "from incsweep.incremental.run import load_run_config\n"
+            "print(load_spec('demo').name, load_spec('tiny.yaml').trials)\n"
+            "print(load_run_config('memo/cifar100_b0_inc10', device='cpu').method)")
+    proc = _python(code, tmp_path, [installed])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["demo", "4", "memo"]
+    bad = _python("from incsweep.study.spec import load_spec\nload_spec('nosuch')", tmp_path, [installed])
+    assert "no config shipped by that name; shipped: demo, tiny" in bad.stderr
+
+
 def test_twisted_incremental_alongside(installed, tmp_path):
     """The real clash: Twisted's ``incremental`` from PyPI installed next to incsweep."""
     other = tmp_path / "twisted"

@@ -17,7 +17,8 @@ import yaml
 
 from incsweep.core.errors import ConfigError
 
-__all__ = ["spec", "validate", "coerce", "read_yaml_file", "from_mapping", "to_mapping", "parse_override", "apply_overrides"]
+__all__ = ["spec", "validate", "coerce", "read_yaml_file", "config_path", "shipped_configs", "from_mapping",
+           "to_mapping", "parse_override", "apply_overrides"]
 
 
 class _DuplicateKey(yaml.MarkedYAMLError):
@@ -45,6 +46,38 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                                     problem_mark=key_node.start_mark)
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+# The configs shipped with incsweep (configs/ in the repository, incsweep/configs in an install):
+# study specs under studies/, run configs of the papers under bmkp/ and memo/.
+SHIPPED_KINDS = {"study spec": ("studies",), "config file": ("bmkp", "memo", "")}
+
+
+def shipped_configs(what: str) -> dict[str, Path]:
+    """The configs incsweep ships for ``what`` ("study spec" or "config file"), by name: a study spec
+    by its file stem (``demo``), a run config by folder and stem (``memo/cifar100_b0_inc10``)."""
+    from importlib.resources import files
+
+    root = Path(str(files("incsweep"))) / "configs"
+    found: dict[str, Path] = {}
+    for folder in SHIPPED_KINDS[what]:
+        for path in sorted((root / folder).glob("*.yaml")) if (root / folder).is_dir() else []:
+            found[path.stem if what == "study spec" else f"{folder}/{path.stem}".lstrip("/")] = path
+    return found
+
+
+def config_path(name: str | Path, what: str) -> Path:
+    """``name`` as a file path when it is one, else the shipped config of that name (``demo``,
+    ``memo/cifar100_b0_inc10``; ``.yaml`` optional). Neither: a one-line error listing the names."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = shipped_configs(what)
+    key = str(name).removesuffix(".yaml")
+    if key in shipped:
+        return shipped[key]
+    raise ConfigError(f"{what} {str(name)!r}: no such file, and no config shipped by that name; shipped: "
+                      f"{', '.join(sorted(shipped)) or 'none'}")
 
 
 def read_yaml_file(path: str | Path, what: str) -> Any:
