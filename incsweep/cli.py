@@ -63,10 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Shell completion (argcomplete, ``pip install incsweep[completion]``): when the shell asks for
+    completions it answers and exits; otherwise, or without argcomplete, nothing happens."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        _complete(parser)
+        args = parser.parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while the commands' modules import: nothing has started
         print(_interrupted(argv))
         return 130

@@ -122,3 +122,18 @@ def test_version_everywhere(capsys):
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"incsweep {incsweep.__version__}"
     assert incsweep.__version__ != "0+unknown"  # installed: the distribution's metadata
+
+
+@pytest.mark.parametrize("line, expected", [("incsweep study r", {"run", "resume"}),
+                                            ("incsweep analyze runs/x --sp", {"--split"}),
+                                            ("incsweep ca", {"cache"})])
+def test_the_shell_completes_commands_and_options(line, expected, tmp_path):
+    """argcomplete's protocol, as bash's completion hook drives it (README: shell completion)."""
+    pytest.importorskip("argcomplete")
+    out = tmp_path / "completions"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_STDOUT_FILENAME": str(out), "COMP_LINE": line,
+           "COMP_POINT": str(len(line)), "_ARGCOMPLETE_IFS": " "}
+    script = Path(sys.executable).with_name("incsweep")
+    proc = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120, pass_fds=())
+    assert proc.returncode == 0, proc.stderr
+    assert set(out.read_text().split()) == expected
