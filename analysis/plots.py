@@ -108,7 +108,8 @@ def accuracy_vs_memory_figure(summary: Summary, ax=None):
         xs, ys = memory_curve(m, a)
         n_all = sum(g.statuses.values()) or len(g.rows)
         ax.step(xs, ys, where="post", color=color, lw=1.8,
-                label=f"{group_label(summary, g)}: front {len(g.front)} of {len(g.rows)} complete ({n_all} runs)")
+                label=group_label(summary, g) if not own else
+                f"{group_label(summary, g)}: front {len(g.front)} of {len(g.rows)} complete ({n_all} runs)")
         ax.plot(mem[g.front], acc[g.front], "o", color=color, ms=4)
         if g.knee is not None:
             ax.plot(mem[g.knee], acc[g.knee], "*", color=color, ms=14, mec="black", mew=0.6)
@@ -120,17 +121,25 @@ def accuracy_vs_memory_figure(summary: Summary, ax=None):
                     label=f"mean +- std over seeds ({len(seeded)} configurations)" if k == 0 else None)
     if len(mem) and np.nanmin(mem) > 0 and np.nanmax(mem) / np.nanmin(mem) > 20:
         ax.set_xscale("log")  # budgets of a study often span decades (a tiny net to many backbones)
+    _percent(ax)
+    ax.grid(alpha=0.3)
+    if not own:
+        # A caller's axes (a paper's subplot, a notebook's 4x3 in): short labels and title, and the
+        # legend inside where it covers the fewest points; outside it ran over the x label.
+        ax.set_xlabel("memory (MB)", fontsize=8)
+        ax.set_ylabel("accuracy, %", fontsize=8)
+        ax.set_title(f"{acc_col} against memory", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="best", frameon=False)
+        return fig
     ax.set_xlabel(label(mem_col))
     ax.set_ylabel(f"{label(acc_col)}, %")
-    _percent(ax)
     ax.set_title("Accuracy against memory: Pareto fronts (lines), all complete runs (points), knees (stars)"
                  + (", constraints (dashed)" if summary.constrained else ""),
                  fontsize=9)
-    ax.grid(alpha=0.3)
     # Below the axes, outside them: inside, a fixed corner hid dominated runs (4 of 5 BMKP runs in a demo).
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
-    if own:
-        fig.tight_layout()
+    fig.tight_layout()
     return fig
 
 

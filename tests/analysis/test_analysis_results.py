@@ -317,12 +317,35 @@ def test_plots_take_an_ax_return_the_figure_and_label_for_people(tmp_path):
     left, mid, right = fig.subplots(1, 3)
     assert accuracy_vs_memory_figure(summary, ax=left) is fig
     assert task_curves_figure(summary, axes=(mid, right)) is fig
-    assert left.get_xlabel() == "total memory (MB, 2^20 bytes)"
-    assert left.get_ylabel() == "average incremental accuracy (validation split), %"
+    assert left.get_xlabel() == "memory (MB)" and left.get_ylabel() == "accuracy, %"  # a caller's axes: short
     legend = [t.get_text() for t in left.get_legend().get_texts()]
-    assert any(t.startswith("iCaRL: front 2 of 2") for t in legend) and any(t.startswith("LwF") for t in legend)
-    assert all("icarl" not in t for t in legend)
+    assert legend == ["iCaRL", "LwF"]  # methods as papers write them, not "icarl"
     assert mid.get_ylabel().startswith("accuracy on all seen classes (validation split)")
+    own = accuracy_vs_memory_figure(summary)  # the library's own figure: full labels and counts
+    (ax,) = own.axes
+    assert ax.get_xlabel() == "total memory (MB, 2^20 bytes)"
+    assert ax.get_ylabel() == "average incremental accuracy (validation split), %"
+    assert any(t.get_text().startswith("iCaRL: front 2 of 2") for t in ax.get_legend().get_texts())
+
+
+def test_in_a_small_axes_of_the_users_nothing_overlaps(study_dir):
+    """A notebook's 4x3 in subplot: the legend stays off the x label, the y label off the title, and
+    the title inside the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from incsweep.analysis.plots import accuracy_vs_memory_figure
+
+    fig = Figure(figsize=(4, 3), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    accuracy_vs_memory_figure(summarize(load_results(str(study_dir))), ax=ax)
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    box = {name: part.get_window_extent(renderer) for name, part in
+           (("legend", ax.get_legend()), ("xlabel", ax.xaxis.label), ("ylabel", ax.yaxis.label), ("title", ax.title))}
+    assert not box["legend"].overlaps(box["xlabel"]) and not box["ylabel"].overlaps(box["title"])
+    assert 0 <= box["title"].x0 and box["title"].x1 <= fig.bbox.x1
 
 
 def test_several_seeds_of_one_config_get_mean_and_std(tmp_path):
