@@ -13,6 +13,7 @@ from incsweep.core.configs import spec, validate
 from incsweep.core.errors import ConfigError, DivergedError
 from incsweep.core.ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
 from incsweep.incremental.augment import Augmenter
+from incsweep.incremental.heartbeat import beat
 
 __all__ = ["Schedule", "fit", "minibatches", "predict_in_batches", "recompute_bn_stats", "BN_STATS"]
 
@@ -90,7 +91,8 @@ def fit(
         if train_mode is not None:
             train_mode()
         total, count = torch.zeros((), device=augmenter.device), 0
-        for idx in minibatches(len(y), schedule.batch_size, gen):
+        batches = -(-len(y) // schedule.batch_size)
+        for batch, idx in enumerate(minibatches(len(y), schedule.batch_size, gen), start=1):
             xb = augmenter.train(x[idx.to(x.device)], gen)
             yb = y[idx.to(y.device)]
             with augmenter.autocast():
@@ -100,6 +102,7 @@ def fit(
             opt.step()
             total += loss.detach() * len(idx)
             count += len(idx)
+            beat(label, epoch + 1, schedule.epochs, batch, batches)
         mean = float(total) / max(count, 1)  # one host sync per epoch, not per step
         if not math.isfinite(mean):
             raise DivergedError(f"{label} loss became {mean} in epoch {epoch + 1}")

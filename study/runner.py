@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from collections import Counter
 from contextlib import contextmanager
@@ -353,6 +354,19 @@ def _build_scheduler(spec: StudySpec, task_rows: Mapping[str, Any] | None = None
     return SCHEDULERS[spec.scheduler.name].build(spec, task_rows)
 
 
+def _heartbeat_s() -> float:
+    """Seconds of silence before a progress line says a trial is still training (docs/study.md):
+    ``INCSWEEP_HEARTBEAT_S``, default 30."""
+    raw = os.environ.get("INCSWEEP_HEARTBEAT_S", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"INCSWEEP_HEARTBEAT_S={raw!r}: give a number of seconds > 0")
+    return value
+
+
 def _trainable(spec: StudySpec):
     from ray import tune
 
@@ -367,7 +381,8 @@ def _param_space(spec: StudySpec, layout: StudyLayout) -> dict[str, Any]:
 
     return TrialConfig.shared(study=spec.name, base=spec.base_run(), prefix_cache=cache, device=spec.device,
                               prefix_cache_max_bytes=int(spec.prefix_cache_max_gb * 2**30),
-                              threads=max(1, int(spec.resources.cpu)), tasks=spec.trial_tasks)
+                              threads=max(1, int(spec.resources.cpu)), tasks=spec.trial_tasks,
+                              heartbeat_dir=layout.heartbeat_dir())
 
 
 def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = False,
@@ -380,6 +395,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
     check_data(spec)
     check_methods(spec)
     check_optuna_storage(spec, layout)
+    _heartbeat_s()  # a bad INCSWEEP_HEARTBEAT_S fails here, before anything starts
     with contextlib.ExitStack() as env:
         # One live driver per study (driver_lock.py): taken before anything reads the study's state
         # to act on it (a second driver's journal reconcile would fail the first one's running trials).
@@ -526,7 +542,8 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives], trials=spec.trials,
                            senses=[o.sense for o in spec.objectives],
                            finished={k: v for k, v in before.statuses.items() if k != "orphaned"},
-                           constraints=constraints)
+                           constraints=constraints, heartbeat_dir=layout.heartbeat_dir(),
+                           heartbeat_s=_heartbeat_s())
     callbacks = [sink, progress, *tune_callbacks(spec.callbacks, study=spec.name, storage=storage)]
     if stop:
         callbacks.append(StopOnSignal(stop))

@@ -198,8 +198,12 @@ class ProgressLog(Callback):
 
     def __init__(self, n_tasks: int, objectives: list[str], *, trials: int = 0, senses: list[str] | None = None,
                  finished: Mapping[str, int] | None = None, clock: Callable[[], float] | None = None,
-                 constraints: Sequence[str] = ()):
+                 constraints: Sequence[str] = (), heartbeat_dir: str | None = None, heartbeat_s: float = 30.0):
         self.n_tasks, self.objectives, self.trials = n_tasks, objectives, trials
+        # A trial silent for ``heartbeat_s`` (a long task) gets a line saying it runs, with the epochs
+        # and batches its heartbeat file (trainables/trial.py) says it has done
+        self.heartbeat_dir, self.heartbeat_s = heartbeat_dir, heartbeat_s
+        self._said: dict[str, float] = {}  # running trial -> when a line last spoke of it
         self.constraints = [str(c) for c in constraints]
         self.senses = senses or ["max"] * len(objectives)
         self.statuses: Counter[str] = Counter(finished or {})  # earlier drivers' trials (resume) included
@@ -241,9 +245,32 @@ class ProgressLog(Callback):
         return int(nondominated_mask(np.asarray(self._front) * signs).sum())
 
     # -- Tune callbacks -------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._said[trial_key(trial)] = self._clock()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """The heartbeat: a line for each running trial nothing was said of for ``heartbeat_s``."""
+        now = self._clock()
+        for trial in trials:
+            key = trial_key(trial)
+            if getattr(trial, "status", None) != "RUNNING" or now - self._said.get(key, now) < self.heartbeat_s:
+                continue
+            self._said[key] = now
+            task = self._tasks.get(key, 0) + 1
+            where = ""
+            if self.heartbeat_dir is not None:
+                from incsweep.incremental.heartbeat import read_beat
+
+                b = read_beat(f"{self.heartbeat_dir}/{key}.json")
+                if b is not None and b.at >= time.time() - 2 * self.heartbeat_s:  # not a stale file of an earlier task
+                    where = f": epoch {b.epoch}/{b.epochs}, batch {b.batch}/{b.batches}"
+            method = (getattr(trial, "config", None) or {}).get("method", "")
+            log.info("%s %-6s task %d/%d training%s  %s", key, method, task, self.n_tasks, where, self.progress())
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "task_result_json" not in result:
             return
+        self._said[trial_key(trial)] = self._clock()
         self._tasks[trial_key(trial)] = int(result["tasks_done"])
         if result.get(REPLAYED):
             return  # trained before the resume: neither a new line nor part of the rate
@@ -275,6 +302,7 @@ class ProgressLog(Callback):
 
     def _finished(self, trial_id: str, status: str) -> None:
         self._tasks.pop(trial_id, None)
+        self._said.pop(trial_id, None)
         self.statuses[status] += 1
 
 

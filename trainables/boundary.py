@@ -42,6 +42,9 @@ class TrialConfig:
     # tune_trial_id), ``resume_from`` the checkpoint locations it may start from (a path or a URI).
     key: str | None = None
     resume_from: tuple[str, ...] = ()
+    # Where the trial writes its heartbeat (epochs and batches done in the running task) for the
+    # driver's progress lines: a directory on the study's local storage; None: no heartbeat.
+    heartbeat_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name, kind in (("study", str), ("method", str)):
@@ -60,19 +63,22 @@ class TrialConfig:
             raise ConfigError(f"trial config: key={self.key!r} must be a non-empty string or None")
         if not isinstance(self.resume_from, tuple) or not all(isinstance(x, str) for x in self.resume_from):
             raise ConfigError(f"trial config: resume_from={self.resume_from!r} must be a list of strings")
+        if self.heartbeat_dir is not None and (not isinstance(self.heartbeat_dir, str) or not self.heartbeat_dir):
+            raise ConfigError(f"trial config: heartbeat_dir={self.heartbeat_dir!r} must be a directory or None")
         if self.tasks is not None and (isinstance(self.tasks, bool) or not isinstance(self.tasks, int) or self.tasks < 1):
             raise ConfigError(f"trial config: tasks={self.tasks!r} must be a whole number >= 1 or None")
 
     @classmethod
     def shared(cls, *, study: str, base: Mapping[str, Any], device: str, prefix_cache: str | None,
-               prefix_cache_max_bytes: int | None, threads: int, tasks: int | None = None) -> dict[str, Any]:
+               prefix_cache_max_bytes: int | None, threads: int, tasks: int | None = None,
+               heartbeat_dir: str | None = None) -> dict[str, Any]:
         """The study's part of Tune's ``param_space`` (validated as a whole trial would be)."""
         probe = cls(study=study, method="?", base=dict(base), params={}, device=device, prefix_cache=prefix_cache,
-                    prefix_cache_max_bytes=prefix_cache_max_bytes, threads=threads, tasks=tasks)
-        # Studies written before ``tasks`` existed keep their Tune config unchanged: the key only
-        # travels when a trial stops early by design.
+                    prefix_cache_max_bytes=prefix_cache_max_bytes, threads=threads, tasks=tasks,
+                    heartbeat_dir=heartbeat_dir)
+        # ``tasks`` and ``heartbeat_dir`` travel only when set: a Tune config stays as it was without them.
         return {k: v for k, v in probe.to_tune().items()
-                if k not in ("method", "params", *_CONTINUATION) and not (k == "tasks" and v is None)}
+                if k not in ("method", "params", *_CONTINUATION) and not (k in ("tasks", "heartbeat_dir") and v is None)}
 
     @classmethod
     def from_tune(cls, config: Mapping[str, Any]) -> "TrialConfig":

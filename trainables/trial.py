@@ -12,6 +12,7 @@ keeps nothing between calls, so actors can be reused across trials (``reuse_acto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ import torch
 
 from incsweep.core.errors import ConfigError, DivergedError
 from incsweep.core.vocabulary import FROM_CACHE, OPTIMISABLE
+from incsweep.incremental.heartbeat import heartbeat_to, write_beat
 from incsweep.incremental.prefix_cache import PrefixCache, cached_results, run_through_cache
 from incsweep.incremental.run import CHECKPOINT_FILE, RunConfig, TaskResult, load_checkpoint
 
@@ -141,8 +143,9 @@ def run_trial(config: Mapping[str, Any]) -> None:
                         checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
 
         try:
-            run_through_cache(run_cfg, cache, on_task_end, checkpoint_dir=ckpt_dir, initial_state=state,
-                              on_cached=on_cached, stop_after=spec.tasks)
+            with _heartbeat(trial):
+                run_through_cache(run_cfg, cache, on_task_end, checkpoint_dir=ckpt_dir, initial_state=state,
+                                  on_cached=on_cached, stop_after=spec.tasks)
         except (ConfigError, FileNotFoundError) as exc:  # deterministic: no Tune retry
             done = len(load_checkpoint(ckpt_dir / CHECKPOINT_FILE)["results"]) if (ckpt_dir / CHECKPOINT_FILE).exists() else 0
             tune.report(_failed_report(exc, run_cfg.method, run_cfg.to_json(), done, started_at))
@@ -153,6 +156,22 @@ def run_trial(config: Mapping[str, Any]) -> None:
             tune.report({"tasks_done": done, "diverged": True, "error": f"{type(exc).__name__}: {exc}",
                          OBJECTIVE_SENTINEL: True, **{name: math.nan for name in OPTIMISABLE},
                          "method": run_cfg.method, "config_json": run_cfg.to_json(), "started_at": started_at})
+
+
+def _heartbeat(trial: TrialConfig):
+    """The trial's heartbeat file, ``<heartbeat_dir>/<its id in the study>.json`` (the driver's
+    ProgressLog reads it during long tasks); no heartbeat_dir: nothing is written."""
+    if trial.heartbeat_dir is None:
+        return contextlib.nullcontext()
+    from ray import tune
+
+    key = trial.key or tune.get_context().get_trial_id()
+    return heartbeat_to(write_beat(Path(trial.heartbeat_dir) / f"{key}.json"), every_s=HEARTBEAT_WRITE_S)
+
+
+# How often a trial rewrites its heartbeat: often enough that the driver's line (every
+# ProgressLog.heartbeat_s) is current, rare enough to cost nothing (one small file per few seconds).
+HEARTBEAT_WRITE_S = 5.0
 
 
 def furthest_checkpoint(locations: tuple[str, ...]) -> dict[str, Any] | None:

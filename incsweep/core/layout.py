@@ -98,6 +98,11 @@ class StudyLayout:
             root = root.parent
         return str(root / "prefix_cache")
 
+    def heartbeat_dir(self) -> str | None:
+        """``<storage>/heartbeat``: each running trial's epochs and batches done (local storage only: a
+        driver reads it every few seconds, which an object store would bill and lag)."""
+        return str(self.local_root / "heartbeat") if self.is_local else None
+
     def location(self, name: str) -> str:
         """``name`` under the study as a trial on any node opens it: an absolute path (from where the
         study is now: a moved or copied study's trials read its own files) or the storage URI's."""

@@ -80,7 +80,7 @@ def spec_dict(**over) -> dict:
     ({"sampler": {"name": "tpe", "startup_trials": -1}}, "SamplerSpec.startup_trials=-1 is out of range"),
     ({"sampler": {"name": "tpe", "multivariate": "yes"}}, "sampler.multivariate"),
     ({"sampler": {"name": "tpe", "warm": 3}}, "sampler: unknown field"),
-    ({"resources": {"gpu": 1.5}}, "above 1 GPU use whole GPUs"),
+    ({"resources": {"gpu": 1.5}}, "a trial trains on one GPU, so at most 1 is allowed"),
     ({"scheduler": {"name": "asha", "grace_period": 3}}, "grace_period=3 must be below the benchmark's 3 tasks"),
     ({"scheduler": {"name": "asha", "rule": "rank"}}, "SchedulerSpec.rule='rank' is not allowed"),
     ({"benchmark": {**SYNTH, "val_fraction": 0.0}}, "val_fraction must be > 0"),
