@@ -109,7 +109,7 @@ def build_callbacks(trackers: Sequence[TrackerSpec], *, study: str, storage: str
     root = _local_root(storage)
     for t in trackers:
         if t.name == "mlflow":
-            from ray.air.integrations.mlflow import MLflowLoggerCallback
+            from incsweep.study.mlflow_callback import StudyMLflowCallback  # imports MLflow's: only when asked
 
             uri = t.tracking_uri
             if uri is None:
@@ -118,8 +118,8 @@ def build_callbacks(trackers: Sequence[TrackerSpec], *, study: str, storage: str
                                       "server, or sqlite:/// on a shared file system)")
                 os.makedirs(root, exist_ok=True)
                 uri = "sqlite:///" + os.path.join(os.path.abspath(root), "mlflow.db")
-            out.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=t.experiment_name or study,
-                                            save_artifact=False))
+            out.append(StudyMLflowCallback(tracking_uri=uri, experiment_name=t.experiment_name or study,
+                                           save_artifact=False))
         elif t.name == "wandb":
             kwargs: dict[str, Any] = {"mode": t.mode}
             if root is not None:
@@ -127,7 +127,8 @@ def build_callbacks(trackers: Sequence[TrackerSpec], *, study: str, storage: str
                 kwargs["dir"] = os.path.abspath(root)  # wandb/ under the storage, not the working directory
             from incsweep.study.wandb_callback import QuietWandbLoggerCallback  # imports wandb: only when a study asks
 
-            out.append(QuietWandbLoggerCallback(project=t.project or study, group=t.group, **kwargs))
+            # the study groups its runs (Ray's default group is Tune's experiment name, "tune", for every study)
+            out.append(QuietWandbLoggerCallback(project=t.project or study, group=t.group or study, **kwargs))
         elif os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0") == "1":
             from ray.tune.logger import CSVLoggerCallback, TBXLoggerCallback
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from incsweep.core.errors import ConfigError
+from incsweep.core.vocabulary import REPORTED
 from incsweep.study.results import list_trial_files, read_trial_file
 from incsweep.study.spec import StudySpec
 from incsweep.study.trackers import parse_trackers
@@ -96,6 +97,11 @@ def test_mlflow_has_each_runs_params_and_per_task_metrics(study):
         history = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "avg_acc"), key=lambda m: m.step)]
         assert history == pytest.approx(per_trial[trial])  # every task, the values Parquet holds
         assert float(run.data.params["finetune.lr"]) == pytest.approx(lrs[trial]) and run.data.params["method"] == "finetune"
+        # clean records: the parameters once (no "params/lr" beside "finetune.lr", no paths), metrics
+        # only the per-task ones (no Tune timers, no config values), the run named after the method
+        assert {k for k in run.data.params if k != "method"} == {k for k in run.data.params if k.startswith("finetune.")}
+        assert set(run.data.metrics) <= set(REPORTED) | {"tasks_done"} and "avg_acc" in run.data.metrics
+        assert run.info.run_name == f"finetune_{trial}" and run.data.tags["study"] == "trk"
 
 
 def test_wandb_offline_runs_hold_config_and_history(study):
@@ -119,6 +125,11 @@ def test_wandb_offline_runs_hold_config_and_history(study):
         trial = config["trial_id"]
         assert [h["avg_acc"] for h in history] == pytest.approx(per_trial[trial])
         assert config["method"] == "finetune" and config["finetune.lr"] == pytest.approx(lrs[trial])
+        assert not {"params", "prefix_cache", "heartbeat_dir", "resume_from"} & set(config)  # plumbing left out
+        logged = {k for h in history for k in h if not k.startswith("_")}  # W&B's own _step, _runtime, ...
+        assert logged <= set(REPORTED) | {"tasks_done"} and "avg_acc" in logged
+        (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"][:1]
+        assert run.display_name == f"finetune_{trial}" and run.run_group == "trk"
 
 
 def test_tensorboard_and_csv_files_in_each_trial(study):
