@@ -121,44 +121,35 @@ def _summary(args: argparse.Namespace, under_mb=()):
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from incsweep.analysis.tables import (
-        confirmation_table,
-        convergence_lines,
-        evaluation_table,
-        front_table,
-        groups_table,
-        headline,
-        importance_table,
-        render_text,
-    )
+    from incsweep.analysis import tables
 
     _formats(args.format)  # a bad --format fails before any file is read
     if args.dpi is not None and not 10 <= args.dpi <= 2400:
         raise ConfigError(f"--dpi {args.dpi:g}: allowed [10, 2400]")
     summary = _summary(args, args.under_mb)
     if not args.json:
-        print("\n".join(headline(summary)))
+        print("\n".join(tables.headline(summary)))
         print()
-        print(render_text(*groups_table(summary)))
+        print(tables.render_text(*tables.groups_table(summary)))
         print()
         feasible = " that meet the constraints" if summary.constrained else ""
         print(f"Pareto front over all complete runs{feasible} ({len(summary.overall.front)} configurations):")
-        print(render_text(*front_table(summary)))
-        confirmed = confirmation_table(summary)
+        print(tables.render_text(*tables.front_table(summary)))
+        confirmed = tables.confirmation_table(summary)
         if confirmed[1]:
             print()
             print(f"Confirmed on fresh seeds ({len(confirmed[1])} front configurations):")
-            print(render_text(*confirmed))
-        evaluated = evaluation_table(summary)
+            print(tables.render_text(*confirmed))
+        evaluated = tables.evaluation_table(summary)
         if evaluated[1]:
             print()
             print(f"Tuned on vs evaluated on ({len(evaluated[1])} front configurations):")
-            print(render_text(*evaluated))
+            print(tables.render_text(*evaluated))
         print()
-        print("Convergence: " + "; ".join(convergence_lines(summary)))
+        print("Convergence: " + "; ".join(tables.convergence_lines(summary)))
         print()
         print("Which parameters mattered (PED-ANOVA over each method's complete runs):")
-        print(render_text(*importance_table(summary)))
+        print(tables.render_text(*tables.importance_table(summary)))
     written: list[str] = []
     if args.out:
         from incsweep.analysis.outputs import write_analysis
