@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -158,15 +158,22 @@ def run_trial(config: Mapping[str, Any]) -> None:
                          "method": run_cfg.method, "config_json": run_cfg.to_json(), "started_at": started_at})
 
 
-def _heartbeat(trial: TrialConfig):
+@contextlib.contextmanager
+def _heartbeat(trial: TrialConfig) -> Iterator[None]:
     """The trial's heartbeat file, ``<heartbeat_dir>/<its id in the study>.json`` (the driver's
-    ProgressLog reads it during long tasks); no heartbeat_dir: nothing is written."""
+    ProgressLog reads it during long tasks), removed when the run ends: a finished study keeps no
+    file per trial. No heartbeat_dir: nothing is written."""
     if trial.heartbeat_dir is None:
-        return contextlib.nullcontext()
+        yield
+        return
     from ray import tune
 
-    key = trial.key or tune.get_context().get_trial_id()
-    return heartbeat_to(write_beat(Path(trial.heartbeat_dir) / f"{key}.json"), every_s=HEARTBEAT_WRITE_S)
+    path = Path(trial.heartbeat_dir) / f"{trial.key or tune.get_context().get_trial_id()}.json"
+    try:
+        with heartbeat_to(write_beat(path), every_s=HEARTBEAT_WRITE_S):
+            yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 # How often a trial rewrites its heartbeat: often enough that the driver's line (every

@@ -31,6 +31,7 @@ def test_a_long_task_gets_heartbeat_lines_with_its_epoch_and_batch(tmp_path, mon
     assert {int(b[3]) for b in beats} == {19}  # 300 training images of a task - 25% validation, in 16s
     assert all(1 <= int(epoch) <= 60 for _, epoch, _, _ in beats)
     assert err.index("study hb: running 1 trial(s)") < err.index("training: epoch")
+    assert list((tmp_path / "s" / "heartbeat").glob("*")) == []  # each trial's file goes when it ends
 
 
 def test_a_bad_heartbeat_setting_fails_before_anything_starts(tmp_path, monkeypatch):
