@@ -8,10 +8,12 @@ Each package exposes ``register(subparsers)`` adding its subcommands; a subcomma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import sys
+from typing import Iterator
 
 from incsweep import __version__
 from incsweep.core.errors import ConfigError
@@ -84,11 +86,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C while the commands' modules import: nothing has started
         print(_interrupted(argv))
         return 130
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    with _logging_for_the_command():
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
+        return _run_command(args, argv)
+
+
+# The loggers a command configures (the root by basicConfig; the progress loggers by the study commands)
+_COMMAND_LOGGERS = ("", "incsweep.study", "incsweep.trainables")
+
+
+@contextlib.contextmanager
+def _logging_for_the_command() -> Iterator[None]:
+    """Logging as the command sets it up, and as it was again after: ``main`` runs in-process too (a
+    script, a notebook, the tests), where a handler left behind would write to a stream that is gone."""
+    loggers = [logging.getLogger(name) for name in _COMMAND_LOGGERS]
+    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
+    try:
+        yield
+    finally:
+        for lg, level, propagate, handlers in saved:
+            lg.setLevel(level)
+            lg.propagate = propagate
+            for extra in [h for h in lg.handlers if h not in handlers]:
+                lg.removeHandler(extra)
+
+
+def _run_command(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         return int(args.func(args) or 0)
     except (UsageError, ConfigError, FileNotFoundError) as err:

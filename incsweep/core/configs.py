@@ -76,8 +76,10 @@ def config_path(name: str | Path, what: str) -> Path:
     key = str(name).removesuffix(".yaml")
     if key in shipped:
         return shipped[key]
-    raise ConfigError(f"{what} {str(name)!r}: no such file, and no config shipped by that name; shipped: "
-                      f"{', '.join(sorted(shipped)) or 'none'}")
+    names = ", ".join(sorted(shipped)) or "none"
+    if path.is_absolute() or path.suffix in (".yaml", ".yml", ".json") or str(name).startswith((".", "~")):
+        raise ConfigError(f"{what} {name} does not exist (shipped configs, by name: {names})")
+    raise ConfigError(f"{what} {str(name)!r}: no such file, and no config shipped by that name; shipped: {names}")
 
 
 def read_yaml_file(path: str | Path, what: str) -> Any:

@@ -410,3 +410,22 @@ def test_an_argument_a_sub_command_does_not_take_is_reported_with_its_usage(argv
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith(f"usage: {command} ")
     assert err.strip().splitlines()[-1] == f"{command}: error: unrecognized arguments: --bogus"
+
+
+def test_a_command_run_in_process_leaves_logging_as_it_found_it(tmp_path, capsys):
+    """`main` also runs in-process (scripts, notebooks, these tests): the console handlers a study
+    command adds must not outlive it (a later study's progress went to a closed stream: CI, 3e3846e)."""
+    import logging
+
+    from incsweep.cli import _COMMAND_LOGGERS, _logging_for_the_command
+    from incsweep.study.commands import _console_logging
+
+    loggers = [logging.getLogger(n) for n in _COMMAND_LOGGERS]
+    before = [(lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
+    with _logging_for_the_command():
+        logging.basicConfig(level=logging.INFO)
+        _console_logging()
+        assert logging.getLogger("incsweep.study").handlers  # what `study run` sets up
+    assert [(lg.level, lg.propagate, list(lg.handlers)) for lg in loggers] == before
+    assert main(["study", "status", str(tmp_path / "none")]) == 2  # and through main itself
+    assert [(lg.level, lg.propagate, list(lg.handlers)) for lg in loggers] == before
