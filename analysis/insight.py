@@ -86,14 +86,15 @@ def convergence(summary: Summary) -> Convergence:
     keys = list(zip(finals["study"].to_pylist(), finals["trial_id"].to_pylist()))
     seen: list[int] = []
     compute, hv = [], []
-    total = 0.0
+    total, current = 0.0, 0.0
     for i in order:
         key = keys[int(i)]
         total += spent.get(key, 0.0)
-        if key in usable:
+        if key in usable:  # only a usable run can move the front: the others keep the last value
             seen.append(usable[key])
+            current = hypervolume(values[seen], summary.reference, senses)
         compute.append(total)
-        hv.append(hypervolume(values[seen], summary.reference, senses) if seen else 0.0)
+        hv.append(current)
     n = len(hv)
     return Convergence(trials=np.arange(1, n + 1), compute_s=np.asarray(compute), hypervolume=np.asarray(hv))
 
@@ -118,6 +119,17 @@ def importances(summary: Summary) -> dict[str, dict[str, list[tuple[str, float]]
     """method -> objective -> [(parameter, importance), ...] most important first (PED-ANOVA), or a
     sentence saying why a method has none (too few runs, nothing searched)."""
     import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a study per method and objective: no "created" lines
+    try:
+        return _importances(summary)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _importances(summary: Summary) -> dict[str, dict[str, list[tuple[str, float]]] | str]:
+    import optuna
     from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 
     runs = summary.runs
@@ -137,7 +149,6 @@ def importances(summary: Summary) -> dict[str, dict[str, list[tuple[str, float]]
         values = objective_matrix(rows, summary.objectives)
         per_objective: dict[str, list[tuple[str, float]]] = {}
         for j, objective in enumerate(summary.objectives):
-            optuna.logging.set_verbosity(optuna.logging.ERROR)
             study = optuna.create_study(direction="maximize" if objective.sense == "max" else "minimize")
             trials = []
             for i in range(rows.num_rows):
