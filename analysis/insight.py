@@ -21,6 +21,7 @@ log-scaled where a positive parameter spans two decades or more.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +149,7 @@ def _importances(summary: Summary) -> dict[str, dict[str, list[tuple[str, float]
         columns = {name: rows[f"param_{name}"].to_pylist() for name in dists}
         values = objective_matrix(rows, summary.objectives)
         per_objective: dict[str, list[tuple[str, float]]] = {}
+        tied = False
         for j, objective in enumerate(summary.objectives):
             study = optuna.create_study(direction="maximize" if objective.sense == "max" else "minimize")
             trials = []
@@ -160,7 +162,16 @@ def _importances(summary: Summary) -> dict[str, dict[str, list[tuple[str, float]
                 continue
             study.add_trials(trials)
             evaluator = PedAnovaImportanceEvaluator(target_quantile=max(0.1, 2 / len(trials)))
-            result = get_param_importances(study, evaluator=evaluator, normalize=True)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = get_param_importances(study, evaluator=evaluator, normalize=True)
+            if any("select the same set of trials" in str(w.message) for w in caught):
+                # the best runs tie with the rest (a saturated objective): PED-ANOVA would give every
+                # parameter the same share, which reads as an answer and is none
+                tied = True
+                continue
             per_objective[objective.column] = sorted(result.items(), key=lambda kv: -kv[1])
-        out[method] = per_objective or f"fewer than {MIN_TRIALS} runs with every varied parameter"
+        out[method] = per_objective or (
+            "its runs tie on every objective: no parameter explains a difference" if tied
+            else f"fewer than {MIN_TRIALS} runs with every varied parameter")
     return out

@@ -42,8 +42,7 @@ class Study:
 
     def status(self) -> StudySummary:
         """Trials requested, finished by status, running or interrupted, task rows, Optuna's states."""
-        from incsweep.study.runner import summarize
-        from incsweep.study.spec import stored_view
+        from incsweep.study.summary import stored_view, summarize
 
         return summarize(self.storage, stored_view(self.storage))
 
@@ -124,7 +123,7 @@ def resume_study(storage: str, *, address: str | None = None, progress: bool = T
 
 def open_study(storage: str) -> Study:
     """A study already in ``storage`` (finished, interrupted or running elsewhere), to look at."""
-    from incsweep.study.spec import stored_view
+    from incsweep.study.summary import stored_view
 
     return Study(storage=storage, name=stored_view(storage).name)
 

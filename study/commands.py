@@ -253,18 +253,15 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _front_and_elapsed(storage: str, spec: Any) -> tuple[int | None, int, float | None]:
+def _front_and_elapsed(table: Any, spec: Any) -> tuple[int | None, int, float | None]:
     """The size of the current Pareto front of runs meeting the study's constraints, how many complete
     runs break them, and the seconds since the first trial started (the same figures the driver's
-    progress lines end in), from the Parquet results; None where there are none."""
+    progress lines end in), from the study's rows (``table``; None where there are none)."""
     from datetime import datetime, timezone
 
-    from incsweep.analysis.load import load_results
     from incsweep.analysis.summary import summarize as summarize_runs
 
-    try:
-        table = load_results(f"{storage.rstrip('/')}/results")
-    except (FileNotFoundError, ConfigError):
+    if table is None or not table.num_rows:
         return None, 0, None
     started = [t for t in table["started_at"].to_pylist() if t is not None] if "started_at" in table.column_names else []
     elapsed = (datetime.now(timezone.utc) - min(started)).total_seconds() if started else None
@@ -278,11 +275,13 @@ def _front_and_elapsed(storage: str, spec: Any) -> tuple[int | None, int, float 
 
 
 def _status(args: argparse.Namespace) -> int:
-    from incsweep.study.runner import summarize
-    from incsweep.study.spec import stored_view
+    # neither Ray nor the engine is imported (study/summary.py): status answers in about a second
+    from incsweep.study.results import read_study_rows
+    from incsweep.study.summary import stored_view, summarize
 
     spec = stored_view(args.storage)  # none of the study's methods is imported: a broken one is still counted
-    s = summarize(args.storage, spec)
+    stored = read_study_rows(args.storage, spec.name)  # read once, for the counts and the front
+    s = summarize(args.storage, spec, stored)
     # exit 1: the study ended and answered nothing (every trial failed); the same with --json
     answered_nothing = s.done and s.finished > 0 and not s.statuses.get("complete")
     if args.json:
@@ -298,13 +297,13 @@ def _status(args: argparse.Namespace) -> int:
     print(f"  task rows: {s.task_rows}")
     for trial_id, error in sorted(s.errors.items())[:8]:
         print(f"  error in {trial_id}: {error}")
-    front, infeasible, elapsed = _front_and_elapsed(args.storage, spec)
+    front, infeasible, elapsed = _front_and_elapsed(stored.table, spec)
     if spec.constraints:
         print(f"  constraints: {', '.join(map(str, spec.constraints))}; {infeasible} complete run(s) break them")
     if front is not None:
         print(f"  front: {front} configuration(s) on {', '.join(str(o) for o in spec.objectives)}")
-    if elapsed is not None and not s.done and spec.n_tasks is not None:
-        remaining = max(s.trials * spec.n_tasks - s.task_rows, 0)  # an upper bound under ASHA
+    if elapsed is not None and not s.done and s.n_tasks is not None:
+        remaining = max(s.trials * s.n_tasks - s.task_rows, 0)  # an upper bound under ASHA
         rate = s.task_rows / elapsed if elapsed > 0 else 0.0
         eta = f"; ETA {remaining / rate:.0f}s" if rate > 0 else ""
         print(f"  elapsed: {elapsed:.0f}s since the first trial started{eta}")

@@ -113,15 +113,15 @@ def plan_confirmation(storage: str, *, seeds: int, select: str = "front",
 def missing_configurations(confirmation: Confirmation) -> list[dict[str, Any]]:
     """The selected configurations that no finished trial of ``confirmation``'s study ran (after an
     interruption a sampler could have filled an enqueued trial's place): [] when every one ran."""
-    from incsweep.study.results import list_trial_files, read_trial_file
+    from incsweep.study.results import read_study_rows
 
     def key(method: str, params: Mapping[str, Any]) -> tuple:
         return method, tuple(sorted((k, repr(v)) for k, v in params.items()))
 
     spec = confirmation.spec
     ran: Counter[tuple] = Counter()
-    for method, trial_id in list_trial_files(confirmation.storage, spec.name):
-        finals = [r for r in read_trial_file(confirmation.storage, spec.name, method, trial_id) if r["is_final"]]
+    for (method, _), rows in sorted(read_study_rows(confirmation.storage, spec.name).by_trial().items()):
+        finals = [r for r in rows if r["is_final"]]
         if not finals or (finals[0].get("error") or "").startswith("orphaned"):
             continue
         entry = next((e for e in spec.enqueue if e["method"] == method), None)

@@ -5,6 +5,10 @@ after every task with all rows known so far, keyed by task index, so a task re-r
 replaces its row instead of duplicating it, and a reader never sees a half-written file: local files
 go through a temporary name and ``os.replace``; other pyarrow filesystems write a temporary object
 and move it (object stores publish an object only once its upload completes).
+
+A large study's finished trials are merged, 100 at a time, into ``compacted-<id>.parquet`` files
+beside the trial files (``compact_trial_files``): the directory stays one Parquet dataset every
+reader reads whole, and a reader opens ~1 file per 100 trials instead of one per trial.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import math
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -43,7 +49,8 @@ from incsweep.core.schema import (
 )
 
 __all__ = ["task_row", "final_row", "rows_from_run", "trial_path", "write_trial_file", "read_trial_file",
-           "list_trial_files", "utcnow"]
+           "list_trial_files", "read_study_rows", "StudyRows", "compact_trial_files", "tidy_compacted", "COMPACT_EVERY",
+           "utcnow"]
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +209,22 @@ def _read_rows(fs: pafs.FileSystem, path: str, keys: Mapping[str, str]) -> list[
     return [{**keys, **row} for row in rows]  # partition keys from the path (older files hold them too)
 
 
-def read_trial_file(storage: str, study: str, method: str, trial_id: str) -> list[dict[str, Any]]:
-    """The rows stored for a trial ([] when it has no file yet)."""
+def read_trial_file(storage: str, study: str, method: str, trial_id: str, *,
+                    compacted: bool = True) -> list[dict[str, Any]]:
+    """The rows stored for a trial ([] when it has none yet): its own file, else (``compacted``)
+    the compacted file holding it. Reading many trials: ``read_study_rows``, which reads each file once."""
     fs, root = resolve_storage(storage)
     path = trial_path(root, study, method, trial_id)
+    rows = _read_trial_rows(fs, path, study, method)
+    if rows or not compacted:
+        return rows
+    for m, name, part in _method_files(fs, root, study):
+        if m == method and name.startswith(COMPACTED_PREFIX) and trial_id in _part_trials(fs, part):
+            return [r for r in _read_rows(fs, part, {"study": study, "method": method}) if r["trial_id"] == trial_id]
+    return []
+
+
+def _read_trial_rows(fs: pafs.FileSystem, path: str, study: str, method: str) -> list[dict[str, Any]]:
     # os.replace swaps local files atomically and an open file keeps its version: no retries there.
     retries = 0 if isinstance(fs, pafs.LocalFileSystem) else _READ_ATTEMPTS - 1
     for attempt in range(retries):
@@ -232,9 +251,8 @@ def set_aside(storage: str, study: str, method: str, trial_id: str) -> str:
     return aside
 
 
-def list_trial_files(storage: str, study: str) -> Iterable[tuple[str, str]]:
-    """(method, trial_id) of every trial file of ``study`` under ``storage``."""
-    fs, root = resolve_storage(storage)
+def _method_files(fs: pafs.FileSystem, root: str, study: str) -> list[tuple[str, str, str]]:
+    """(method, file name without .parquet, path) of every visible results file of ``study``."""
     base = f"{root}/results/study={study}"
     if fs.get_file_info(base).type == pafs.FileType.NotFound:
         return []
@@ -244,8 +262,175 @@ def list_trial_files(storage: str, study: str) -> Iterable[tuple[str, str]]:
         parent = info.path.rsplit("/", 2)[-2]
         if (info.type == pafs.FileType.File and name.endswith(".parquet") and parent.startswith("method=")
                 and not name.startswith(".")):  # hidden: the sink's temporaries and damaged files set aside
-            found.append((parent[len("method="):], name[: -len(".parquet")]))
+            found.append((parent[len("method="):], name[: -len(".parquet")], info.path))
     return sorted(found)
+
+
+def _part_trials(fs: pafs.FileSystem, path: str) -> list[str]:
+    """The trial ids a compacted file holds, from its footer (no row is read)."""
+    with fs.open_input_file(path) as f:
+        meta = pq.read_schema(f).metadata or {}
+    return list(json.loads(meta.get(COMPACTED_TRIALS_KEY, b"[]")))
+
+
+def list_trial_files(storage: str, study: str) -> Iterable[tuple[str, str]]:
+    """(method, trial_id) of every trial of ``study`` under ``storage`` with stored rows: its own
+    file, or a compacted file holding it (``compact_trial_files``)."""
+    fs, root = resolve_storage(storage)
+    found: set[tuple[str, str]] = set()
+    for method, name, path in _method_files(fs, root, study):
+        if name.startswith(COMPACTED_PREFIX):
+            found.update((method, t) for t in _part_trials(fs, path))
+        else:
+            found.add((method, name))
+    return sorted(found)
+
+
+@dataclass
+class StudyRows:
+    """Every stored row of a study, read once: ``table`` (each trial from one file, its own file
+    first), and the trial files that could not be read (``(method, trial_id)`` -> why)."""
+
+    table: pa.Table | None
+    damaged: dict[tuple[str, str], DataFormatError]
+
+    def by_trial(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """(method, trial_id) -> its rows, as ``read_trial_file`` gives them."""
+        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in self.table.to_pylist() if self.table is not None else []:
+            out.setdefault((row["method"], row["trial_id"]), []).append(row)
+        return out
+
+
+def read_study_rows(storage: str, study: str) -> StudyRows:
+    """All rows of ``study``, each file read once (what status, resume and confirm read; one file
+    per trial read trial by trial would cost ~3 ms a file: benchmarks/results/analysis_scale.txt).
+    A trial file that vanished while this read ran was compacted meanwhile: read again."""
+    fs, root = resolve_storage(storage)
+    for _ in range(3):
+        tables: list[pa.Table] = []
+        damaged: dict[tuple[str, str], DataFormatError] = {}
+        seen: set[str] = set()
+        vanished = False
+        files = _method_files(fs, root, study)
+        # own files first: after a kill between a compaction's rename and its deletions a trial is in
+        # both, with the same rows
+        for method, name, path in sorted(files, key=lambda f: f[1].startswith(COMPACTED_PREFIX)):
+            compacted = name.startswith(COMPACTED_PREFIX)
+            try:
+                table = _read_table(fs, path, {"study": study, "method": method})
+            except FileNotFoundError:
+                vanished = True
+                continue
+            except DataFormatError as exc:
+                if compacted:
+                    raise
+                damaged[(method, name)] = exc
+                continue
+            if compacted:
+                ids = table["trial_id"]
+                keep = pc.invert(pc.is_in(ids, value_set=pa.array(sorted(seen), pa.string())))
+                table = table.filter(keep)
+            seen.update(table["trial_id"].to_pylist())
+            tables.append(table)
+        if not vanished:
+            break
+    table = pa.concat_tables(tables, promote_options="permissive") if tables else None
+    return StudyRows(table=table, damaged=damaged)
+
+
+def _read_table(fs: pafs.FileSystem, path: str, keys: Mapping[str, str]) -> pa.Table:
+    """One results file as a table with its partition keys as columns (FileNotFoundError: gone;
+    DataFormatError: not incsweep's Parquet)."""
+    try:
+        with fs.open_input_file(path) as f:
+            table = pq.read_table(f, partitioning=None)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowInvalid) as exc:
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(path) from None
+        raise DataFormatError(f"results file {path} is not readable Parquet of incsweep's schema "
+                              f"({type(exc).__name__}); move it out of the study directory to go on "
+                              "(that trial's rows are lost, the rest stay)") from None
+    if "trial_id" not in table.column_names:
+        raise DataFormatError(f"results file {path} is not readable Parquet of incsweep's schema (no trial_id); "
+                              "move it out of the study directory to go on (that trial's rows are lost, the rest stay)")
+    for key, value in keys.items():  # partition keys from the path (older files hold them too)
+        if key in table.column_names:
+            table = table.drop_columns([key])
+        table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
+    return table
+
+
+# A study's trials are compacted in groups of this many finished trials: one file per trial costs a
+# reader ~3 ms a file (benchmarks/results/analysis_scale.txt), so 10,000 trials would take 30 s to
+# read; in groups of 100 a 10,000-trial study is ~100 files plus at most 99 of running or recent
+# trials, and a study under 100 trials keeps one file per trial (benchmarks/study_scale.py).
+COMPACT_EVERY = 100
+COMPACTED_PREFIX = "compacted-"
+COMPACTED_TRIALS_KEY = b"incsweep.compacted_trials"
+
+
+def compact_trial_files(storage: str, study: str, trials: Sequence[tuple[str, str]]) -> list[str]:
+    """Merge finished trials' own files into one compacted file per method, then remove them.
+
+    The compacted file appears whole (a temporary name, then a rename), listing its trials in its
+    footer; only then are the trials' own files removed. A kill between the two leaves a trial in
+    both (the same rows): every reader counts it once, and ``tidy_compacted`` removes the leftovers
+    at the next start. Trials without a final row (still running) are left alone. Returns the
+    compacted files written."""
+    fs, root = resolve_storage(storage)
+    by_method: dict[str, list[str]] = {}
+    for method, trial_id in trials:
+        by_method.setdefault(method, []).append(trial_id)
+    written = []
+    for method, ids in sorted(by_method.items()):
+        tables, done = [], []
+        for trial_id in sorted(set(ids)):
+            path = trial_path(root, study, method, trial_id)
+            try:
+                with fs.open_input_file(path) as f:
+                    table = pq.read_table(f, partitioning=None)
+            except (OSError, pa.ArrowInvalid):
+                continue  # gone or damaged: left where it is, for the readers to report
+            if "is_final" not in table.column_names or not any(table["is_final"].to_pylist()):
+                continue
+            tables.append(table)
+            done.append(trial_id)
+        if len(tables) < 2:
+            continue
+        merged = pa.concat_tables(tables, promote_options="permissive")
+        meta = {**(tables[0].schema.metadata or {}), COMPACTED_TRIALS_KEY: json.dumps(done).encode()}
+        merged = merged.replace_schema_metadata(meta)
+        parent = trial_path(root, study, method, "x").rsplit("/", 1)[0]
+        name = f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:12]}"
+        tmp, path = f"{parent}/.{name}.tmp", f"{parent}/{name}.parquet"
+        with fs.open_output_stream(tmp) as sink:
+            pq.write_table(merged, sink)
+        if isinstance(fs, pafs.LocalFileSystem):
+            os.replace(tmp, path)
+        else:
+            fs.move(tmp, path)
+        for trial_id in done:
+            fs.delete_file(trial_path(root, study, method, trial_id))
+        written.append(path)
+    return written
+
+
+def tidy_compacted(storage: str, study: str) -> int:
+    """Remove trials' own files that a compacted file already holds (a kill between a compaction's
+    rename and its deletions); returns how many. Run by the driver before it writes anything."""
+    fs, root = resolve_storage(storage)
+    files = _method_files(fs, root, study)
+    held = {(method, t) for method, name, path in files if name.startswith(COMPACTED_PREFIX)
+            for t in _part_trials(fs, path)}
+    removed = 0
+    for method, name, path in files:
+        if not name.startswith(COMPACTED_PREFIX) and (method, name) in held:
+            fs.delete_file(path)
+            removed += 1
+    return removed
 
 
 def config_params(config_json: str) -> dict[str, Any]:

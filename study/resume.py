@@ -30,9 +30,8 @@ import optuna
 from optuna.trial import FixedTrial, TrialState
 from pyarrow import fs as pafs
 
-from incsweep.core.errors import DataFormatError
 from incsweep.core.layout import TUNE_NAME, StudyLayout
-from incsweep.study.results import final_row, list_trial_files, read_trial_file, write_trial_file
+from incsweep.study.results import final_row, read_study_rows, write_trial_file
 from incsweep.study.searcher import (
     TUNE_ID_ATTR,
     Continuation,
@@ -92,13 +91,10 @@ def _checkpoint_listing(layout: StudyLayout) -> dict[str, list[str]]:
 
 def _read_results(storage: str, name: str) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     """Study trial id -> (method, rows); damaged files are skipped with a warning, as analyze does."""
-    out = {}
-    for method, key in list_trial_files(storage, name):
-        try:
-            out[key] = (method, read_trial_file(storage, name, method, key))
-        except DataFormatError as exc:
-            log.warning("skipping %s", exc)
-    return out
+    stored = read_study_rows(storage, name)
+    for exc in stored.damaged.values():
+        log.warning("skipping %s", exc)
+    return {key: (method, rows) for (method, key), rows in stored.by_trial().items()}
 
 
 def read_finals(storage: str, name: str) -> dict[str, dict[str, Any]]:

@@ -12,18 +12,17 @@ import contextlib
 import logging
 import math
 import os
-from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from incsweep.core.errors import ConfigError, DataFormatError
+from incsweep.core.errors import ConfigError
 from incsweep.core.layout import StudyLayout
 from incsweep.study.driver_lock import DriverLock
-from incsweep.study.results import list_trial_files, read_trial_file
+from incsweep.study.results import list_trial_files, tidy_compacted
 from incsweep.study.resume import plan_resume
 from incsweep.study.sink import ParquetSink, ProgressLog, StopOnSignal
-from incsweep.study.spec import StudySpec, StudyView
+from incsweep.study.spec import StudySpec
+from incsweep.study.summary import StudySummary, _optuna_quiet, summarize
 from incsweep.study.trackers import env_defaults, tune_callbacks
 from incsweep.trainables.boundary import trial_key
 
@@ -36,67 +35,6 @@ log = logging.getLogger(__name__)
 
 def default_storage(spec: StudySpec) -> str:
     return spec.storage or os.path.join("runs", spec.name)
-
-
-@dataclass
-class StudySummary:
-    storage: str
-    study: str
-    trials: int  # requested
-    statuses: Counter = field(default_factory=Counter)  # final rows by status
-    unfinished: list[str] = field(default_factory=list)  # trial files without a final row
-    task_rows: int = 0
-    optuna_states: Counter = field(default_factory=Counter)
-    errors: dict[str, str] = field(default_factory=dict)  # trial id -> the error of a trial that ended in one
-
-    @property
-    def finished(self) -> int:
-        # Orphans closed as errors after a driver kill were replaced by new trials: not counted.
-        return sum(self.statuses.values()) - self.statuses.get("orphaned", 0)
-
-    @property
-    def done(self) -> bool:
-        return not self.unfinished and self.finished >= self.trials
-
-
-def summarize(storage: str, spec: StudySpec | StudyView) -> StudySummary:
-    """What the study's Parquet results and Optuna storage say (works while a study runs); ``spec``:
-    the full spec, or the view ``study status`` reads without importing the study's methods."""
-    summary = StudySummary(storage=storage, study=spec.name, trials=spec.trials)
-    for method, trial_id in list_trial_files(storage, spec.name):
-        try:
-            rows = read_trial_file(storage, spec.name, method, trial_id)
-        except DataFormatError as exc:
-            # as analyze does: skipped with a warning, never rewritten; counted as finished (its trial
-            # reported before the file was damaged), so resume is not held back by it
-            log.warning("skipping %s", exc)
-            summary.statuses["unreadable"] += 1
-            summary.errors[trial_id] = str(exc)
-            continue
-        summary.task_rows += sum(not r["is_final"] for r in rows)
-        finals = [r for r in rows if r["is_final"]]
-        if not finals:
-            summary.unfinished.append(trial_id)
-        elif (finals[0]["error"] or "").startswith("orphaned"):
-            summary.statuses["orphaned"] += 1
-        else:
-            summary.statuses[finals[0]["status"]] += 1
-            if finals[0]["status"] == "error" and finals[0]["error"]:
-                summary.errors[trial_id] = str(finals[0]["error"])
-    layout = StudyLayout(storage)
-    try:
-        import optuna
-
-        from incsweep.study.searcher import make_optuna_storage
-
-        url = layout.optuna_url(spec.optuna_storage)
-        if "://" in url or os.path.exists(url):
-            with _optuna_quiet(optuna):
-                study = optuna.load_study(study_name=spec.name, storage=make_optuna_storage(url))
-                summary.optuna_states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
-    except (KeyError, ConfigError):
-        pass  # no Optuna study yet
-    return summary
 
 
 def check_storage(storage: str) -> None:
@@ -190,17 +128,6 @@ def check_methods(spec: StudySpec) -> None:
         except Exception as exc:  # noqa: BLE001 - a user's method: its own error, in one line
             raise ConfigError(f"method {method}: building it for benchmark {spec.benchmark.name} raised "
                               f"{type(exc).__name__}: {exc}") from None
-
-
-@contextmanager
-def _optuna_quiet(optuna: Any) -> Iterator[None]:
-    """Optuna's INFO lines off while the driver reads its storage; the caller's verbosity back after."""
-    before = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(before)
 
 
 @contextmanager
@@ -423,6 +350,9 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
         # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
         # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
         env.enter_context(_env_default("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"))
+        # Tune's experiment snapshot is never read (a study resumes from its own data: study/resume.py)
+        # and costs O(trials) each time: every 10 minutes instead of Tune's adaptive period, and at the end.
+        env.enter_context(_env_default("TUNE_GLOBAL_CHECKPOINT_S", "600"))
         # Ctrl-C is recorded and acted on at the study's safe points (_interrupt_on), so the CLI says
         # one thing at every moment. Tune's own SIGINT handler would end fit() normally with "Resume
         # experiment with: Tuner.restore(...)", which incsweep never uses (study/resume.py).
@@ -531,6 +461,9 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     # Resume or not, a fresh Tuner: the study is rebuilt from its own data (study/resume.py), and
     # Tune's saved state (pickles, absolute paths) is never read.
     study = open_optuna_study(spec, layout)
+    tidied = tidy_compacted(storage, spec.name)  # a compaction a killed driver left half done
+    if tidied:
+        log.info("removed %d trial file(s) a compacted file already holds (a compaction was interrupted)", tidied)
     plan = plan_resume(spec, layout, study)
     before = summarize(storage, spec)  # read once: the progress counts and the trials left use it
     samples = max(spec.trials - before.finished, len(plan.continuations))
@@ -550,7 +483,11 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     run_config = tune.RunConfig(
         name="tune", storage_path=layout.tune_storage, storage_filesystem=layout.tune_filesystem,
         callbacks=callbacks, verbose=0,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # 1 warns on snapshots (docs/ray-optuna.md)
+        # Every checkpoint a trial reports is kept until the trial ends (the sink then removes them: a
+        # finished trial is never continued). Tune's num_to_keep would force an experiment snapshot
+        # (the JSON of every trial: O(trials)) each time a trial reached it, i.e. once per trial:
+        # quadratic in a 1,000-trial study (docs/cluster.md, large studies).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=spec.max_failures))
     tuner = tune.Tuner(
         _trainable(spec), param_space=_param_space(spec, layout),

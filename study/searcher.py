@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -27,15 +28,21 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from incsweep.study.summary import make_optuna_storage
+
 if TYPE_CHECKING:  # the spec is imported where it is used, below
     from incsweep.study.spec import SamplerSpec
 
 __all__ = ["StudySearcher", "Continuation", "trial_config", "make_sampler", "sampler_seed", "make_optuna_storage",
-           "open_study", "StoredStudy", "TUNE_ID_ATTR", "reconcile_orphans", "reconcile_with_results"]
+           "open_study", "StoredStudy", "TUNE_ID_ATTR", "ASK_S_ATTR", "reconcile_orphans", "reconcile_with_results"]
 
 log = logging.getLogger(__name__)
 
 TUNE_ID_ATTR = "tune_trial_id"
+# Seconds the sampler took to propose the trial (ask plus the define-by-run suggestions, where
+# independent samplers do their work): what a study pays per trial for its search, growing with the
+# trials the sampler models (benchmarks/study_scale.py reads it back).
+ASK_S_ATTR = "sampler_ask_s"
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -89,15 +96,6 @@ def sampler_seed(seed: int, n_trials: int) -> int:
     import numpy as np
 
     return int(np.random.SeedSequence([seed, n_trials]).generate_state(1)[0])
-
-
-def make_optuna_storage(url_or_path: str) -> optuna.storages.BaseStorage:
-    """An RDB URL (sqlite:///, postgresql://, ...) or the path of a journal file (the default)."""
-    if "://" in url_or_path:
-        return optuna.storages.RDBStorage(url_or_path)
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(url_or_path))
 
 
 # optuna-dashboard (0.21) shows a trial's constraints from the system attribute "constraints", a list
@@ -224,10 +222,14 @@ class StudySearcher(Searcher):
             c = self._continuations.pop(0)
             self._numbers[trial_id] = c.number
             return {**c.config, "key": c.key, "resume_from": list(c.checkpoints)}
+        tic = time.perf_counter()
         trial = self.study.ask()
+        config = trial_config(self._space, trial)
+        ask_s = time.perf_counter() - tic
         trial.set_user_attr(TUNE_ID_ATTR, trial_id)  # before Tune starts it: a resume finds it by this id
+        trial.set_user_attr(ASK_S_ATTR, round(ask_s, 6))
         self._numbers[trial_id] = trial.number
-        return trial_config(self._space, trial)
+        return config
 
     def outcome(self, result: Mapping[str, Any] | None, error: bool) -> tuple[TrialState, list[float] | None, str]:
         """What to tell Optuna about a finished trial, and why (pure: unit-tested)."""

@@ -22,7 +22,17 @@ from ray.tune import Callback
 from incsweep.core.constraints import feasible, parse_constraints
 from incsweep.core.errors import DataFormatError
 from incsweep.core.vocabulary import AVG_ACC, FROM_CACHE, MEMORY_METRIC, WALL_TIME
-from incsweep.study.results import final_row, judge_row, read_trial_file, set_aside, task_row, utcnow, write_trial_file
+from incsweep.study.results import (
+    COMPACT_EVERY,
+    compact_trial_files,
+    final_row,
+    judge_row,
+    read_trial_file,
+    set_aside,
+    task_row,
+    utcnow,
+    write_trial_file,
+)
 from incsweep.trainables.boundary import REPLAYED, TrialConfig, trial_key
 
 __all__ = ["ParquetSink", "ProgressLog", "StopOnSignal", "trial_error_text"]
@@ -67,12 +77,16 @@ class ParquetSink(Callback):
         # study trial ids (trainables.boundary.trial_key: a continued trial's is the one it continues)
         # this driver has heard of (orphan detection)
         self.seen: set[str] = set()
+        # finished trials' files not compacted yet (study.results.compact_trial_files)
+        self._finished: list[tuple[str, str]] = []
+        self._closed: set[str] = set()  # trials this driver wrote a final row for
 
     # -- rows ----------------------------------------------------------------------------------
     def _load(self, trial_id: str, method: str) -> dict[int, dict[str, Any]]:
         if trial_id not in self._rows:
             try:
-                stored = read_trial_file(self.storage, self.study, method, trial_id)
+                # a reporting trial is never in a compacted file (only finished ones are)
+                stored = read_trial_file(self.storage, self.study, method, trial_id, compacted=False)
             except DataFormatError as exc:
                 # the trial reports again (resumed): its new rows must not be lost to a damaged file,
                 # and the damaged one is kept, hidden, for whoever wants to look at it
@@ -129,6 +143,8 @@ class ParquetSink(Callback):
         self._write(trial_key(trial))
 
     def _finish(self, trial: Any, status: str, error: str | None) -> None:
+        if trial_key(trial) in self._closed:
+            return  # told twice (complete, then an error in teardown): the first end stands, as written
         config = TrialConfig.from_tune(trial.config)
         method = config.method
         rows = self._load(trial_key(trial), method)
@@ -140,8 +156,19 @@ class ParquetSink(Callback):
                         "config_json": json.dumps(config.to_tune(), default=str),
                         "code_version": "", "started_at": utcnow(),
                         **{f"param_{k}": v for k, v in self._params(trial).items()}}
-        self._final[trial_key(trial)] = final_row(list(rows.values()), status=status, error=error, template=template)
-        self._write(trial_key(trial))
+        key = trial_key(trial)
+        self._final[key] = final_row(list(rows.values()), status=status, error=error, template=template)
+        self._write(key)
+        # finished: its rows are on disk and no longer needed here (the driver's memory stays flat
+        # over thousands of trials); a trial continued by a later resume reads its file again
+        self._rows.pop(key, None)
+        self._final.pop(key, None)
+        self._finished.append((method, key))
+        self._closed.add(key)
+        _drop_checkpoints(trial, config.resume_from)
+        if len(self._finished) >= COMPACT_EVERY:
+            compact_trial_files(self.storage, self.study, self._finished)
+            self._finished = []
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.seen.add(trial_key(trial))
@@ -177,6 +204,31 @@ class ParquetSink(Callback):
         return closed
 
 
+def _drop_checkpoints(trial: Any, earlier: Sequence[str]) -> None:
+    """Remove a finished trial's task checkpoints (its Tune directory's ``checkpoint_*`` and those of
+    the interrupted trial it continued, ``earlier``): a finished trial is never continued (a re-run
+    starts from its configuration), and at paper scale they are a study's largest files. Tune keeps
+    them all while the trial runs (runner.py: no num_to_keep); failing to remove one costs disk only."""
+    import pyarrow.fs as pafs
+
+    storage: Any = getattr(trial, "storage", None)  # Tune's StorageContext of the trial
+    fs = getattr(storage, "storage_filesystem", None)
+    if storage is None or fs is None:
+        return
+    try:
+        own = [i.path for i in fs.get_file_info(pafs.FileSelector(storage.trial_fs_path, allow_not_found=True))
+               if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")]
+    except OSError as exc:
+        log.debug("checkpoints of %s not listed: %s", trial_key(trial), exc)
+        own = []
+    for where in [*own, *earlier]:
+        try:
+            target_fs, path = pafs.FileSystem.from_uri(where) if "://" in where else (fs, where)
+            target_fs.delete_dir(path)
+        except (OSError, ValueError) as exc:  # gone already, or a location this driver cannot reach
+            log.debug("checkpoint %s not removed: %s", where, exc)
+
+
 class StopOnSignal(Callback):
     """Ends ``fit`` with KeyboardInterrupt at the controller's next step once a watched signal arrived
     (``signals``: objects whose ``check()`` raises it), should Tune or a library have caught the
@@ -204,6 +256,7 @@ class ProgressLog(Callback):
         # and batches its heartbeat file (trainables/trial.py) says it has done
         self.heartbeat_dir, self.heartbeat_s = heartbeat_dir, heartbeat_s
         self._said: dict[str, float] = {}  # running trial -> when a line last spoke of it
+        self._running: dict[str, Any] = {}  # running trial -> Tune's trial object
         self.constraints = [str(c) for c in constraints]
         self.senses = senses or ["max"] * len(objectives)
         self.statuses: Counter[str] = Counter(finished or {})  # earlier drivers' trials (resume) included
@@ -215,10 +268,13 @@ class ProgressLog(Callback):
         self._tasks: dict[str, int] = {}  # running trial -> tasks done
         self._trained = 0  # tasks reported under this driver (the ETA's rate)
         self._first: float | None = None  # when the first of them was reported
-        self._front: list[list[float]] = []  # objective values of completed trials
+        self._front: list[list[float]] = []  # objective values of the nondominated completed trials
 
     def _clock(self) -> float:
         return self._clock_fn() if self._clock_fn is not None else time.monotonic()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_running": {}}  # Tune's trial objects stay in this driver
 
     # -- the progress suffix --------------------------------------------------------------------
     def progress(self) -> str:
@@ -237,21 +293,30 @@ class ProgressLog(Callback):
         return "[" + "; ".join(parts) + "]"
 
     def _front_size(self) -> int:
-        if not self._front:
-            return 0
+        return len(self._front)
+
+    def _add_to_front(self, point: list[float]) -> None:
+        """Keep only the nondominated points: the front stays as small as it is, not as long as the
+        study (every progress line counts it)."""
         from incsweep.analysis.dominance import nondominated_mask
 
         signs = np.array([-1.0 if s == "max" else 1.0 for s in self.senses])
-        return int(nondominated_mask(np.asarray(self._front) * signs).sum())
+        points = np.asarray([*self._front, point])
+        keep = nondominated_mask(points * signs)
+        self._front = [p for p, k in zip(points.tolist(), keep) if k]
 
     # -- Tune callbacks -------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._said[trial_key(trial)] = self._clock()
+        self._running[trial_key(trial)] = trial
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         """The heartbeat: a line for each running trial nothing was said of for ``heartbeat_s``."""
         now = self._clock()
-        for trial in trials:
+        # the trials this driver started and that have not finished: Tune's ``trials`` lists every
+        # trial of the study, and this runs at every step of its loop (a 10,000-trial study's
+        # driver would walk the whole list each time)
+        for trial in list(self._running.values()):
             key = trial_key(trial)
             if getattr(trial, "status", None) != "RUNNING" or now - self._said.get(key, now) < self.heartbeat_s:
                 continue
@@ -291,7 +356,7 @@ class ProgressLog(Callback):
         if status == "complete" and feasible(parse_constraints(self.constraints), last):
             point = [float(last.get(m, math.nan)) for m in self.objectives]
             if all(math.isfinite(v) for v in point):
-                self._front.append(point)
+                self._add_to_front(point)
         values = "  ".join(f"{m} {last.get(m, float('nan')):.4f}" for m in self.objectives)
         log.info("trial %s %s %s  %s  %s", trial_key(trial), last.get("method", ""), status, values, self.progress())
 
@@ -301,6 +366,7 @@ class ProgressLog(Callback):
         log.info("trial %s error: %s  %s", trial_key(trial), trial_error_text(trial), self.progress())
 
     def _finished(self, trial_id: str, status: str) -> None:
+        self._running.pop(trial_id, None)
         self._tasks.pop(trial_id, None)
         self._said.pop(trial_id, None)
         self.statuses[status] += 1

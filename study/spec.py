@@ -27,11 +27,12 @@ from incsweep.core.constraints import Constraint, parse_constraints
 from incsweep.core.errors import ConfigError
 from incsweep.core.params import describe
 from incsweep.core.ranges import EVAL_BATCH_SIZE, SEED
-from incsweep.core.vocabulary import OPTIMISABLE, TEST_PREFIX
+from incsweep.core.vocabulary import OPTIMISABLE
 from incsweep.incremental.benchmarks import BenchmarkConfig
 from incsweep.incremental.methods import get_method
 from incsweep.search_spaces import StudySpace, build_space, optuna_name
 from incsweep.study.kinds import SAMPLERS, SCHEDULERS, sampler_option_owners
+from incsweep.study.summary import DEFAULT_TRIALS, StudyView, _parse_objectives, stored_view
 from incsweep.study.trackers import TrackerSpec, parse_trackers
 
 __all__ = ["StudySpec", "StudyView", "stored_view", "Objective", "Constraint", "SchedulerSpec", "SamplerSpec",
@@ -115,7 +116,7 @@ class StudySpec:
     constraints: tuple[Constraint, ...] = ()
     sampler: SamplerSpec = dataclasses.field(default_factory=SamplerSpec)
     scheduler: SchedulerSpec = dataclasses.field(default_factory=SchedulerSpec)
-    trials: int = spec(12, range=(1, 100_000))
+    trials: int = spec(DEFAULT_TRIALS, range=(1, 100_000))
     concurrency: int | None = spec(None, range=(1, 10_000))  # None: as many as the resources allow
     resources: Resources = dataclasses.field(default_factory=Resources)
     # the run seed of every trial (comparable trials, shared prefixes) and the sampler's
@@ -311,22 +312,6 @@ _SCALARS = ("trials", "concurrency", "seed", "max_failures", "storage", "optuna_
             "prefix_cache_max_gb", "eval_batch_size", "device", "scenario", "name", "protocol")
 
 
-def _parse_objectives(objs: Any) -> tuple[Objective, ...]:
-    """A list of ``metric:mode`` strings, a comma-separated string, or a mapping ``{metric: max|min}``;
-    each a validation metric a trial reports (METRICS)."""
-    if not isinstance(objs, (str, list, tuple, Mapping)):
-        raise ConfigError(f"objectives: {objs!r} is not allowed; give a list like [avg_acc:max, total_mb:min] "
-                          "or a mapping like {avg_acc: max, total_mb: min}")
-    out = parse_objectives(objs)
-    for o in out:
-        if o.column.startswith(TEST_PREFIX):
-            raise ConfigError(f"objective {o.column!r}: test metrics are recorded, never optimised; "
-                              f"use {o.column[len(TEST_PREFIX):]!r}")
-        if o.column not in METRICS:
-            raise ConfigError(f"objective {o.column!r} is unknown; choose from {list(METRICS)}")
-    return out
-
-
 def _serialised(value: Any) -> Any:
     """A spec field's value as plain data: objectives and constraints in their spec syntax, trackers
     by their own ``to_dict``, config dataclasses as mappings, collections element by element."""
@@ -357,42 +342,6 @@ def stored_spec(storage: str) -> tuple[dict[str, Any], StudySpec]:
     if data is None:
         raise FileNotFoundError(f"{storage} holds no study (no study.yaml); start one with `incsweep study run SPEC.yaml`")
     return data, StudySpec.from_dict({**data, "storage": storage})
-
-
-@dataclass(frozen=True)
-class StudyView:
-    """What ``study status`` needs of a stored study, read without importing any of its methods (a
-    study whose method no longer imports can still be counted): name, trials requested, objectives,
-    constraints, the Optuna storage and, where its benchmark resolves, the tasks of a run."""
-
-    name: str
-    trials: int
-    objectives: tuple[Objective, ...]
-    constraints: tuple[Constraint, ...]
-    optuna_storage: str | None
-    n_tasks: int | None
-
-
-def stored_view(storage: str) -> StudyView:
-    """The :class:`StudyView` of the study in ``storage`` (FileNotFoundError: none there)."""
-    from incsweep.core.layout import StudyLayout
-
-    data = StudyLayout(storage).read_spec()
-    if data is None:
-        raise FileNotFoundError(f"{storage} holds no study (no study.yaml); start one with `incsweep study run SPEC.yaml`")
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        raise ConfigError(f"{storage}/study.yaml is not a study spec (no name)")
-    trials = data.get("trials", StudySpec.trials)
-    if isinstance(trials, bool) or not isinstance(trials, int):
-        raise ConfigError(f"{storage}/study.yaml: trials={trials!r} is not a whole number")
-    try:
-        n_tasks: int | None = len(from_mapping(BenchmarkConfig, data.get("benchmark") or {}, where="benchmark").task_sizes)
-    except Exception:  # noqa: BLE001 - a plugin benchmark that no longer resolves: counted without an ETA
-        n_tasks = None
-    return StudyView(name=data["name"], trials=trials,
-                     objectives=_parse_objectives(data.get("objectives") or DEFAULT_OBJECTIVES),
-                     constraints=parse_constraints(data.get("constraints")), optuna_storage=data.get("optuna_storage"),
-                     n_tasks=n_tasks)
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -1,0 +1,162 @@
+"""What a stored study holds, read without Ray or the engine: ``study status`` and the notebook's
+``Study.status()`` import only this (pyarrow and Optuna), so they answer in about a second, and
+the driver's own summary is the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+import pyarrow.compute as pc
+
+from incsweep.analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
+from incsweep.core.constraints import Constraint, parse_constraints
+from incsweep.core.errors import ConfigError
+from incsweep.core.layout import StudyLayout
+from incsweep.core.vocabulary import OPTIMISABLE, TEST_PREFIX
+from incsweep.study.results import StudyRows, read_study_rows
+
+if TYPE_CHECKING:  # the full spec imports the engine (torch); only its annotations are needed here
+    import optuna
+
+    from incsweep.study.spec import StudySpec
+
+__all__ = ["StudySummary", "summarize", "StudyView", "stored_view", "make_optuna_storage", "DEFAULT_TRIALS"]
+
+log = logging.getLogger("incsweep.study.runner")
+
+DEFAULT_TRIALS = 12  # a spec's trials when it names none (StudySpec.trials)
+
+
+def make_optuna_storage(url_or_path: str) -> optuna.storages.BaseStorage:
+    """An RDB URL (sqlite:///, postgresql://, ...) or the path of a journal file (the default)."""
+    import optuna
+
+    if "://" in url_or_path:
+        return optuna.storages.RDBStorage(url_or_path)
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(url_or_path))
+
+
+@dataclass
+class StudySummary:
+    storage: str
+    study: str
+    trials: int  # requested
+    statuses: Counter = field(default_factory=Counter)  # final rows by status
+    unfinished: list[str] = field(default_factory=list)  # trial files without a final row
+    task_rows: int = 0
+    optuna_states: Counter = field(default_factory=Counter)
+    errors: dict[str, str] = field(default_factory=dict)  # trial id -> the error of a trial that ended in one
+    n_tasks: int | None = None  # tasks of a run, as the stored rows say (None: no row yet)
+
+    @property
+    def finished(self) -> int:
+        # Orphans closed as errors after a driver kill were replaced by new trials: not counted.
+        return sum(self.statuses.values()) - self.statuses.get("orphaned", 0)
+
+    @property
+    def done(self) -> bool:
+        return not self.unfinished and self.finished >= self.trials
+
+
+def summarize(storage: str, spec: StudySpec | StudyView, stored: StudyRows | None = None) -> StudySummary:
+    """What the study's Parquet results and Optuna storage say (works while a study runs); ``spec``:
+    the full spec, or the view ``study status`` reads without importing the study's methods;
+    ``stored``: the study's rows if the caller read them already."""
+    summary = StudySummary(storage=storage, study=spec.name, trials=spec.trials)
+    stored = stored if stored is not None else read_study_rows(storage, spec.name)
+    if stored.table is not None and stored.table.num_rows and "n_tasks" in stored.table.column_names:
+        summary.n_tasks = pc.max(stored.table["n_tasks"]).as_py()
+    for (_, trial_id), exc in sorted(stored.damaged.items()):
+        # as analyze does: skipped with a warning, never rewritten; counted as finished (its trial
+        # reported before the file was damaged), so resume is not held back by it
+        log.warning("skipping %s", exc)
+        summary.statuses["unreadable"] += 1
+        summary.errors[trial_id] = str(exc)
+    for (_, trial_id), rows in sorted(stored.by_trial().items()):
+        summary.task_rows += sum(not r["is_final"] for r in rows)
+        finals = [r for r in rows if r["is_final"]]
+        if not finals:
+            summary.unfinished.append(trial_id)
+        elif (finals[0]["error"] or "").startswith("orphaned"):
+            summary.statuses["orphaned"] += 1
+        else:
+            summary.statuses[finals[0]["status"]] += 1
+            if finals[0]["status"] == "error" and finals[0]["error"]:
+                summary.errors[trial_id] = str(finals[0]["error"])
+    layout = StudyLayout(storage)
+    try:
+        import optuna
+
+        url = layout.optuna_url(spec.optuna_storage)
+        if "://" in url or os.path.exists(url):
+            with _optuna_quiet(optuna):
+                study = optuna.load_study(study_name=spec.name, storage=make_optuna_storage(url))
+                summary.optuna_states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    except (KeyError, ConfigError):
+        pass  # no Optuna study yet
+    return summary
+
+
+@contextmanager
+def _optuna_quiet(optuna: Any) -> Iterator[None]:
+    """Optuna's INFO lines off while the driver reads its storage; the caller's verbosity back after."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def _parse_objectives(objs: Any) -> tuple[Objective, ...]:
+    """A list of ``metric:mode`` strings, a comma-separated string, or a mapping ``{metric: max|min}``;
+    each a validation metric a trial reports (``OPTIMISABLE``)."""
+    if not isinstance(objs, (str, list, tuple, Mapping)):
+        raise ConfigError(f"objectives: {objs!r} is not allowed; give a list like [avg_acc:max, total_mb:min] "
+                          "or a mapping like {avg_acc: max, total_mb: min}")
+    out = parse_objectives(objs)
+    for o in out:
+        if o.column.startswith(TEST_PREFIX):
+            raise ConfigError(f"objective {o.column!r}: test metrics are recorded, never optimised; "
+                              f"use {o.column[len(TEST_PREFIX):]!r}")
+        if o.column not in OPTIMISABLE:
+            raise ConfigError(f"objective {o.column!r} is unknown; choose from {list(OPTIMISABLE)}")
+    return out
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What ``study status`` needs of a stored study, read without importing any of its methods (a
+    study whose method no longer imports can still be counted): name, trials requested, objectives,
+    constraints, the Optuna storage (the tasks of a run are read from its rows: ``StudySummary.n_tasks``)."""
+
+    name: str
+    trials: int
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...]
+    optuna_storage: str | None
+
+
+def stored_view(storage: str) -> StudyView:
+    """The :class:`StudyView` of the study in ``storage`` (FileNotFoundError: none there)."""
+    from incsweep.core.layout import StudyLayout
+
+    data = StudyLayout(storage).read_spec()
+    if data is None:
+        raise FileNotFoundError(f"{storage} holds no study (no study.yaml); start one with `incsweep study run SPEC.yaml`")
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ConfigError(f"{storage}/study.yaml is not a study spec (no name)")
+    trials = data.get("trials", DEFAULT_TRIALS)
+    if isinstance(trials, bool) or not isinstance(trials, int):
+        raise ConfigError(f"{storage}/study.yaml: trials={trials!r} is not a whole number")
+    return StudyView(name=data["name"], trials=trials,
+                     objectives=_parse_objectives(data.get("objectives") or DEFAULT_OBJECTIVES),
+                     constraints=parse_constraints(data.get("constraints")), optuna_storage=data.get("optuna_storage"))

@@ -1,0 +1,137 @@
+"""Compaction of a large study's results: finished trials' files merged into one compacted file per
+100 trials (study/results.py), read whole by every reader, each trial once, kill-safe."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from incsweep.analysis import load_results
+from incsweep.study.results import (
+    COMPACTED_PREFIX,
+    compact_trial_files,
+    list_trial_files,
+    read_study_rows,
+    read_trial_file,
+    tidy_compacted,
+    trial_path,
+)
+from tests.analysis.test_analysis_results import write_trial
+
+TRIALS = [(f"t{i}", "a" if i % 2 else "b", 0.5 + 0.05 * i, 1.0 + i) for i in range(6)]
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """Six finished trials of two methods and one still running (tasks, no final row)."""
+    storage = tmp_path / "s"
+    for tid, method, acc, mb in TRIALS:
+        write_trial(storage, tid, method, acc, mb)
+    write_trial(storage, "run", "a", 0.9, 1.0, done=2)
+    # the running trial's file without its final row, as the sink holds it mid-trial
+    rows = [r for r in read_trial_file(str(storage), "s1", "a", "run") if not r["is_final"]]
+    from incsweep.study.results import write_trial_file
+
+    write_trial_file(str(storage), rows)
+    return storage
+
+
+def _own_files(storage: Path) -> list[Path]:
+    return sorted(p for p in storage.rglob("*.parquet") if not p.name.startswith(COMPACTED_PREFIX))
+
+
+def _same(rows: list[dict]) -> list[dict]:
+    """Rows comparable with ==: NaN (a metric not measured) as a string, since NaN != NaN."""
+    return [{k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+            for r in sorted(rows, key=lambda r: (r["is_final"], r["task"]))]
+
+
+def _rows_by_trial(storage: Path) -> dict[str, list[dict]]:
+    return {tid: _same(rows) for (_, tid), rows in read_study_rows(str(storage), "s1").by_trial().items()}
+
+
+def test_compaction_keeps_every_row_and_every_reader_reads_each_trial_once(results):
+    before = _rows_by_trial(results)
+    one = read_trial_file(str(results), "s1", "a", "t1")
+    all_ids = [(m, t) for t, m, _, _ in TRIALS] + [("a", "run")]
+    written = compact_trial_files(str(results), "s1", all_ids)
+
+    assert len(written) == 2  # one per method
+    assert [p.stem for p in _own_files(results)] == ["run"]  # the running trial keeps its own file
+    assert sorted(list_trial_files(str(results), "s1")) == sorted(all_ids)
+    assert _same(read_trial_file(str(results), "s1", "a", "t1")) == _same(one)
+    assert read_trial_file(str(results), "s1", "a", "t1", compacted=False) == []  # the sink's view: no own file
+    assert _rows_by_trial(results) == before
+    # the directory is still one Parquet dataset: analysis and a plain pyarrow reader see every row once
+    table = load_results(str(results))
+    assert table.num_rows == sum(len(r) for r in before.values())
+    assert Counter(table.filter(table["is_final"])["trial_id"].to_pylist()) == Counter(t for t, *_ in TRIALS)
+    plain = ds.dataset(str(results / "results"), format="parquet", partitioning="hive").to_table()
+    assert plain.num_rows == table.num_rows and set(plain["method"].to_pylist()) == {"a", "b"}
+
+
+def test_a_kill_between_rename_and_deletions_counts_each_trial_once_and_the_next_start_tidies(results, caplog):
+    keep = results.parent / "keep.parquet"
+    own = Path(trial_path(str(results), "s1", "a", "t1"))
+    shutil.copy(own, keep)
+    before = _rows_by_trial(results)
+    compact_trial_files(str(results), "s1", [(m, t) for t, m, _, _ in TRIALS])
+    shutil.copy(keep, own)  # as if the driver died after the rename, before deleting t1's own file
+
+    assert _rows_by_trial(results) == before  # internal readers: once
+    table = load_results(str(results))
+    assert Counter(table.filter(table["is_final"])["trial_id"].to_pylist())["t1"] == 1
+    assert any("repeat trials already read" in r.getMessage() for r in caplog.records)
+
+    assert tidy_compacted(str(results), "s1") == 1 and not own.exists()
+    assert tidy_compacted(str(results), "s1") == 0
+    assert _rows_by_trial(results) == before
+
+
+def test_unfinished_or_lone_trials_are_not_compacted(results):
+    assert compact_trial_files(str(results), "s1", [("a", "run"), ("a", "t1")]) == []  # one finished: nothing to merge
+    assert len(_own_files(results)) == 7
+
+
+def test_a_damaged_own_file_is_reported_not_fatal(results):
+    compact_trial_files(str(results), "s1", [(m, t) for t, m, _, _ in TRIALS])
+    Path(trial_path(str(results), "s1", "a", "run")).write_bytes(b"not parquet")
+    stored = read_study_rows(str(results), "s1")
+    assert list(stored.damaged) == [("a", "run")]
+    assert len(stored.by_trial()) == len(TRIALS)
+
+
+@pytest.mark.ray
+def test_a_study_compacts_as_it_goes_and_status_resume_and_analyze_read_it(local_ray, tmp_path, monkeypatch):
+    """The sink compacts every COMPACT_EVERY finished trials (3 here, 100 in a real study): a finished
+    study of 7 trials is two compacted files and one own file; every reader counts 7."""
+    import incsweep.study.sink as sink
+    from incsweep.study.runner import run_study
+    from incsweep.study.spec import StudySpec
+    from incsweep.study.summary import summarize
+
+    monkeypatch.setattr(sink, "COMPACT_EVERY", 3)
+    spec = StudySpec.from_dict({
+        "name": "c", "methods": ["finetune"], "trials": 7, "concurrency": 2, "storage": str(tmp_path / "s"),
+        "benchmark": {"name": "synthetic", "n_classes": 4, "image_size": 8, "train_per_class": 8,
+                      "test_per_class": 4, "val_fraction": 0.25},
+        "search": {"finetune": {"backbone": "tiny", "width": 4, "epochs": 1, "batch_size": 8}}})
+    summary = run_study(spec)
+    assert summary.statuses == Counter(complete=7) and summary.done
+    files = sorted(Path(spec.storage, "results").rglob("*.parquet"))
+    assert sum(f.name.startswith(COMPACTED_PREFIX) for f in files) == 2 and len(files) == 3
+    rows = read_study_rows(spec.storage, "c").by_trial()
+    assert len(rows) == 7 and all(len(r) == 3 for r in rows.values())  # 2 tasks + the final row
+    assert summarize(spec.storage, spec).statuses == Counter(complete=7)
+    assert load_results(spec.storage).num_rows == 21
+    assert pq.read_table(Path(spec.storage, "results")).num_rows == 21
+    # a finished trial is never continued: its task checkpoints went with its end
+    assert not list(Path(spec.storage, "tune").glob("trial_*/checkpoint_*"))
+    again = run_study(spec, resume=True)  # nothing left to run: the compacted trials count as finished
+    assert again.statuses == Counter(complete=7)
