@@ -67,13 +67,18 @@ def kill_at(spec_path: Path, storage: Path, seconds: float, *, resume: bool = Fa
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     ended = proc.poll() is not None
+    kill_study(proc, ray_tmp)
+    return not ended
+
+
+def kill_study(proc: subprocess.Popen, ray_tmp: str) -> None:
+    """SIGKILL a study's driver (its process group) and every process of its Ray session."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
     kill_ray_session(ray_tmp)
-    return not ended
 
 
 def kill_ray_session(ray_tmp: str, wait_s: float = 10.0) -> None:
