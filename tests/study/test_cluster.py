@@ -204,6 +204,55 @@ def cluster():
         assert not left, f"Ray processes left behind: {sorted(left)}"
 
 
+# ---- PostgreSQL --------------------------------------------------------------------------------------
+def _pg_bin() -> Path | None:
+    """The server's programs: Debian's postgresql package puts them in /usr/lib/postgresql/<v>/bin."""
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1 (a fresh data directory, a free port), with a database
+    ``optuna``; yields its SQLAlchemy URL. As root the server runs as the ``postgres`` user (initdb
+    refuses root). Stopped and removed after."""
+    pg_bin = _pg_bin()
+    if pg_bin is None or importlib.util.find_spec("psycopg2") is None:
+        why = "PostgreSQL (Debian: apt-get install postgresql) or psycopg2 is not installed; .ci/run installs both"
+        if os.environ.get("INCSWEEP_REQUIRE_POSTGRES"):
+            pytest.fail(why)
+        pytest.skip(why)
+    data = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))
+    as_user: list[str] = []
+    user = os.environ.get("USER") or "postgres"
+    if os.geteuid() == 0:
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chown(data, pw.pw_uid, pw.pw_gid)
+        as_user, user = ["runuser", "-u", "postgres", "--"], "postgres"
+    port = _free_port()
+
+    def pg(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=120)
+
+    done = pg(str(pg_bin / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", user)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = pg(str(pg_bin / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
+              f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
+    assert done.returncode == 0, done.stdout + done.stderr + (data / "log").read_text()
+    try:
+        done = pg(str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "optuna")
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield f"postgresql+psycopg2://{user}@127.0.0.1:{port}/optuna"
+    finally:
+        pg(str(pg_bin / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
 # ---- the study ------------------------------------------------------------------------------------
 def _rows(storage: str, study: str) -> list[dict]:
     return [r for method, tid in list_trial_files(storage, study) for r in read_trial_file(storage, study, method, tid)]
@@ -246,40 +295,87 @@ def test_killing_the_node_of_a_running_trial_still_completes_the_study(cluster, 
                                   start_new_session=True)
     cluster.others.add(driver.pid)
 
-    victim, node, before, killed_at = None, None, [], 0.0
+    victim, node, before, killed_at = _kill_node_of_running_trial(
+        cluster, storage, "cl", lambda: None if driver.poll() is None else log_path.read_text())
+    assert driver.wait(timeout=180) == 0, log_path.read_text()
+    _check_resumed_from_checkpoint(storage, "cl", victim, before, killed_at)
+
+    study = optuna.load_study(study_name="cl", storage=make_optuna_storage(str(storage / "optuna.journal")))
+    assert Counter(t.state.name for t in study.get_trials()) == Counter(COMPLETE=SPEC["trials"])
+
+
+def _kill_node_of_running_trial(cluster: Cluster, storage: Path, study: str, ended) -> tuple[str, int, list, float]:
+    """Once the one running trial (concurrency 1) has stored a task, SIGKILL the node it runs on (its
+    raylet, agents and the trial's worker, all at once). ``ended()``: None while the study runs,
+    else what to show. Returns the trial, the node's process group, its rows before, the kill time."""
     deadline = time.time() + 120
-    while victim is None:
-        assert driver.poll() is None, "the study ended before a node could be killed:\n" + log_path.read_text()
-        assert time.time() < deadline, "no trial reported a task in time:\n" + log_path.read_text()
-        rows = _rows(str(storage), "cl") if (storage / "results").exists() else []
+    while True:
+        gone = ended()
+        assert gone is None, "the study ended before a node could be killed:\n" + gone
+        assert time.time() < deadline, "no trial reported a task in time"
+        rows = _rows(str(storage), study) if (storage / "results").exists() else []
         running = {r["trial_id"] for r in rows} - {r["trial_id"] for r in rows if r["is_final"]}
         actors = _trial_actor_pids(cluster.pgids())
         if len(running) == 1 and len(actors) == 1:  # concurrency 1: the one running trial is on that actor
             victim, node = running.pop(), cluster.raylet_of(actors.pop())
             before = [r for r in rows if r["trial_id"] == victim]
             killed_at = time.time()
-            _kill({node})  # the node's raylet, its agents and the trial's worker process, all at once
+            _kill({node})
+            break
         time.sleep(0.1)
     assert node in cluster.workers.values()
     assert 1 <= len(before) < N_TASKS, "the kill missed the middle of the trial"
+    return victim, node, before, killed_at
 
-    assert driver.wait(timeout=180) == 0, log_path.read_text()
-    rows = _rows(str(storage), "cl")
+
+def _check_resumed_from_checkpoint(storage: Path, study: str, victim: str, before: list, killed_at: float) -> None:
+    """Every trial complete once; the victim resumed from its last checkpoint, not restarted: the tasks
+    finished before the kill keep the rows of the first attempt, and only the later tasks come from
+    the retry (started after the kill); Tune recorded exactly one failure of it (the lost node)."""
+    rows = _rows(str(storage), study)
     assert victim in _complete_once(rows, SPEC["trials"], N_TASKS)
-
-    # Resumed from its last checkpoint, not restarted: the tasks finished before the kill keep the
-    # rows of the first attempt, and only the later tasks come from the retry (started after the kill).
     after = {r["task"]: r for r in rows if r["trial_id"] == victim and not r["is_final"]}
     for r in before:
         assert after[r["task"]]["started_at"] == r["started_at"]
         assert after[r["task"]]["finished_at"] == r["finished_at"]
     retried = [after[t] for t in range(len(before), N_TASKS)]
     assert all(r["started_at"].timestamp() > killed_at for r in retried)
-    # Tune recorded exactly one failure of that trial (the lost node) and retried it.
     error_txt = (storage / "tune" / f"trial_{victim}" / "error.txt").read_text()
     assert error_txt.count("Failure #") == 1 and "actor" in error_txt
 
-    study = optuna.load_study(study_name="cl", storage=make_optuna_storage(str(storage / "optuna.journal")))
+
+def test_a_job_on_postgres_survives_a_worker_node_loss(cluster, postgres, tmp_path):
+    """What a GPU cluster runs: head (no CPU) + two 1-CPU worker nodes, the study submitted with
+    `ray job submit` (its driver on the head), Optuna on a PostgreSQL server, results on storage
+    every node shares; the node of the running trial is killed after its first task. The job
+    succeeds, every trial is stored once, the victim resumed from its checkpoint, and PostgreSQL
+    holds every trial COMPLETE."""
+    cluster.start_head(cpus=0)
+    cluster.start_workers(w1=1, w2=1)
+    cluster.wait_for_cpus(2)
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / "cl.yaml").write_text(yaml.safe_dump({**SPEC, "optuna_storage": postgres}))
+    storage = tmp_path / "storage"
+    job_id = f"incsweep-{secrets.token_hex(4)}"
+    submit = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--working-dir",
+                             str(work), "--submission-id", job_id, "--no-wait", "--", "incsweep", "study", "run",
+                             "cl.yaml", "--storage", str(storage)],
+                            env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+
+    def job(*args: str, timeout: float = 60) -> str:
+        out = subprocess.run([str(BIN / "ray"), "job", *args, "--address", cluster.dashboard, job_id],
+                             env=cluster.env, capture_output=True, text=True, timeout=timeout)
+        return out.stdout + out.stderr
+
+    victim, _, before, killed_at = _kill_node_of_running_trial(cluster, storage, "cl", lambda: None)
+    logs = job("logs", "--follow", timeout=300)  # returns when the job ends
+    assert "succeeded" in job("status"), logs[-4000:]
+    assert f"{SPEC['trials']}/{SPEC['trials']} trials finished" in logs, logs[-4000:]
+    _check_resumed_from_checkpoint(storage, "cl", victim, before, killed_at)
+    assert not (storage / "optuna.journal").exists()  # the search lives in PostgreSQL only
+    study = optuna.load_study(study_name="cl", storage=make_optuna_storage(postgres))
     assert Counter(t.state.name for t in study.get_trials()) == Counter(COMPLETE=SPEC["trials"])
 
 
