@@ -214,6 +214,12 @@ class StudySearcher(Searcher):
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self._told: set[str] = set()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its search algorithm into tuner.pkl, which is never read (a study resumes from
+        # its Optuna storage: study/resume.py); the study's sampler need not pickle, and NSGA-II's
+        # holds a lock (an nsga2 study failed at launch with "cannot pickle '_thread.lock' object")
+        return {**self.__dict__, "study": None}
+
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # nothing to take from Tune: the space, objectives and directions are the study's
 

@@ -463,6 +463,11 @@ def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
         s.on_trial_complete(f"t{i}", {"tasks_done": 3, "avg_acc": 0.1 * i, "total_mb": 1.0 + i})
     assert Counter(t.state.name for t in s.study.get_trials()) == Counter(COMPLETE=6)
     assert type(s.study.sampler).__name__.lower().startswith(name[:3])
+    # Tune pickles the searcher into tuner.pkl at launch: NSGA-II's sampler holds a lock, and an
+    # nsga2 study failed there before the searcher left its study out of the pickle
+    from ray import cloudpickle
+
+    assert cloudpickle.loads(cloudpickle.dumps(s)).study is None
     if spec.sampler.multivariate:
         assert s.study.sampler._multivariate and s.study.sampler._n_startup_trials == 2
     if name == "gp":
@@ -643,6 +648,37 @@ def test_progress_lines_count_trials_front_and_eta():
                                                                            "total_mb": 1.0, "method": "finetune"}))
     p.on_trial_complete(0, [], SimpleNamespace(trial_id="b", last_result={"tasks_done": 1, "method": "finetune"}))
     assert p.progress().startswith("[trials 3/4 (2 complete, 1 pruned); 0 running; front 1;")
+
+
+def test_progress_keeps_only_the_front_and_speaks_of_running_trials_only():
+    """The progress line's front is kept as the nondominated points only (a 10,000-trial study's
+    driver does not hold every point), ties included; the heartbeat walks the trials this driver
+    started and that have not ended, never Tune's list of every trial."""
+    from types import SimpleNamespace
+
+    from incsweep.study.sink import ProgressLog
+
+    now = [0.0]
+    p = ProgressLog(2, ["avg_acc", "total_mb"], trials=9, senses=["max", "min"], clock=lambda: now[0], heartbeat_s=5)
+
+    def complete(tid, acc, mb):
+        p.on_trial_complete(0, [], SimpleNamespace(trial_id=tid, last_result={
+            "tasks_done": 2, "avg_acc": acc, "total_mb": mb, "method": "finetune"}))
+        return p.progress().split("front ")[1].split(";")[0]
+
+    assert complete("a", 0.5, 1.0) == "1"
+    assert complete("b", 0.4, 2.0) == "1"  # dominated by a
+    assert complete("c", 0.6, 2.0) == "2"
+    assert complete("d", 0.6, 2.0) == "3"  # a tie is on the front too
+    assert complete("e", 0.7, 0.5) == "1" and p._front == [[0.7, 0.5]]  # noqa: SLF001 - dominates all: one kept
+    running = SimpleNamespace(trial_id="r", status="RUNNING", config={"method": "finetune"})
+    p.on_trial_start(0, [], running)
+    now[0] = 10.0
+    seen = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("incsweep.study.sink.log.info", lambda *a: seen.append(a[1]))
+        p.on_step_end(0, [SimpleNamespace(trial_id=f"x{i}", status="RUNNING") for i in range(3)])  # not ours
+    assert seen == ["r"]
 
 
 def test_optuna_dashboard_shows_names_directions_params_and_constraints(tmp_path):
