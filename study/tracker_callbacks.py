@@ -8,10 +8,18 @@ that make that file large and tie it to the tracker's installed version. This co
 specs, builds the real callbacks in the process that runs Tune (a resume builds them afresh:
 study/resume.py) and forwards every hook to them; Tune's container check (IS_CALLBACK_CONTAINER)
 fails at import if a hook is left out. Imported only by studies that name trackers (it imports Ray).
+
+The trackers' calls (an MLflow run's SQL, a W&B run's start and finish) run in one background thread,
+in the order Tune made them, so Tune's loop (and every trial waiting on it) never waits for a
+tracker; ``on_experiment_end`` waits until every call is made. A tracker's error is logged, once
+per hook, and the study goes on: the Parquet results are the record, a tracker a view of it.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 from typing import Any, Sequence
 
 from ray.tune import Callback
@@ -19,6 +27,8 @@ from ray.tune import Callback
 from incsweep.study.trackers import TrackerSpec, build_callbacks
 
 __all__ = ["TrackerCallbacks"]
+
+log = logging.getLogger(__name__)
 
 
 class TrackerCallbacks(Callback):
@@ -33,24 +43,42 @@ class TrackerCallbacks(Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {"trackers": self.trackers, "study": self.study, "storage": self.storage, "_built": None}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     @property
     def callbacks(self) -> list:
         if self._built is None:
             self._built = build_callbacks(self.trackers, study=self.study, storage=self.storage)
         return self._built
 
+    # -- the background thread --------------------------------------------------------------------
+    def _worker(self) -> tuple[queue.Queue, threading.Thread]:
+        calls = self.__dict__.get("_calls")
+        thread = self.__dict__.get("_thread")
+        if calls is None or thread is None or not thread.is_alive():
+            calls = queue.Queue()
+            thread = threading.Thread(target=_run_calls, args=(calls,), name="incsweep-trackers", daemon=True)
+            thread.start()
+            self.__dict__.update(_calls=calls, _thread=thread)
+        return calls, thread
+
     def _each(self, hook: str, info: dict[str, Any]) -> None:
+        if "result" in info:  # Tune reuses nothing of it after the hook, but a copy costs little
+            info = {**info, "result": dict(info["result"])}
+        calls, _ = self._worker()
         for callback in self.callbacks:
-            getattr(callback, hook)(**info)
+            calls.put((callback, hook, info))
 
     def setup(self, **info: Any) -> None:
-        self._each("setup", info)
+        for callback in self.callbacks:  # in Tune's thread: a tracker that cannot start says so at once
+            callback.setup(**info)
 
     def on_step_begin(self, **info: Any) -> None:
-        self._each("on_step_begin", info)
+        pass  # no tracker acts on steps (Ray's LoggerCallback: no-ops); every step of Tune's loop calls it
 
     def on_step_end(self, **info: Any) -> None:
-        self._each("on_step_end", info)
+        pass
 
     def on_trial_start(self, **info: Any) -> None:
         self._each("on_trial_start", info)
@@ -78,9 +106,30 @@ class TrackerCallbacks(Callback):
 
     def on_experiment_end(self, **info: Any) -> None:
         self._each("on_experiment_end", info)
+        calls, thread = self._worker()
+        calls.put(None)  # then the thread ends, every call before it made
+        thread.join()
 
     def get_state(self) -> dict | None:
         return None  # the trackers resume from their own stores (MLflow's DB, W&B's run files)
 
     def set_state(self, state: dict) -> None:
         pass
+
+
+def _run_calls(calls: queue.Queue) -> None:
+    """Make each queued (callback, hook, info) call in order until None; an error is logged once per hook."""
+    failed: set[tuple[str, str]] = set()
+    while True:
+        item = calls.get()
+        if item is None:
+            return
+        callback, hook, info = item
+        try:
+            getattr(callback, hook)(**info)
+        except Exception as exc:  # noqa: BLE001 - a tracker must not end a study (its records are a view)
+            where = (type(callback).__name__, hook)
+            if where not in failed:
+                failed.add(where)
+                log.warning("%s.%s failed (%s: %s); the study goes on, this tracker's records may miss data",
+                            *where, type(exc).__name__, exc)

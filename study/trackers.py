@@ -125,10 +125,10 @@ def build_callbacks(trackers: Sequence[TrackerSpec], *, study: str, storage: str
             if root is not None:
                 os.makedirs(root, exist_ok=True)
                 kwargs["dir"] = os.path.abspath(root)  # wandb/ under the storage, not the working directory
-            from incsweep.study.wandb_callback import QuietWandbLoggerCallback  # imports wandb: only when a study asks
+            from incsweep.study.wandb_callback import StudyWandbCallback  # imports wandb: only when a study asks
 
             # the study groups its runs (Ray's default group is Tune's experiment name, "tune", for every study)
-            out.append(QuietWandbLoggerCallback(project=t.project or study, group=t.group or study, **kwargs))
+            out.append(StudyWandbCallback(project=t.project or study, group=t.group or study, **kwargs))
         elif os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0") == "1":
             from ray.tune.logger import CSVLoggerCallback, TBXLoggerCallback
 
@@ -138,9 +138,8 @@ def build_callbacks(trackers: Sequence[TrackerSpec], *, study: str, storage: str
 
 def env_defaults(trackers: Sequence[TrackerSpec]) -> dict[str, str]:
     """Environment the driver needs for the study's duration (the runner sets each unless the user
-    did, and removes it after): ``WANDB_MODE`` when W&B is not online, because Ray's callback asks
-    for an API key unless that variable says offline (the mode given to wandb.init alone does not
-    stop it)."""
+    did, and removes it after): ``WANDB_MODE`` when W&B is not online, so that nothing W&B starts in
+    the driver's process (its service, a library's own ``wandb.init``) goes online either."""
     mode = next((t.mode for t in trackers if t.name == "wandb"), None)
     return {"WANDB_MODE": mode} if mode is not None and mode != "online" else {}
 

@@ -1,51 +1,64 @@
-"""Ray's W&B logger callback with a study's records and a ``__del__`` that tolerates interpreter exit.
+"""A study's Weights & Biases runs, one per trial, written from the driver's process.
 
-Records: one run per trial named ``<method>_<trial id>`` (Ray's: the trial's repr), its config the
-method, the searched values under Optuna's names and the study's shared run fields (not the trial's
-plumbing: cache and heartbeat paths, the ``params`` mapping that repeats the searched values), and
-as metrics the per-task ones only (study/tracker_records.py), not Tune's timers.
-Ray's ``__del__`` looks up ``ray.is_initialized`` when module globals may already be gone and prints
-a traceback after every study (ray/air/integrations/wandb.py, Ray 2.60). A module of its own:
-importing it imports wandb, which only studies with ``callbacks: [wandb]`` pay for; module level,
-so Tune can pickle it."""
+Records: one run per trial named ``<method>_<trial id>`` in the study's group, its config the method,
+the searched values under Optuna's names, the study's shared run fields and ``trial_id`` (not the
+trial's plumbing: cache and heartbeat paths, the ``params`` mapping that repeats the searched values),
+and as metrics the per-task ones only (study/tracker_records.py), not Tune's timers.
+
+Ray's ``WandbLoggerCallback`` starts a Ray actor per trial, each a new process that imports wandb and
+starts W&B's service: ~2 s a trial, +36% on the demo study (benchmarks/results/tracker_overhead.txt).
+Here the runs live in the driver's process, which imports wandb once and keeps one W&B service;
+W&B allows several runs at once in a process (``reinit="create_new"``). The calls are made by the
+tracker container's background thread (study/tracker_callbacks.py), never in Tune's loop. A module
+of its own: importing it imports wandb, which only studies with ``callbacks: [wandb]`` pay for.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Literal, cast
 
-from ray.air.integrations.wandb import WandbLoggerCallback
+import wandb
+from ray.tune.logger import LoggerCallback
 
 from incsweep.study.tracker_records import tracked_metrics
 from incsweep.trainables.boundary import trial_key
 
-__all__ = ["QuietWandbLoggerCallback"]
+__all__ = ["StudyWandbCallback"]
 
+log = logging.getLogger(__name__)
 
 # trial-config keys that are plumbing, not what a run is about
 _NOT_CONFIG = ("params", "prefix_cache", "prefix_cache_max_bytes", "heartbeat_dir", "resume_from", "key")
 
 
-class QuietWandbLoggerCallback(WandbLoggerCallback):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["excludes"] = [*kwargs.get("excludes", ()), *_NOT_CONFIG]
-        super().__init__(*args, **kwargs)
+class StudyWandbCallback(LoggerCallback):
+    def __init__(self, *, project: str, group: str, mode: str = "offline", dir: str | None = None):
+        self.project, self.group, self.mode, self.dir = project, group, mode, dir
+        self._runs: dict[str, Any] = {}  # study trial id -> its live W&B run
 
     def log_trial_start(self, trial: Any) -> None:
-        config = trial.config or {}
-        self.kwargs["name"] = f"{config.get('method', '')}_{trial_key(trial)}"  # wandb.init's, for this trial
-        try:
-            super().log_trial_start(trial)
-        finally:
-            self.kwargs.pop("name", None)
+        key = trial_key(trial)
+        if key in self._runs:
+            return  # a retried trial goes on in its run
+        config = {k: v for k, v in (trial.config or {}).items() if k not in _NOT_CONFIG}
+        self._runs[key] = wandb.init(
+            project=self.project, group=self.group, name=f"{config.get('method', '')}_{key}", id=trial.trial_id,
+            config={**config, "trial_id": key}, reinit="create_new", dir=self.dir,
+            mode=cast(Literal["online", "offline", "disabled"], self.mode),  # TrackerSpec checked it
+            allow_val_change=True)
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        # Ray's callback updates the run's config from each result's "config" and its trial_id
-        keep = {k: result[k] for k in ("trial_id",) if k in result}  # W&B steps through results itself
-        config = {k: v for k, v in (trial.config or {}).items() if k not in _NOT_CONFIG}
-        super().log_trial_result(iteration, trial, {**tracked_metrics(result), **keep, "config": config})
+        run = self._runs.get(trial_key(trial))
+        metrics = tracked_metrics(result)
+        if run is not None and metrics:
+            run.log(metrics)
 
-    def __del__(self) -> None:
-        try:
-            super().__del__()
-        except (AttributeError, TypeError):  # ray's module attributes are None during interpreter shutdown
-            pass
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        run = self._runs.pop(trial_key(trial), None)
+        if run is not None:
+            run.finish(exit_code=1 if failed else 0)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for key in list(self._runs):  # trials Tune never ended (an interrupted study): closed as they stand
+            self._runs.pop(key).finish(exit_code=1)
