@@ -442,12 +442,12 @@ def migrate_trial_files(storage: str, study: str, schema: pa.Schema, *, dry_run:
     """Rewrite every trial file of ``study`` whose schema is not ``schema`` (the study's one file
     schema) in that schema: files of the earlier layout held the partition keys as columns and only
     their own method's parameters, which standard Parquet readers cannot combine. Rows are
-    read and written whole (columns beyond the schema are kept), one file at a time, atomically.
-    Returns (rewritten, already current)."""
+    read and written whole (columns beyond the schema are kept), one file at a time, atomically. A
+    compacted file in an older schema is split back into its trials' own files (rewritten), then
+    removed; the next compaction merges them again. Returns (rewritten, already current)."""
     fs, root = resolve_storage(storage)
     rewritten = current = 0
-    for method, trial_id in list_trial_files(storage, study):
-        path = trial_path(root, study, method, trial_id)
+    for method, name, path in _method_files(fs, root, study):
         with fs.open_input_file(path) as fh:
             stored = pq.read_schema(fh)
         if stored.names[: len(schema)] == schema.names and all(
@@ -455,6 +455,15 @@ def migrate_trial_files(storage: str, study: str, schema: pa.Schema, *, dry_run:
             current += 1
             continue
         rewritten += 1
-        if not dry_run:
-            write_trial_file(storage, read_trial_file(storage, study, method, trial_id), schema)
+        if dry_run:
+            continue
+        if not name.startswith(COMPACTED_PREFIX):
+            write_trial_file(storage, read_trial_file(storage, study, method, name, compacted=False), schema)
+            continue
+        by_trial: dict[str, list[dict[str, Any]]] = {}
+        for row in _read_rows(fs, path, {"study": study, "method": method}):
+            by_trial.setdefault(row["trial_id"], []).append(row)
+        for rows in by_trial.values():  # own files first: until the compacted file goes, they win
+            write_trial_file(storage, rows, schema)
+        fs.delete_file(path)
     return rewritten, current

@@ -135,3 +135,22 @@ def test_a_study_compacts_as_it_goes_and_status_resume_and_analyze_read_it(local
     assert not list(Path(spec.storage, "tune").glob("trial_*/checkpoint_*"))
     again = run_study(spec, resume=True)  # nothing left to run: the compacted trials count as finished
     assert again.statuses == Counter(complete=7)
+
+
+def test_a_compacted_file_in_an_older_schema_is_migrated_into_its_trials_files(results):
+    import pyarrow as pa
+
+    from incsweep.study.results import migrate_trial_files
+
+    before = _rows_by_trial(results)
+    (part,) = compact_trial_files(str(results), "s1", [(m, t) for t, m, _, _ in TRIALS if m == "a"])
+    current = pq.read_schema(part)
+    newer = pa.schema([*current, pa.field("param_newly_searched", pa.float64())])
+    assert migrate_trial_files(str(results), "s1", newer, dry_run=True)[0] == 5  # 4 own files + the compacted one
+    assert Path(part).exists()
+    rewritten, _ = migrate_trial_files(str(results), "s1", newer)
+    assert rewritten == 5 and not Path(part).exists()
+    assert all("param_newly_searched" in pq.read_schema(f).names for f in _own_files(results))
+    after = {t: [{k: v for k, v in r.items() if k != "param_newly_searched"} for r in rows]
+             for t, rows in _rows_by_trial(results).items()}
+    assert after == before
