@@ -45,14 +45,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--specs", default="tiny,demo", help="shipped study specs (configs/studies)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each setting, interleaved")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"some of {','.join(SETTINGS)} ('none' always runs)")
     args = ap.parse_args()
+    chosen = {"none", *args.settings.split(",")}
+    unknown = sorted(chosen - set(SETTINGS))
+    if unknown:
+        ap.error(f"--settings: {unknown} unknown; choose from {list(SETTINGS)}")
+    settings = {k: v for k, v in SETTINGS.items() if k in chosen}
     print(f"incsweep study run, {args.repeat} run(s) per setting, interleaved; wall of the whole command")
     for name in args.specs.split(","):
         spec = yaml.safe_load((ROOT / "configs" / "studies" / f"{name}.yaml").read_text())
-        walls: dict[str, list[float]] = {s: [] for s in SETTINGS}
-        warned: dict[str, int] = {s: 0 for s in SETTINGS}
+        walls: dict[str, list[float]] = {s: [] for s in settings}
+        warned: dict[str, int] = {s: 0 for s in settings}
         for _ in range(args.repeat):
-            for setting, callbacks in SETTINGS.items():
+            for setting, callbacks in settings.items():
                 with tempfile.TemporaryDirectory(prefix="trk-") as tmp:
                     wall, warnings = run_once(spec, callbacks, Path(tmp))
                 walls[setting].append(wall)
@@ -61,7 +67,7 @@ def main() -> None:
         base = statistics.median(walls["none"])
         print(f"\n{name} ({spec['trials']} trials; median of {args.repeat}):")
         print(f"{'trackers':18s} {'wall s':>8s} {'overhead':>9s} {'bottleneck lines':>17s}")
-        for setting in SETTINGS:
+        for setting in settings:
             w = statistics.median(walls[setting])
             print(f"{setting:18s} {w:8.1f} {100 * (w - base) / base:8.1f}% {warned[setting]:17d}")
         print()

@@ -7,8 +7,11 @@ pickle it; importing it imports MLflow's callback, which only studies with ``cal
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from incsweep.study.tracker_records import TASKS_DONE, study_params, tracked_metrics
@@ -17,6 +20,16 @@ from incsweep.trainables.boundary import trial_key
 __all__ = ["StudyMLflowCallback"]
 
 class StudyMLflowCallback(MLflowLoggerCallback):
+    # Ray's helper logs each metric and parameter in a call (an SQL transaction) of its own, after
+    # checking that the run exists: ~20 metrics a task made MLflow +6% of the demo study's time.
+    # One ``log_batch`` per task and one for the parameters instead.
+    _client: MlflowClient | None = None
+
+    def _batch(self, run_id: str, *, metrics: list[Metric] | None = None, params: list[Param] | None = None) -> None:
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        self._client.log_batch(run_id, metrics=metrics or [], params=params or [])
+
     def log_trial_start(self, trial: Any) -> None:
         if trial in self._trial_runs:
             return
@@ -26,10 +39,11 @@ class StudyMLflowCallback(MLflowLoggerCallback):
         tags = {**(self.tags or {}), "trial_name": name, "trial_id": key, "method": method, "study": str(config.get("study", ""))}
         run = self.mlflow_util.start_run(tags=tags, run_name=name)
         self._trial_runs[trial] = run.info.run_id
-        self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=study_params(config))
+        self._batch(run.info.run_id, params=[Param(k, str(v)) for k, v in study_params(config).items()])
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         metrics = tracked_metrics(result)
         if metrics:
             step = int(result.get(TASKS_DONE) or iteration)
-            self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=metrics, step=step)
+            now = int(time.time() * 1000)
+            self._batch(self._trial_runs[trial], metrics=[Metric(k, v, now, step) for k, v in metrics.items()])

@@ -71,8 +71,9 @@ class TrackerCallbacks(Callback):
             calls.put((callback, hook, info))
 
     def setup(self, **info: Any) -> None:
-        for callback in self.callbacks:  # in Tune's thread: a tracker that cannot start says so at once
-            callback.setup(**info)
+        # in the background too: MLflow's first connection to its SQLite store migrates the schema
+        # (seconds), which then overlaps Ray starting the first trials
+        self._each("setup", info)
 
     def on_step_begin(self, **info: Any) -> None:
         pass  # no tracker acts on steps (Ray's LoggerCallback: no-ops); every step of Tune's loop calls it
