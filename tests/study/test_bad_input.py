@@ -229,8 +229,12 @@ def test_a_full_storage_is_one_line_and_the_copied_study_resumes(tmp_path):
         subprocess.run(["umount", str(full)], capture_output=True)
     again = subprocess.run([str(exe), "study", "resume", str(tmp_path / "roomy")], capture_output=True, text=True,
                            timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "4/4 trials finished" in again.stdout
+    # The study finishes. A trial whose own write (its checkpoint) hit the full disk failed there
+    # (Tune's error, Optuna FAIL) and stays failed: exit 1 names it; when the driver's write hit the
+    # disk first, every trial completes: exit 0. Which write comes first depends on timing.
+    assert again.returncode in (0, 1), again.stderr[-3000:]
+    assert "4/4 trials finished" in again.stdout, again.stdout[-3000:]
+    assert again.returncode == 0 or "failed" in again.stderr, again.stderr[-3000:]
 
 
 def test_a_corrupt_trial_file_is_skipped_with_a_warning_by_status_and_resume(finished, tmp_path, capsys, caplog):
