@@ -237,9 +237,7 @@ def _read_trial_rows(fs: pafs.FileSystem, path: str, study: str, method: str) ->
         return _read_rows(fs, path, {"study": study, "method": method})
     except (pa.ArrowInvalid, KeyError, TypeError) as exc:
         # a damaged file must not crash status or resume; nothing is rewritten until it is moved away
-        raise DataFormatError(f"results file {path} is not readable Parquet of incsweep's schema "
-                              f"({type(exc).__name__}); move it out of the study directory to go on "
-                              "(that trial's rows are lost, the rest stay)") from None
+        raise _unreadable(path, type(exc).__name__) from None
 
 
 def set_aside(storage: str, study: str, method: str, trial_id: str) -> str:
@@ -339,6 +337,11 @@ def read_study_rows(storage: str, study: str) -> StudyRows:
     return StudyRows(table=table, damaged=damaged)
 
 
+def _unreadable(path: str, why: str) -> DataFormatError:
+    return DataFormatError(f"results file {path} is not readable Parquet of incsweep's schema ({why}); move it "
+                           "out of the study directory to go on (that trial's rows are lost, the rest stay)")
+
+
 def _read_table(fs: pafs.FileSystem, path: str, keys: Mapping[str, str]) -> pa.Table:
     """One results file as a table with its partition keys as columns (FileNotFoundError: gone;
     DataFormatError: not incsweep's Parquet)."""
@@ -350,12 +353,9 @@ def _read_table(fs: pafs.FileSystem, path: str, keys: Mapping[str, str]) -> pa.T
     except (OSError, pa.ArrowInvalid) as exc:
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             raise FileNotFoundError(path) from None
-        raise DataFormatError(f"results file {path} is not readable Parquet of incsweep's schema "
-                              f"({type(exc).__name__}); move it out of the study directory to go on "
-                              "(that trial's rows are lost, the rest stay)") from None
+        raise _unreadable(path, type(exc).__name__) from None
     if "trial_id" not in table.column_names:
-        raise DataFormatError(f"results file {path} is not readable Parquet of incsweep's schema (no trial_id); "
-                              "move it out of the study directory to go on (that trial's rows are lost, the rest stay)")
+        raise _unreadable(path, "no trial_id")
     for key, value in keys.items():  # partition keys from the path (older files hold them too)
         if key in table.column_names:
             table = table.drop_columns([key])

@@ -39,12 +39,12 @@ class TrackerCallbacks(Callback):
         self.study = study
         self.storage = storage
         self._built: list | None = None
+        self._calls: queue.Queue | None = None  # the background thread's queue of calls, and the thread
+        self._thread: threading.Thread | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"trackers": self.trackers, "study": self.study, "storage": self.storage, "_built": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        return {"trackers": self.trackers, "study": self.study, "storage": self.storage, "_built": None,
+                "_calls": None, "_thread": None}
 
     @property
     def callbacks(self) -> list:
@@ -54,14 +54,12 @@ class TrackerCallbacks(Callback):
 
     # -- the background thread --------------------------------------------------------------------
     def _worker(self) -> tuple[queue.Queue, threading.Thread]:
-        calls = self.__dict__.get("_calls")
-        thread = self.__dict__.get("_thread")
-        if calls is None or thread is None or not thread.is_alive():
-            calls = queue.Queue()
-            thread = threading.Thread(target=_run_calls, args=(calls,), name="incsweep-trackers", daemon=True)
-            thread.start()
-            self.__dict__.update(_calls=calls, _thread=thread)
-        return calls, thread
+        if self._calls is None or self._thread is None or not self._thread.is_alive():
+            self._calls = queue.Queue()
+            self._thread = threading.Thread(target=_run_calls, args=(self._calls,), name="incsweep-trackers",
+                                            daemon=True)
+            self._thread.start()
+        return self._calls, self._thread
 
     def _each(self, hook: str, info: dict[str, Any]) -> None:
         if "result" in info:  # Tune reuses nothing of it after the hook, but a copy costs little
