@@ -18,6 +18,7 @@ from incsweep.incremental.census import Census, MemoryMisreport, take_census
 from incsweep.incremental.datasets import RawData
 from incsweep.incremental.exemplars import ExemplarStore, herding_order
 from incsweep.incremental.file_benchmarks import array_benchmark, image_folder_benchmark, npz_benchmark
+from incsweep.incremental.image_sets import ImageSet, ImageView, as_tensor
 from incsweep.incremental.memory import module_bytes, tensor_bytes
 from incsweep.incremental.methods._distill import DistillingNetMethod, kd_loss
 from incsweep.incremental.methods._exemplar import (
@@ -53,4 +54,7 @@ __all__ = [
     # data
     "Task", "Split", "BenchmarkConfig", "BenchmarkSpec", "RawData", "DataFormatError", "npz_benchmark",
     "image_folder_benchmark", "array_benchmark",
+    # image sets (ImageNet-100, mixed-size folders): what task.train.x is there, decoded when used;
+    # as_tensor gives a set's evaluation views (or a tensor as it is)
+    "ImageSet", "ImageView", "as_tensor",
 ]

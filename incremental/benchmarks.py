@@ -19,6 +19,16 @@ import torch
 from incsweep.core.configs import spec, validate
 from incsweep.core.errors import ConfigError
 from incsweep.incremental import datasets
+from incsweep.incremental.image_folders import (
+    DATA_PATHS,
+    IMAGENET_MAX_TRAIN_PER_CLASS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageNet100Loader,
+    imagenet100_spec,
+    view_for,
+)
+from incsweep.incremental.image_sets import ImageView
 
 __all__ = ["BenchmarkConfig", "BenchmarkSpec", "Split", "Task", "Benchmark", "BENCHMARKS", "load_benchmark",
            "benchmark_names", "get_benchmark_spec"]
@@ -45,6 +55,9 @@ class BenchmarkSpec:
     # Training images per class in the full training split, by label (None: the built-in data sets,
     # whose counts incremental/methods/_exemplar.py knows); exemplar plans need them.
     class_counts: tuple[int, ...] | None = None
+    # Image-set benchmarks (image_sets.py: ImageNet-100, image folders of mixed sizes): how an original
+    # image becomes the C x S x S input. None: the images are one uint8 tensor of image_shape.
+    view: ImageView | None = None
 
 
 def _load_synthetic(cfg: "BenchmarkConfig") -> datasets.RawData:
@@ -88,6 +101,12 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         200, (3, 64, 64), 20, 20, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), "tinyimagenet", _load_tinyimagenet
     ),
     "synthetic": BenchmarkSpec(10, (3, 16, 16), 2, 2, (0.5,), (0.25,), "none", _load_synthetic),
+    # Streamed from disk (image_folders.py). Its class counts are read from the folders when they are
+    # found (get_benchmark_spec); this entry is what is known without them.
+    "seq-imagenet100": BenchmarkSpec(
+        100, (3, 224, 224), 10, 10, IMAGENET_MEAN, IMAGENET_STD, "imagenet", ImageNet100Loader(),
+        class_counts=(IMAGENET_MAX_TRAIN_PER_CLASS,) * 100, view=view_for(None)
+    ),
 }
 
 
@@ -128,12 +147,14 @@ def get_benchmark_spec(cfg: "BenchmarkConfig") -> BenchmarkSpec:
             c, s = cfg.channels, cfg.image_size
             return dataclasses.replace(base, n_classes=cfg.n_classes, image_shape=(c, s, s),
                                        mean=base.mean * c, std=base.std * c)
+        if cfg.name == "seq-imagenet100":
+            return imagenet100_spec(cfg)
         return base
     if cfg.name in FILE_KINDS:
         if not cfg.data_root:
             what = "the .npz file" if cfg.name == "npz" else "the folder holding train/ and test/"
             raise ConfigError(f"benchmark {cfg.name!r} needs benchmark.data_root: {what}")
-        return file_spec(cfg.name, cfg.data_root)
+        return file_spec(cfg.name, cfg.data_root, crop_size=cfg.crop_size)
     return _plugin_spec(cfg.name)
 
 
@@ -164,6 +185,12 @@ class BenchmarkConfig:
     image_size: int = spec(16, range=(8, 256))
     channels: int = spec(3, choices=(1, 3))
     augment: bool = True
+    # Image-set benchmarks (seq-imagenet100; image_folder, which becomes one when its images differ in
+    # size or this is set): the side S of the training crop and the evaluation centre crop. None: 224.
+    crop_size: int | None = spec(None, range=(8, 1024))
+    # Image sets: decoded originals kept in memory ("resident") or decoded from disk at every use
+    # ("streamed"); "auto": resident up to image_folders.RESIDENT_MAX_BYTES. Both give the same results.
+    data_path: str = spec("auto", choices=DATA_PATHS)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -183,6 +210,9 @@ class BenchmarkConfig:
                 "set; allowed: one of them (val_fraction holds out a share of the training subset, "
                 "val_per_class a fixed count of the whole training pool)"
             )
+        if self.crop_size is not None and self.name not in ("seq-imagenet100", "image_folder"):
+            raise ConfigError(f"benchmark.crop_size={self.crop_size} applies to image-set benchmarks only; allowed "
+                              f"with seq-imagenet100 or image_folder, not {self.name}")
         total = self.spec.n_classes
         init, inc = self.resolved_split
         if init > total or (total - init) % inc:

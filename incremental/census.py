@@ -8,7 +8,9 @@ wherever it was made (``__init__``, ``begin_task``, ``end_task``, ``load_state_d
 - plain tensors and numpy arrays in attributes, in lists, tuples, sets and dicts, in dataclasses and
   in any other object with a ``__dict__`` or ``__slots__`` (an optimizer's state included);
 - each storage once (two views of one storage cost its bytes once), at its storage's size: a small
-  view that keeps a large storage alive holds the large storage.
+  view that keeps a large storage alive holds the large storage;
+- an image set (image_sets.py: images on disk or decoded elsewhere) costs C x S x S bytes for each
+  image it names, once per image: keeping a reference to training images is keeping them.
 
 Not the method's, by rule (docs/protocols.md, "Memory accounting"):
 - what the engine handed it: everything reachable from ``method.ctx`` and ``method.config``;
@@ -36,6 +38,7 @@ import torch
 from torch import nn
 
 from incsweep.core.errors import ConfigError
+from incsweep.incremental.image_sets import ImageSet, TensorImages
 from incsweep.incremental.memory import MB, MemoryReport
 
 if TYPE_CHECKING:
@@ -162,6 +165,19 @@ def _walk(roots: list[tuple[Any, str]], skip: set[Any] | None = None) -> dict[An
         seen.add(id(value))
         if isinstance(value, torch.Tensor):
             key, nbytes = _storage(value)
+        elif isinstance(value, ImageSet):
+            # A reference to images holds them: each image of the set costs its C x S x S evaluation
+            # view (what storing it as an exemplar costs), once however many sets name it; images
+            # already stored as tensors are counted as those tensors.
+            per_image = value.view.channels * value.view.size ** 2
+            for s, i in value.items:
+                source = value.sources[s]
+                key = ("image", id(source), int(i))
+                if not isinstance(source, TensorImages) and (skip is None or key not in skip) and key not in found:
+                    found[key] = (path, per_image)
+            stack.extend((src.x, f"{path}.sources[{k}].x") for k, src in enumerate(value.sources)
+                         if isinstance(src, TensorImages))
+            continue
         elif isinstance(value, np.ndarray):
             if value.dtype == object:
                 stack.extend(reversed([(v, f"{path}[{i}]") for i, v in enumerate(value.ravel())]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from incsweep.incremental.image_sets import as_tensor
+
 __all__ = ["herding_order", "ExemplarStore"]
 
 
@@ -37,7 +39,9 @@ class ExemplarStore:
         self._x: dict[int, torch.Tensor] = {}
 
     def add(self, label: int, images: torch.Tensor) -> None:
-        self._x[label] = images.detach().to("cpu", torch.uint8).contiguous()
+        """Keep ``images`` for class ``label``: uint8, or an ImageSet's evaluation views (C x S x S
+        bytes an exemplar, as MEMO counts an ImageNet exemplar)."""
+        self._x[label] = as_tensor(images).detach().to("cpu", torch.uint8).contiguous()
 
     def shrink(self, per_class: int) -> None:
         """Keep the first ``per_class`` of every class (herding order)."""

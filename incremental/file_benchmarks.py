@@ -3,8 +3,10 @@
 - ``.npz`` with ``x_train, y_train, x_test, y_test``: images uint8 as (N, H, W) greyscale,
   (N, C, H, W) or (N, H, W, C) with C in {1, 3}; labels integers 0..K-1.
 - an image folder as torchvision's ImageFolder reads it: ``train/<class>/*.png|jpg|jpeg|bmp`` and
-  ``test/<class>/...``; classes are indexed by sorted folder name; every image of the set must
-  have one size; all-greyscale sets stay one channel, anything else is read as RGB.
+  ``test/<class>/...``; classes are indexed by sorted folder name; all-greyscale sets stay one
+  channel, anything else is read as RGB. Images of one size are decoded into one uint8 tensor. A
+  folder whose images differ in size (or with ``benchmark.crop_size`` set) is an image set
+  (image_sets.py, image_folders.py): cropped to S x S when used, resident or streamed from disk.
 
 Class count, image shape and normalisation statistics (per-channel mean/std of the training images)
 come from the data, so memory accounting counts the real bytes per exemplar. The default split is
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
     from incsweep.incremental.benchmarks import BenchmarkConfig, BenchmarkSpec
+    from incsweep.incremental.image_folders import FolderListing
 
 __all__ = ["npz_benchmark", "image_folder_benchmark", "array_benchmark", "FILE_KINDS", "file_spec",
            "load_npz", "load_image_folder"]
@@ -248,10 +251,40 @@ def array_benchmark(raw: RawData, *, fingerprint: str, loader, augmentation: str
                          loader, fingerprint=fingerprint, class_counts=counts)
 
 
+def _folder_set_listing(p: Path) -> "FolderListing":
+    """The folder's files as an image set lists them (once per folder version and process: its
+    fingerprint hashes every byte)."""
+    return _cached_listing(str(p), _signature(_data_files("image_folder", p)))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_listing(path: str, signature: tuple) -> "FolderListing":
+    from incsweep.incremental.image_folders import FolderListing, with_sizes
+
+    del signature  # part of the cache key only
+    p = Path(path)
+    classes, files = _folder_listing(p)
+    index = {c: i for i, c in enumerate(classes)}
+    paths = _data_files("image_folder", p)
+    return with_sizes(FolderListing(str(p), tuple(classes), tuple(str(f) for f, _ in files["train"]),
+                                    tuple(index[c] for _, c in files["train"]), tuple(str(f) for f, _ in files["test"]),
+                                    tuple(index[c] for _, c in files["test"]), sum(os.path.getsize(f) for f in paths),
+                                    _hash_files(paths, p)))
+
+
 @functools.lru_cache(maxsize=32)
-def _cached_spec(kind: str, path: str, signature: tuple, augmentation: str) -> "BenchmarkSpec":
+def _cached_spec(kind: str, path: str, signature: tuple, augmentation: str, crop_size: int | None) -> "BenchmarkSpec":
     del signature  # part of the cache key only: a changed file is read again
     p = Path(path)
+    listing = _folder_set_listing(p) if kind == "image_folder" else None  # every header read: bad files named
+    if listing is not None and (crop_size is not None or len(np.unique(listing.sizes, axis=0)) > 1):
+        from incsweep.incremental.image_folders import image_set_spec, sample_stats, view_for
+
+        view = view_for(crop_size, _folder_mode([(Path(f), "") for f in listing.train + listing.test]))
+        mean, std = sample_stats(listing, view)
+        init, inc = _split_defaults(len(listing.classes))
+        return image_set_spec(listing, view, loader=_Loader(kind, path, crop_size), mean=mean, std=std, init=init,
+                              increment=inc, augmentation=augmentation)
     raw = load_npz(p) if kind == "npz" else load_image_folder(p)
     return array_benchmark(raw, fingerprint=_hash_files(_data_files(kind, p), p), loader=_Loader(kind, path),
                            augmentation=augmentation)
@@ -260,30 +293,39 @@ def _cached_spec(kind: str, path: str, signature: tuple, augmentation: str) -> "
 class _Loader:
     """Reads one file benchmark (picklable, unlike a closure: specs travel to Ray workers)."""
 
-    def __init__(self, kind: str, path: str):
-        self.kind, self.path = kind, path
+    def __init__(self, kind: str, path: str, crop_size: int | None = None):
+        self.kind, self.path, self.crop_size = kind, path, crop_size
 
     def __call__(self, cfg: "BenchmarkConfig") -> RawData:
-        return load_npz(self.path) if self.kind == "npz" else load_image_folder(self.path)
+        if self.kind == "npz":
+            return load_npz(self.path)
+        view = cfg.spec.view
+        if view is None:
+            return load_image_folder(self.path)
+        from incsweep.incremental.image_folders import load_image_set
+
+        return load_image_set(_folder_set_listing(Path(self.path)), view, cfg.data_path)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Loader) and (self.kind, self.path) == (other.kind, other.path)
+        return isinstance(other, _Loader) and (self.kind, self.path, self.crop_size) == (other.kind, other.path,
+                                                                                         other.crop_size)
 
     def __hash__(self) -> int:
-        return hash((self.kind, self.path))
+        return hash((self.kind, self.path, self.crop_size))
 
 
 FILE_KINDS = ("npz", "image_folder")
 
 
-def file_spec(kind: str, path: str | Path, augmentation: str = "none") -> "BenchmarkSpec":
-    """The spec of the ``kind`` benchmark at ``path`` (read once per file version and process)."""
+def file_spec(kind: str, path: str | Path, augmentation: str = "none", *, crop_size: int | None = None) -> "BenchmarkSpec":
+    """The spec of the ``kind`` benchmark at ``path`` (read once per file version and process);
+    ``crop_size``: an image folder read as an image set of that S."""
     p = Path(path).expanduser().resolve()
     if kind == "image_folder":
         _folder_listing(p)  # a missing/odd folder is named before anything is hashed
     elif not p.is_file():
         raise DataNotFoundError(f"{p}: no such .npz file" if not p.exists() else f"{p} is not a file")
-    return _cached_spec(kind, str(p), _signature(_data_files(kind, p)), augmentation)
+    return _cached_spec(kind, str(p), _signature(_data_files(kind, p)), augmentation, crop_size)
 
 
 def npz_benchmark(path: str | Path, *, augmentation: str = "none") -> "BenchmarkSpec":

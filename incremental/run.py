@@ -35,7 +35,7 @@ from incsweep.core.metrics import Metrics, compute_metrics
 from incsweep.core.provenance import code_version
 from incsweep.core.ranges import EVAL_BATCH_SIZE, SEED
 from incsweep.core.vocabulary import CPU_TIME, TEST_PREFIX, WALL_TIME
-from incsweep.incremental.augment import AUGMENTATIONS, Augmenter
+from incsweep.incremental.augment import AUGMENTATIONS, Augmenter, check_policy
 from incsweep.incremental.benchmarks import Benchmark, BenchmarkConfig, Task, load_benchmark
 from incsweep.incremental.census import MemoryMisreport, audit_memory, check_plan
 from incsweep.incremental.memory import MemoryReport
@@ -96,6 +96,8 @@ class RunConfig:
         elif self.scenario not in cls.scenarios:
             raise ConfigError(f"scenario={self.scenario!r} is not supported by {self.method}; allowed: {list(cls.scenarios)}")
         _check_device(self.device)
+        policy = self.augment_policy or (self.benchmark.spec.augmentation if self.benchmark.augment else "none")
+        check_policy(AUGMENTATIONS[policy], self.benchmark.spec.view, f"augment_policy={policy!r}")
         if self.precision == "bf16" and not self.device.startswith("cuda"):
             raise ConfigError(f"precision='bf16' needs device=cuda (got device={self.device!r}); use precision=fp32 on CPU")
 
@@ -288,7 +290,7 @@ def build_method(config: RunConfig, device: torch.device, plan: BudgetPlan | Non
     bench_cfg = config.benchmark
     policy = config.augment_policy or (bench_cfg.spec.augmentation if bench_cfg.augment else "none")
     augmenter = Augmenter(AUGMENTATIONS[policy], bench_cfg.spec.mean, bench_cfg.spec.std, device,
-                          compile_step=config.compile, bf16=config.precision == "bf16")
+                          compile_step=config.compile, bf16=config.precision == "bf16", view=bench_cfg.spec.view)
     cls = get_method(config.method)
     # M is fixed once for the run, from the plan's final memory (docs/protocols.md). Only an
     # exemplar budget has an M.
@@ -345,7 +347,7 @@ def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskRes
         state = load_checkpoint(ckpt_path)
     results: list[TaskResult] = []
     if state is not None:
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("config") != config.to_json():
+        if state.get("format") != CHECKPOINT_FORMAT or not same_config(state.get("config"), config):
             raise ConfigError("checkpoint was written by a different config (or format); refusing to resume from it")
         method.load_state_dict(state["method"])
         results = [TaskResult.from_dict(r) for r in state["results"]]
@@ -397,6 +399,17 @@ def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskRes
         if on_task_end is not None:
             on_task_end(result)
     return RunResult(config, tuple(results))
+
+
+def same_config(stored: object, config: RunConfig) -> bool:
+    """Whether a checkpoint's stored config JSON is ``config``: compared as configs, so a field added
+    to the code later (its default filled in) does not orphan checkpoints written before it."""
+    if stored == config.to_json():
+        return True
+    try:
+        return RunConfig.from_dict(json.loads(str(stored))) == config
+    except (ConfigError, ValueError, TypeError, KeyError):
+        return False
 
 
 def make_state(config: RunConfig, method: Method, results: Sequence[TaskResult]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from incsweep.core.errors import ConfigError, DivergedError
 from incsweep.core.ranges import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY
 from incsweep.incremental.augment import Augmenter
 from incsweep.incremental.heartbeat import beat
+from incsweep.incremental.image_sets import ImageSet
 
 __all__ = ["Schedule", "fit", "minibatches", "predict_in_batches", "recompute_bn_stats", "BN_STATS"]
 
@@ -77,8 +78,9 @@ def fit(
 ) -> list[float]:
     """Train with SGD: ``loss_fn(augmented_float_batch, labels)`` per minibatch; returns epoch mean losses.
 
-    ``x`` is uint8 and may live on the device already; ``train_mode`` puts the right modules in
-    train/eval mode at the start of every epoch (methods with frozen parts need that).
+    ``x`` is uint8 and may live on the device already, or an ImageSet (image_sets.py: its batches
+    are decoded and cropped by threads while the step runs); ``train_mode`` puts the right
+    modules in train/eval mode at the start of every epoch (methods with frozen parts need that).
     """
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.SGD(params, lr=schedule.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay)
@@ -92,8 +94,7 @@ def fit(
             train_mode()
         total, count = torch.zeros((), device=augmenter.device), 0
         batches = -(-len(y) // schedule.batch_size)
-        for batch, idx in enumerate(minibatches(len(y), schedule.batch_size, gen), start=1):
-            xb = augmenter.train(x[idx.to(x.device)], gen)
+        for batch, (idx, xb) in enumerate(_training_batches(x, len(y), schedule.batch_size, augmenter, gen), start=1):
             yb = y[idx.to(y.device)]
             with augmenter.autocast():
                 loss = step_loss(xb, yb)
@@ -111,12 +112,32 @@ def fit(
     return losses
 
 
+def _training_batches(x: torch.Tensor | ImageSet, n: int, batch_size: int, augmenter: Augmenter,
+                      gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(indices, augmented normalised batch) for one epoch. An image set (or any data on an image-set
+    benchmark) draws the epoch's order, then one crop seed per batch, then each batch's brightness:
+    all from ``gen``, so the batches do not depend on how many workers decode them."""
+    if not isinstance(x, ImageSet) and augmenter.view is None:
+        for idx in minibatches(n, batch_size, gen):
+            yield idx, augmenter.train(x[idx.to(x.device)], gen)
+        return
+    images = augmenter.image_set(x)
+    order = list(minibatches(n, batch_size, gen))
+    seeds = torch.randint(0, 2**62, (len(order),), generator=gen, device=gen.device).tolist()
+    cfg = augmenter.config
+    for idx, raw in zip(order, images.train_batches(order, seeds, crop=cfg.resized_crop, flip=cfg.flip)):
+        yield idx, augmenter.finish(raw, gen)
+
+
 @torch.no_grad()
 def predict_in_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, augmenter: Augmenter,
                        batch_size: int) -> torch.Tensor:
-    """Apply ``fn`` to normalised batches of uint8 ``x``; returns the concatenated outputs."""
+    """Apply ``fn`` to normalised batches of uint8 ``x`` (or an ImageSet's evaluation views, decoded
+    by threads); returns the concatenated outputs."""
+    batches = x.eval_batches(batch_size) if isinstance(x, ImageSet) else (x[i : i + batch_size]
+                                                                          for i in range(0, len(x), batch_size))
     with augmenter.autocast():
-        outs = [fn(augmenter.normalize(x[i : i + batch_size])).float() for i in range(0, len(x), batch_size)]
+        outs = [fn(augmenter.normalize(xb)).float() for xb in batches]
     return torch.cat(outs) if outs else torch.empty(0)
 
 
@@ -143,6 +164,8 @@ def recompute_bn_stats(modules: Iterable[torch.nn.Module], forward: Callable[[to
         return
     if len(x) > BN_STATS_MAX_IMAGES:
         x = x[torch.linspace(0, len(x) - 1, BN_STATS_MAX_IMAGES).long().to(x.device)]
+    if isinstance(x, ImageSet):
+        x = x.materialize()  # at most BN_STATS_MAX_IMAGES evaluation views, decoded in parallel once
     saved = [(bn.momentum, bn.training) for bn in bns]
     try:
         for bn in bns:

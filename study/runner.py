@@ -83,11 +83,18 @@ def check_data(spec: StudySpec) -> None:
     """Load every benchmark the protocol will use once in the driver (the search's and, for
     two_phase, the evaluation's ``evaluate_on``), so missing or damaged data is one line before Ray
     starts, not an error in every trial or after the whole search ran."""
-    from incsweep.incremental.benchmarks import load_benchmark
+    from incsweep.incremental.benchmarks import BenchmarkConfig, load_benchmark
+    from incsweep.incremental.image_folders import check_image_set_data
 
-    load_benchmark(spec.benchmark)  # DataNotFoundError / DataFormatError carry the fix in their message
+    def check(cfg: BenchmarkConfig) -> None:
+        if cfg.spec.view is not None:  # an image set: its listing and headers, not gigabytes decoded
+            check_image_set_data(cfg)
+        else:
+            load_benchmark(cfg)  # DataNotFoundError / DataFormatError carry the fix in their message
+
+    check(spec.benchmark)
     if spec.evaluates_front and spec.evaluation_benchmark() != spec.benchmark:
-        load_benchmark(spec.evaluation_benchmark())
+        check(spec.evaluation_benchmark())
 
 
 def check_optuna_storage(spec: StudySpec, layout: StudyLayout) -> None:

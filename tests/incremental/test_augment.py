@@ -8,6 +8,7 @@ import torch
 from incsweep.core.errors import ConfigError
 from incsweep.incremental.augment import AUGMENTATIONS, AugmentConfig, Augmenter
 from incsweep.incremental.benchmarks import BENCHMARKS
+from incsweep.incremental.image_sets import ImageView
 
 CPU = torch.device("cpu")
 
@@ -41,7 +42,8 @@ def test_normalize_values_and_dtypes():
 def test_train_shapes_dtypes_and_no_augmentation_is_normalize():
     x = _images()
     for name, cfg in AUGMENTATIONS.items():
-        out = Augmenter(cfg, (0.5,) * 3, (0.25,) * 3, CPU).train(x, torch.Generator().manual_seed(0))
+        view = ImageView(size=x.shape[-1], resize=x.shape[-1] + 1) if cfg.resized_crop else None  # an image set's
+        out = Augmenter(cfg, (0.5,) * 3, (0.25,) * 3, CPU, view=view).train(x, torch.Generator().manual_seed(0))
         assert out.shape == x.shape and out.dtype == torch.float32, name
     none = Augmenter(AUGMENTATIONS["none"], (0.5,), (0.25,), CPU)
     assert torch.equal(none.train(x, torch.Generator()), none.normalize(x))

@@ -131,13 +131,21 @@ def test_bad_npz_is_one_line_naming_the_file(tmp_path, case):
     assert message in text and str(path) in text and "\n" not in text
 
 
-def test_bad_image_folders_name_the_file(tmp_path):
+def test_a_folder_of_mixed_sizes_is_an_image_set(tmp_path):
+    """One image of another size made the whole folder an error; now the folder is read as an image
+    set (crops of S x S, 224 by default) instead of one tensor."""
     mixed = write_folder(tmp_path / "mixed")
     odd = mixed / "train" / "class_01" / "0003.png"
     PIL.fromarray(np.zeros((17, 16), np.uint8), mode="L").save(odd)
-    with pytest.raises(DataFormatError, match=f"{odd}: 16x17 image; the set's images are 16x16"):
-        BenchmarkConfig(name="image_folder", data_root=str(mixed))
+    spec = BenchmarkConfig(name="image_folder", data_root=str(mixed)).spec
+    assert spec.view is not None and spec.image_shape == (1, 224, 224)  # all greyscale: one channel
+    small = BenchmarkConfig(name="image_folder", data_root=str(mixed), crop_size=12).spec
+    assert small.image_shape == (1, 12, 12) and small.view.resize == round(12 * 256 / 224)
+    same = write_folder(tmp_path / "same")
+    assert BenchmarkConfig(name="image_folder", data_root=str(same)).spec.view is None  # one size: one tensor, as before
 
+
+def test_bad_image_folders_name_the_file(tmp_path):
     empty = write_folder(tmp_path / "empty")
     for f in (empty / "test" / "class_02").iterdir():
         f.unlink()
