@@ -44,20 +44,20 @@ log = logging.getLogger(__name__)
 # Decoding threads (an environment setting, not a config field: results never depend
 # on it, so changing it must not change a run's identity or refuse a resume).
 WORKERS_ENV = "INCSWEEP_LOADER_WORKERS"
-# Auto: one worker per CPU this process may use, at most 8 (past that a ResNet-18 step on one GPU,
-# not decoding, bounds a trial: docs/datasets.md, "Streamed image sets").
+# Auto: as many threads as the run's torch threads (RunConfig.threads; in a study trial, the CPUs Ray
+# gives it), at most 8 (docs/datasets.md, "Decoding threads").
 _MAX_AUTO_WORKERS = 8
 
 
 def loader_workers() -> int:
-    """Decoding threads: ``$INCSWEEP_LOADER_WORKERS``, else one per usable CPU (at most 8)."""
+    """Decoding threads: ``$INCSWEEP_LOADER_WORKERS``, else the process's torch thread count (at most 8)."""
     text = os.environ.get(WORKERS_ENV, "").strip()
     if text:
         if not text.isdigit():
-            raise ConfigError(f"${WORKERS_ENV}={text!r}; allowed: a whole number of workers (0: decode in "
-                              "the training process)")
+            raise ConfigError(f"${WORKERS_ENV}={text!r}; allowed: a whole number of threads (0: decode in "
+                              "the training thread)")
         return int(text)
-    return min(_MAX_AUTO_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return min(_MAX_AUTO_WORKERS, torch.get_num_threads())
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from incsweep.core.vocabulary import CPU_TIME, TEST_PREFIX, WALL_TIME
 from incsweep.incremental.augment import AUGMENTATIONS, Augmenter, check_policy
 from incsweep.incremental.benchmarks import Benchmark, BenchmarkConfig, Task, load_benchmark
 from incsweep.incremental.census import MemoryMisreport, audit_memory, check_plan
+from incsweep.incremental.image_sets import loader_workers
 from incsweep.incremental.memory import MemoryReport
 from incsweep.incremental.methods import Method, RunContext, get_method
 from incsweep.incremental.methods.base import BudgetPlan, ExemplarConfig, MethodConfig, derive_seed
@@ -336,6 +337,8 @@ def _run(config: RunConfig, device: torch.device, on_task_end: Callable[[TaskRes
          checkpoint_dir: str | os.PathLike | None, initial_state: Mapping[str, Any] | None,
          benchmark: Benchmark | None, stop_after: int | None,
          memory_findings: list[MemoryMisreport] | None) -> RunResult:
+    if config.benchmark.spec.view is not None:
+        loader_workers()  # a bad $INCSWEEP_LOADER_WORKERS is one line now, not after the first task
     bench = benchmark if benchmark is not None else load_benchmark(config.benchmark)
     if bench.config != config.benchmark:
         raise ConfigError("run(): the preloaded benchmark does not match config.benchmark")

@@ -240,7 +240,11 @@ def test_podnet_split_files_choose_the_images(imagenet, tmp_path):
         BenchmarkConfig(**SMALL, data_root=str(root))
 
 
-def test_bad_settings_are_one_line():
+def test_bad_settings_are_one_line(imagenet, monkeypatch):
+    monkeypatch.setenv("INCSWEEP_LOADER_WORKERS", "many")
+    with pytest.raises(ConfigError, match="INCSWEEP_LOADER_WORKERS='many'; allowed: a whole number"):
+        run(_config(imagenet))
+    monkeypatch.delenv("INCSWEEP_LOADER_WORKERS")
     with pytest.raises(ConfigError, match="crop_size=32 applies to image-set benchmarks only"):
         BenchmarkConfig(name="synthetic", crop_size=32)
     with pytest.raises(ConfigError, match="takes a random resized crop of the original image"):
@@ -288,3 +292,23 @@ def test_the_paper_config_runs_on_the_imagenet_layout(imagenet, tmp_path):
     assert tasks[-1]["seen_acc"] > 0.2  # 100 classes: chance 0.01 (0.44 here)
     mem = tasks[-1]["memory"]
     assert mem["exemplar_bytes"] == mem["n_exemplars"] * 3 * 32 * 32 and mem["n_exemplars"] == 600  # all 6 a class fit
+
+
+def test_a_study_over_imagenet100_runs(imagenet, tmp_path):
+    """`incsweep study run` (embedded Ray, Tune, Optuna, the Parquet sink) over the streamed folder."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    spec = {"name": "in100", "storage": str(tmp_path / "study"), "methods": ["replay"], "trials": 2, "concurrency": 2,
+            "benchmark": {**SMALL, "data_root": str(imagenet), "val_fraction": 0.34, "data_path": "streamed"},
+            "search": {"replay": {**TINY_NET, "memory_size": {"low": 50, "high": 300}}}}
+    path = tmp_path / "in100.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = _cli("study", "run", str(path), env={"INCSWEEP_LOADER_WORKERS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = pq.read_table(tmp_path / "study" / "results").to_pylist()
+    final = [r for r in rows if r["is_final"]]
+    assert len(final) == 2 and len(rows) == 2 * 3 + 2  # 3 tasks a trial, and each trial's final row
+    for r in final:
+        assert r["exemplar_bytes"] == r["n_exemplars"] * 3 * 32 * 32 > 0
+        assert r["n_exemplars"] <= r["param_memory_size"] and 0 < r["test_avg_acc"] <= 1
