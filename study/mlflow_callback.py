@@ -26,9 +26,16 @@ class StudyMLflowCallback(MLflowLoggerCallback):
     _client: MlflowClient | None = None
 
     def _batch(self, run_id: str, *, metrics: list[Metric] | None = None, params: list[Param] | None = None) -> None:
+        self._batch_client().log_batch(run_id, metrics=metrics or [], params=params or [])
+
+    def prepare(self) -> None:
+        """Create the tracking store (MLflow's SQLite schema migration) before Tune's setup needs it."""
+        self._batch_client().get_experiment_by_name(self.experiment_name or "Default")
+
+    def _batch_client(self) -> MlflowClient:
         if self._client is None:
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        self._client.log_batch(run_id, metrics=metrics or [], params=params or [])
+        return self._client
 
     def log_trial_start(self, trial: Any) -> None:
         if trial in self._trial_runs:

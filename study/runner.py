@@ -13,7 +13,7 @@ import logging
 import math
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from incsweep.core.errors import ConfigError
 from incsweep.core.layout import StudyLayout
@@ -423,13 +423,17 @@ def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict 
         storage, f"connecting to Ray at {address}" if address else "starting a local Ray")
     # Ctrl-C is watched from before Ray starts; SIGTERM after ray.init, whose core worker's handler
     # would abort the driver on SIGTERM (exit 134, no message).
+    trackers = tune_callbacks(spec.callbacks, study=spec.name, storage=storage)
+    for tracker in trackers:
+        tracker.prepare()  # imports and stores made aside, while Ray starts
     with _interrupt_on(signal.SIGINT) as ctrl_c:
         owns_ray = _init_ray(address, ray_temp_dir)
         try:
             with _interrupt_on(signal.SIGTERM) as sigterm:
                 try:
                     ctrl_c.check()  # one during Ray's start-up
-                    return _drive_tune(spec, storage, layout, stored, resume, stop=(ctrl_c, sigterm))
+                    return _drive_tune(spec, storage, layout, stored, resume, stop=(ctrl_c, sigterm),
+                                       trackers=trackers)
                 except KeyboardInterrupt:
                     if sigterm.received:
                         raise StudyTerminated(f"SIGTERM; continue with: incsweep study resume {storage}") from None
@@ -459,7 +463,7 @@ def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict 
 
 
 def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict | None,
-                resume: bool, stop: tuple[_Signal, ...] = ()) -> StudySummary:
+                resume: bool, stop: tuple[_Signal, ...] = (), trackers: Sequence[Any] = ()) -> StudySummary:
     from ray import tune
 
     check_resources(spec.resources, spec.concurrency)  # before anything is written
@@ -484,7 +488,7 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
                            finished={k: v for k, v in before.statuses.items() if k != "orphaned"},
                            constraints=constraints, heartbeat_dir=layout.heartbeat_dir(),
                            heartbeat_s=_heartbeat_s())
-    callbacks = [sink, progress, *tune_callbacks(spec.callbacks, study=spec.name, storage=storage)]
+    callbacks = [sink, progress, *trackers]
     if stop:
         callbacks.append(StopOnSignal(stop))
     run_config = tune.RunConfig(

@@ -65,12 +65,15 @@ class TrackerCallbacks(Callback):
         if "result" in info:  # Tune reuses nothing of it after the hook, but a copy costs little
             info = {**info, "result": dict(info["result"])}
         calls, _ = self._worker()
-        for callback in self.callbacks:
-            calls.put((callback, hook, info))
+        calls.put((self, hook, info))  # the thread builds the trackers (imports MLflow, W&B) at its first call
+
+    def prepare(self) -> None:
+        """Build the trackers and let each prepare its store, in the background thread: the runner calls
+        this before Ray starts, so MLflow's import and its SQLite schema migration (about a second,
+        14% of a tiny study before this) overlap Ray's start-up instead of the first trials."""
+        self._each("prepare", {})
 
     def setup(self, **info: Any) -> None:
-        # in the background too: MLflow's first connection to its SQLite store migrates the schema
-        # (seconds), which then overlaps Ray starting the first trials
         self._each("setup", info)
 
     def on_step_begin(self, **info: Any) -> None:
@@ -117,18 +120,31 @@ class TrackerCallbacks(Callback):
 
 
 def _run_calls(calls: queue.Queue) -> None:
-    """Make each queued (callback, hook, info) call in order until None; an error is logged once per hook."""
+    """Make each queued (container, hook, info) call on every tracker, in order, until None; an error is
+    logged once per tracker and hook. ``prepare`` is called on the trackers that have it."""
     failed: set[tuple[str, str]] = set()
+
+    def once(where: tuple[str, str], exc: Exception) -> None:
+        if where not in failed:
+            failed.add(where)
+            log.warning("%s.%s failed (%s: %s); the study goes on, this tracker's records may miss data",
+                        *where, type(exc).__name__, exc)
+
     while True:
         item = calls.get()
         if item is None:
             return
-        callback, hook, info = item
+        container, hook, info = item
         try:
-            getattr(callback, hook)(**info)
-        except Exception as exc:  # noqa: BLE001 - a tracker must not end a study (its records are a view)
-            where = (type(callback).__name__, hook)
-            if where not in failed:
-                failed.add(where)
-                log.warning("%s.%s failed (%s: %s); the study goes on, this tracker's records may miss data",
-                            *where, type(exc).__name__, exc)
+            callbacks = container.callbacks
+        except Exception as exc:  # noqa: BLE001 - building failed: no tracker records, the study goes on
+            once(("trackers", "build"), exc)
+            continue
+        for callback in callbacks:
+            method = getattr(callback, hook, None)
+            if method is None:  # prepare: only the trackers with a store to make
+                continue
+            try:
+                method(**info)
+            except Exception as exc:  # noqa: BLE001 - a tracker must not end a study (its records are a view)
+                once((type(callback).__name__, hook), exc)

@@ -87,6 +87,10 @@ def parse_trackers(raw: Any) -> tuple[TrackerSpec, ...]:
     return tuple(out)
 
 
+_MLFLOW_NEEDS_URI = ("callbacks: mlflow on storage {storage!r} needs tracking_uri (an MLflow server, or "
+                     "sqlite:/// on a shared file system)")
+
+
 def _local_root(storage: str) -> str | None:
     return storage.removeprefix("file://") if "://" not in storage or storage.startswith("file://") else None
 
@@ -96,6 +100,9 @@ def tune_callbacks(trackers: Sequence[TrackerSpec], *, study: str, storage: str)
     them (study/tracker_callbacks.py says why they are not handed over directly)."""
     if not trackers:
         return []
+    for t in trackers:  # what building them would refuse, said before Ray starts (they are built later, aside)
+        if t.name == "mlflow" and t.tracking_uri is None and _local_root(storage) is None:
+            raise ConfigError(_MLFLOW_NEEDS_URI.format(storage=storage))
     from incsweep.study.tracker_callbacks import TrackerCallbacks  # imports Ray
 
     return [TrackerCallbacks(trackers, study=study, storage=storage)]
@@ -114,8 +121,7 @@ def build_callbacks(trackers: Sequence[TrackerSpec], *, study: str, storage: str
             uri = t.tracking_uri
             if uri is None:
                 if root is None:
-                    raise ConfigError(f"callbacks: mlflow on storage {storage!r} needs tracking_uri (an MLflow "
-                                      "server, or sqlite:/// on a shared file system)")
+                    raise ConfigError(_MLFLOW_NEEDS_URI.format(storage=storage))
                 os.makedirs(root, exist_ok=True)
                 uri = "sqlite:///" + os.path.join(os.path.abspath(root), "mlflow.db")
             out.append(StudyMLflowCallback(tracking_uri=uri, experiment_name=t.experiment_name or study,

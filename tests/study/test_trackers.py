@@ -209,3 +209,24 @@ def test_trackers_run_off_tunes_loop_in_order_and_a_failing_one_is_logged_once(c
     assert not any(main for _, _, main in seen)
     failures = [r for r in caplog.records if "failed (RuntimeError: tracker down)" in r.getMessage()]
     assert len(failures) == 1
+
+
+def test_prepare_builds_the_trackers_aside_and_makes_mlflows_store(tmp_path):
+    """The runner calls prepare() before Ray starts: the trackers are built (MLflow, W&B imported) and
+    MLflow's SQLite schema made in the background thread, not in Tune's setup; a storage MLflow cannot
+    use without a tracking_uri is refused before any of it."""
+    import sqlite3
+    import threading
+
+    from incsweep.study.tracker_callbacks import TrackerCallbacks
+    from incsweep.study.trackers import tune_callbacks
+
+    box = TrackerCallbacks(StudySpec.from_dict(SPEC).callbacks, study="trk", storage=str(tmp_path))
+    box.prepare()
+    assert box._thread is not None and box._thread is not threading.current_thread()  # noqa: SLF001
+    box.on_experiment_end(trials=[])  # waits for every queued call
+    assert box._built is not None  # noqa: SLF001 - built by the thread
+    tables = {r[0] for r in sqlite3.connect(tmp_path / "mlflow.db").execute("select name from sqlite_master")}
+    assert {"experiments", "runs", "metrics", "alembic_version"} <= tables
+    with pytest.raises(ConfigError, match="mlflow on storage 's3://bucket/s' needs tracking_uri"):
+        tune_callbacks(parse_trackers(["mlflow"]), study="trk", storage="s3://bucket/s")
