@@ -77,45 +77,12 @@ def _complete(parser: argparse.ArgumentParser) -> None:
     argcomplete.autocomplete(parser)
 
 
-class _SignalFlag:
-    """A SIGINT handler that only records that the signal came (``received``)."""
-
-    def __init__(self) -> None:
-        self.received = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        self.received = True
-
-
-@contextlib.contextmanager
-def _sigint_recorded() -> Iterator[_SignalFlag]:
-    """SIGINT only recorded while the commands' modules import, the previous handler back after. Why:
-    a KeyboardInterrupt raised inside a library's import can be swallowed by that library's own bare
-    ``except`` (CI once lost a Ctrl-C sent 0.5 s after launch, and the study ran to its end); a recorded
-    one is acted on right after. Main thread only (Python's signal rule); elsewhere nothing changes."""
-    import signal
-    import threading
-
-    flag = _SignalFlag()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.signal(signal.SIGINT, flag)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        with _sigint_recorded() as ctrl_c:
-            parser = build_parser()
-            _complete(parser)
-            args = parser.parse_args(argv)
-        if ctrl_c.received:
-            raise KeyboardInterrupt
+        parser = build_parser()
+        _complete(parser)
+        args = parser.parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while the commands' modules import: nothing has started
         print(_interrupted(argv))
         return 130
