@@ -414,8 +414,8 @@ def _load(images: ImageSet, requests: list, workers: int | None) -> Iterator[tor
 
     Threads, not DataLoader worker processes: PIL releases the GIL while it decodes and resizes (2
     threads made 1.9x the images/s of 1 on this 2-core machine), and a worker process costs a fork
-    per DataLoader, which made a small streamed run 2.8x slower than decoding in-line
-    (benchmarks/results/image_stream.txt)."""
+    per DataLoader, which made a small streamed run 2.8x slower than decoding in-line (both in
+    benchmarks/results/image_stream.txt, "Why threads")."""
     n = loader_workers() if workers is None else workers
     if n == 0:
         for rows, train in requests:
