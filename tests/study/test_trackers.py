@@ -230,3 +230,68 @@ def test_prepare_builds_the_trackers_aside_and_makes_mlflows_store(tmp_path):
     assert {"experiments", "runs", "metrics", "alembic_version"} <= tables
     with pytest.raises(ConfigError, match="mlflow on storage 's3://bucket/s' needs tracking_uri"):
         tune_callbacks(parse_trackers(["mlflow"]), study="trk", storage="s3://bucket/s")
+
+
+def _schema_and_rows(db: Path) -> tuple[list, dict]:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    # each statement's lines as a set: MLflow's own migrations order a table's constraints differently
+    # from one store to the next (seen: "runs")
+    schema = [(kind, name, table, sorted(line.strip().rstrip(",") for line in (sql or "").splitlines()))
+              for kind, name, table, sql in con.execute("select type, name, tbl_name, sql from sqlite_master "
+                                                        "order by type, name")]
+    tables = [name for kind, name, _, _ in schema if kind == "table" and not name.startswith("sqlite_")]
+    # the Default experiment's times are when it was made; everything else must be equal
+    rows = {t: sorted(map(repr, con.execute(f'select * from "{t}"').fetchall())) for t in tables if t != "experiments"}
+    rows["experiments"] = con.execute("select experiment_id, name, artifact_location, lifecycle_stage "
+                                      "from experiments").fetchall()
+    con.close()
+    return schema, rows
+
+
+def test_a_new_mlflow_store_is_a_copy_of_the_schema_mlflow_makes(tmp_path, monkeypatch, caplog):
+    """MLflow's ~60 migrations run once per set of versions (into the cache); every later new store is a
+    copy, equal to the store MLflow makes itself (schema, alembic revision, rows, the Default experiment
+    made where MLflow would), and it holds a study's runs. A template changed since it was made is made again."""
+    import sqlite3
+
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    from incsweep.study.mlflow_callback import StudyMLflowCallback, _template_path
+
+    monkeypatch.setenv("INCSWEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/by_mlflow.db").search_experiments()  # MLflow's own, no copy
+
+    def prepared(name: str) -> StudyMLflowCallback:
+        cb = StudyMLflowCallback(tracking_uri=f"sqlite:///{tmp_path}/{name}/mlflow.db", experiment_name="trk",
+                                 save_artifact=False)
+        cb.prepare()
+        return cb
+
+    assert not _template_path().exists()
+    prepared("first")
+    assert _template_path().exists()
+    mtime = _template_path().stat().st_mtime_ns
+    second = prepared("second")
+    assert _template_path().stat().st_mtime_ns == mtime  # copied, not made again
+    expected = _schema_and_rows(tmp_path / "by_mlflow.db")
+    assert _schema_and_rows(tmp_path / "second" / "mlflow.db") == expected
+    assert _schema_and_rows(tmp_path / "first" / "mlflow.db") == expected
+
+    client = second._batch_client()  # noqa: SLF001
+    run = client.create_run(client.create_experiment("trk"))
+    second._batch(run.info.run_id, params=[Param("finetune.lr", "0.1")])  # noqa: SLF001
+    read = MlflowClient(f"sqlite:///{tmp_path}/second/mlflow.db").get_run(run.info.run_id)
+    assert read.data.params == {"finetune.lr": "0.1"}
+
+    # a template changed since MLflow made it (by hand, a bad disk): not copied, made again
+    con = sqlite3.connect(_template_path())
+    con.execute("update alembic_version set version_num = 'not-a-revision'")
+    con.commit()
+    con.close()
+    prepared("third")
+    assert _template_path().stat().st_mtime_ns != mtime
+    assert _schema_and_rows(tmp_path / "third" / "mlflow.db") == expected
