@@ -52,7 +52,9 @@ SPEC = {"name": "scale", "methods": ["finetune", "replay"], "concurrency": CONCU
                       "test_per_class": 4, "val_fraction": 0.25},
         "search": {"finetune": NET, "replay": {**NET, "memory_size": {"low": 4, "high": 128}}},  # + lr, wd
         "resources": {"cpu": 1}}
-SAMPLER = {"tpe": {"name": "tpe", "multivariate": True}, "nsga2": {"name": "nsga2"}, "random": {"name": "random"}}
+SAMPLER = {"tpe": {"name": "tpe", "multivariate": True}, "nsga2": {"name": "nsga2"}, "random": {"name": "random"},
+           # what docs/cluster.md recommends past a few thousand trials: TPE over the latest 1,000 and the front
+           "tpe-window": {"name": "tpe", "multivariate": True, "window": 1000}}
 
 
 def rss_mb(pid: int) -> float | None:
@@ -197,6 +199,8 @@ def one_study(n: int, sampler: str, work: Path, resume: bool) -> dict:
                   for lo, hi in _ranges(n) if (v := [s for k, s in asks.items() if lo <= k < hi])},
         "rss_peak_mb": max(mb for _, mb in samples), "rss_at_100_mb": rss_100, "rss_end_mb": samples[-1][1],
         "rss_growth_100_to_n_mb": max(mb for _, mb in samples) - rss_100,
+        # the driver's RSS when each of these many trials had finished (first sample at or after it)
+        "rss_by_trials_mb": {m: next(mb for k, mb in samples if k >= m) for m in _marks(n)},
         "files": {k: {"files": c, "bytes": b} for k, (c, b) in sorted(files.items())},
         "files_total": sum(c for c, _ in files.values()), "bytes_total": sum(b for _, b in files.values()),
         "journal_bytes": (storage / "optuna.journal").stat().st_size,
@@ -209,6 +213,10 @@ def one_study(n: int, sampler: str, work: Path, resume: bool) -> dict:
     if resume:
         fig.update(kill_and_resume(spec_path, work / f"{sampler}_{n}_killed", n))
     return fig
+
+
+def _marks(n: int) -> list[int]:
+    return [m for m in (100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000) if m <= n]
 
 
 def _ranges(n: int) -> list[tuple[int, int]]:
@@ -245,7 +253,8 @@ def report(fig: dict) -> list[str]:
         f"platform overhead {fig['overhead_per_trial_s']:.2f} s per trial",
         f"  sampler ask+suggest: {asks}",
         f"  driver RSS: {fig['rss_at_100_mb']:.0f} MB at trial 100, peak {fig['rss_peak_mb']:.0f} MB "
-        f"(growth {fig['rss_growth_100_to_n_mb']:+.0f} MB), {fig['rss_end_mb']:.0f} MB at the end",
+        f"(growth {fig['rss_growth_100_to_n_mb']:+.0f} MB), {fig['rss_end_mb']:.0f} MB at the end; by trials "
+        + ", ".join(f"{k}: {mb:.0f}" for k, mb in fig["rss_by_trials_mb"].items()),
         f"  files: {fig['files_total']} ({fig['bytes_total'] / 1e6:.1f} MB): {files}; "
         f"journal {fig['journal_bytes'] / 1e6:.2f} MB",
         f"  on the finished study: status {fig['status_s']:.1f} s, analyze {fig['analyze_s']:.1f} s, "

@@ -32,8 +32,13 @@ def _tpe(s: Any, seed: int) -> Any:
     # back to independent sampling for every field outside the common intersection
     with warnings.catch_warnings():  # group is "experimental" in Optuna 5; chosen knowingly
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials, multivariate=s.multivariate,
-                                          group=s.multivariate)
+        tpe = {"seed": seed, "n_startup_trials": s.startup_trials, "multivariate": s.multivariate,
+               "group": s.multivariate}
+        if s.window is None:
+            return optuna.samplers.TPESampler(**tpe)
+        from incsweep.study.windowed_tpe import WindowedTPESampler
+
+        return WindowedTPESampler(window=s.window, **tpe)
 
 
 def _nsga2(s: Any, seed: int) -> Any:

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 __all__ = ["SAMPLER_OPTIONS", "SCHEDULER_OPTIONS", "applicable"]
 
 SAMPLER_OPTIONS: Mapping[str, frozenset[str]] = MappingProxyType({
-    "tpe": frozenset({"startup_trials", "multivariate"}),
+    "tpe": frozenset({"startup_trials", "multivariate", "window"}),
     "nsga2": frozenset({"population_size"}),
     "random": frozenset(),
     "gp": frozenset({"startup_trials"}),

@@ -450,6 +450,7 @@ def test_trials_reproduce_plain_runs_with_reused_actors_and_prefix_reuse(local_r
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random",
                                      # 2 start-up trials: trials 3-6 come from the multivariate model
                                      {"name": "tpe", "startup_trials": 2, "multivariate": True},
+                                     {"name": "tpe", "startup_trials": 2, "multivariate": True, "window": 50},
                                      {"name": "gp", "startup_trials": 2}])
 def test_every_sampler_drives_the_define_by_run_space(tmp_path, sampler):
     spec = StudySpec.from_dict(spec_dict(sampler=sampler))
