@@ -281,7 +281,9 @@ class ProgressLog(Callback):
         self._tasks: dict[str, int] = {}  # running trial -> tasks done
         self._trained = 0  # tasks reported under this driver (the ETA's rate)
         self._first: float | None = None  # when the first of them was reported
-        self._front: list[list[float]] = []  # objective values of the nondominated completed trials
+        # objective values of the nondominated completed trials, each once, and how many trials tie on it
+        self._front: list[list[float]] = []
+        self._ties: list[int] = []
 
     def _clock(self) -> float:
         return self._clock_fn() if self._clock_fn is not None else time.monotonic()
@@ -306,17 +308,23 @@ class ProgressLog(Callback):
         return "[" + "; ".join(parts) + "]"
 
     def _front_size(self) -> int:
-        return len(self._front)
+        return sum(self._ties)
 
     def _add_to_front(self, point: list[float]) -> None:
-        """Keep only the nondominated points: the front stays as small as it is, not as long as the
-        study (every progress line counts it)."""
+        """Keep only the nondominated points, a tie as a count: the front stays as small as its distinct
+        points, not as long as the study (a saturated objective makes thousands of trials tie; every
+        progress line counts them)."""
         from incsweep.analysis.dominance import nondominated_mask
 
+        if point in self._front:
+            self._ties[self._front.index(point)] += 1
+            return
         signs = np.array([-1.0 if s == "max" else 1.0 for s in self.senses])
         points = np.asarray([*self._front, point])
         keep = nondominated_mask(points * signs)
+        ties = [*self._ties, 1]
         self._front = [p for p, k in zip(points.tolist(), keep) if k]
+        self._ties = [t for t, k in zip(ties, keep) if k]
 
     # -- Tune callbacks -------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -671,6 +671,7 @@ def test_progress_keeps_only_the_front_and_speaks_of_running_trials_only():
     assert complete("b", 0.4, 2.0) == "1"  # dominated by a
     assert complete("c", 0.6, 2.0) == "2"
     assert complete("d", 0.6, 2.0) == "3"  # a tie is on the front too
+    assert complete("f", 0.6, 2.0) == "4" and len(p._front) == 2  # noqa: SLF001 - ties counted, kept once
     assert complete("e", 0.7, 0.5) == "1" and p._front == [[0.7, 0.5]]  # noqa: SLF001 - dominates all: one kept
     running = SimpleNamespace(trial_id="r", status="RUNNING", config={"method": "finetune"})
     p.on_trial_start(0, [], running)
