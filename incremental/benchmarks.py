@@ -148,7 +148,7 @@ def get_benchmark_spec(cfg: "BenchmarkConfig") -> BenchmarkSpec:
             return dataclasses.replace(base, n_classes=cfg.n_classes, image_shape=(c, s, s),
                                        mean=base.mean * c, std=base.std * c)
         if cfg.name == "seq-imagenet100":
-            return imagenet100_spec(cfg)
+            return imagenet100_spec(cfg, base)
         return base
     if cfg.name in FILE_KINDS:
         if not cfg.data_root:

@@ -32,6 +32,7 @@ import torch
 
 from incsweep.core.errors import DataFormatError, DataNotFoundError
 from incsweep.incremental.datasets import RawData
+from incsweep.incremental.image_sets import _opened
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -151,23 +152,21 @@ def _folder_listing(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, s
 
 @contextlib.contextmanager
 def _open_image(path: Path) -> Iterator[PILImage]:
-    """``path`` opened by PIL; a decompression bomb or an unreadable file (also when decoding in the
-    ``with`` body) is a one-line DataFormatError naming the file."""
+    """``path`` opened by PIL through the image sets' one opener (image_sets._opened: unreadable or over
+    PIL's pixel limit is a one-line DataFormatError naming the file); a decoding error in the ``with``
+    body is one too."""
     from PIL import Image  # a torchvision dependency
 
-    try:
-        with warnings.catch_warnings():
-            # PIL warns above Image.MAX_IMAGE_PIXELS (89.5 MP by default) and refuses twice that: here
-            # both refuse, before a single image can take gigabytes of memory
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-        with img:
+    with warnings.catch_warnings():
+        # _opened refuses what PIL only warns about (between its limit and twice it); the warning would
+        # be a second message. One thread loads a folder here (image sets decode in threads: no filter).
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = _opened(str(path))
+    with img:
+        try:
             yield img
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataFormatError(f"{path}: {exc}; allowed: images up to {Image.MAX_IMAGE_PIXELS} pixels "
-                              "(PIL's Image.MAX_IMAGE_PIXELS)") from None
-    except OSError as exc:  # PIL's UnidentifiedImageError is one
-        raise DataFormatError(f"{path}: not a readable image ({type(exc).__name__})") from None
+        except OSError as exc:  # "image file is truncated", raised when the body decodes
+            raise DataFormatError(f"{path}: not a readable image ({type(exc).__name__})") from None
 
 
 def _decode_folder(files: list[tuple[Path, str]], index: dict[str, int], mode: str,

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,7 +119,13 @@ def scan_headers(files: tuple[str, ...], fingerprint: str) -> np.ndarray:
         except (OSError, ValueError):
             pass  # unreadable: scanned again
     log.log(logging.INFO if cache is not None else logging.DEBUG, "reading the headers of %d images", len(files))
-    with ThreadPoolExecutor(max(loader_workers(), 1)) as pool:
+    from PIL import Image
+
+    with warnings.catch_warnings(), ThreadPoolExecutor(max(loader_workers(), 1)) as pool:
+        # _header_size refuses an image over PIL's pixel limit in one line; PIL's own warning (between
+        # the limit and twice it) would be a second message. Set here, around the whole scan, not in the
+        # threads: the warning filter is the process's, and a thread's change would race the others'.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         sizes = np.array(list(pool.map(_header_size, files, chunksize=256)), dtype=np.int64).reshape(-1, 2)
     if cache is not None:
         try:
@@ -325,18 +332,15 @@ class ImageNet100Loader:
         return hash(ImageNet100Loader)
 
 
-def imagenet100_spec(cfg: "BenchmarkConfig") -> "BenchmarkSpec":
+def imagenet100_spec(cfg: "BenchmarkConfig", nominal: "BenchmarkSpec") -> "BenchmarkSpec":
     """ImageNet-100's spec: class counts and fingerprint from the folders when they are found, else
-    ImageNet's nominal 1,300 a class (enough for ``incsweep budget`` on a machine without the data)."""
-    from incsweep.incremental.benchmarks import BenchmarkSpec
-
+    ``nominal`` (the registry's entry: 1,300 images a class, enough for ``incsweep budget`` on a machine
+    without the data) at the config's crop size."""
     view = view_for(cfg.crop_size)
     try:
         _imagenet_root(cfg.data_root)
     except DataNotFoundError:  # no ImageNet here at all (a folder that is there but incomplete is named)
-        return BenchmarkSpec(100, (3, view.size, view.size), 10, 10, IMAGENET_MEAN, IMAGENET_STD, "imagenet",
-                             ImageNet100Loader(), fingerprint="",
-                             class_counts=(IMAGENET_MAX_TRAIN_PER_CLASS,) * 100, view=view)
+        return dataclasses.replace(nominal, image_shape=(3, view.size, view.size), view=view)
     return image_set_spec(imagenet100_listing(cfg.data_root), view, loader=ImageNet100Loader(), mean=IMAGENET_MEAN,
                           std=IMAGENET_STD, init=10, increment=10, augmentation="imagenet")
 

@@ -164,7 +164,7 @@ def test_bad_image_folders_name_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("side, what", [(40, "warning band"), (64, "refused by PIL")])
-def test_an_image_over_the_pixel_limit_is_one_line(tmp_path, monkeypatch, side, what):
+def test_an_image_over_the_pixel_limit_is_one_line(tmp_path, monkeypatch, recwarn, side, what):
     """A 400-megapixel JPEG raised PIL's DecompressionBombError as a traceback; PIL's limit is
     lowered here (1,000 pixels) so the test writes small files: 40x40 is in PIL's warning band, 64x64
     beyond twice the limit."""
@@ -178,6 +178,8 @@ def test_an_image_over_the_pixel_limit_is_one_line(tmp_path, monkeypatch, side, 
         BenchmarkConfig(name="image_folder", data_root=str(folder))
     text = str(err.value)
     assert str(big) in text and "allowed: images up to 1000 pixels" in text and "\n" not in text, (what, text)
+    # and only that line: not PIL's warning as well (its band, between the limit and twice it)
+    assert not [w for w in recwarn if issubclass(w.category, PIL.Image.DecompressionBombWarning)], what
 
 
 def test_file_benchmark_needs_a_data_root():
