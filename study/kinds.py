@@ -82,9 +82,9 @@ class SchedulerKind:
 
 
 def _fifo(spec: Any, task_rows: Any) -> Any:
-    from ray.tune.schedulers import FIFOScheduler
+    from incsweep.study.fifo import StudyFIFOScheduler
 
-    return FIFOScheduler()
+    return StudyFIFOScheduler()
 
 
 def _asha(spec: Any, task_rows: Any) -> Any:

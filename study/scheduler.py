@@ -26,9 +26,10 @@ import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import TrialScheduler
 
 from incsweep.analysis.dominance import dominator_count, nondomination_layers
+from incsweep.study.fifo import StudyFIFOScheduler
 from incsweep.trainables.boundary import trial_key
 
 __all__ = ["ParetoASHA", "RULES", "rungs", "keep_at_rung", "keep_by_dominators", "keep_by_layer", "keep_by_quantile"]
@@ -86,7 +87,7 @@ def keep_at_rung(point: Sequence[float], recorded: np.ndarray, reduction_factor:
     return keep(p, np.asarray(recorded, dtype=np.float64).reshape(-1, len(p)), reduction_factor)
 
 
-class ParetoASHA(FIFOScheduler):
+class ParetoASHA(StudyFIFOScheduler):
     """Asynchronous successive halving on the task axis: by ``rule`` at each rung (one objective:
     Ray's ASHA cutoff). Trials are known by their id in the study (trainables.boundary.trial_key),
     so a continued trial keeps the decisions taken on it before a resume."""
