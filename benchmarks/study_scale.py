@@ -10,8 +10,10 @@ copy of the study is killed -9 (driver and its Ray session) when 90% of its tria
 
 Figures (printed, and appended to --out):
 - wall against the ideal: N x (one trial's run time in a plain in-process loop, measured on 20 of
-  the study's own configurations) / concurrency; Ray Tune's release test "bookkeeping overhead"
-  allows 1.28x. Also without the embedded Ray's start-up (launch to first task).
+  the study's own configurations, spread over it) / concurrency; Ray Tune's release test "bookkeeping
+  overhead" allows 1.28x. Also without the embedded Ray's start-up (launch to first task), and against
+  the issue's ideal, the trials' own task time (their rows' wall seconds, cached tasks not counted)
+  / concurrency.
 - per-trial platform overhead: (wall - ideal) x concurrency / N.
 - the sampler's cost per trial (user attr ``sampler_ask_s`` the searcher stores: ask plus the
   define-by-run suggestions), p50/p95 by trial range.
@@ -112,8 +114,10 @@ def plain_trial_s(storage: Path, n: int = 20) -> float:
     from incsweep.analysis import load_results
     from incsweep.incremental.run import RunConfig, run
 
-    finals = load_results(str(storage)).to_pylist()
-    configs = [RunConfig.from_dict(json.loads(r["config_json"])) for r in finals if r["is_final"]][:n]
+    finals = [r for r in load_results(str(storage)).to_pylist() if r["is_final"]]
+    # spread over the whole study: its first trials are the sampler's random start-up, whose mix of
+    # methods and memory sizes differs from what a model-based sampler proposes later
+    configs = [RunConfig.from_dict(json.loads(r["config_json"])) for r in finals[::max(1, len(finals) // n)]][:n]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -139,6 +143,16 @@ def ask_latencies(storage: Path) -> dict[int, float]:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def own_task_s(storage: Path) -> float:
+    """The trials' own run time: the wall seconds of every task they trained (a task taken from the
+    prefix cache trained in another trial and is counted there), as the trials measured it."""
+    from incsweep.analysis import load_results
+    from incsweep.core.vocabulary import FROM_CACHE, WALL_TIME
+
+    rows = load_results(str(storage)).to_pylist()
+    return sum(r[WALL_TIME] for r in rows if not r["is_final"] and not r[FROM_CACHE])
 
 
 def finish_times(storage: Path) -> tuple[list[float], float]:
@@ -182,6 +196,7 @@ def one_study(n: int, sampler: str, work: Path, resume: bool) -> dict:
     ends, first_start = finish_times(storage)
     trial_s = plain_trial_s(storage)
     ideal = n * trial_s / CONCURRENCY
+    own_ideal = own_task_s(storage) / CONCURRENCY  # the issue's ideal: the trials' own run time / concurrency
     asks = ask_latencies(storage)
 
     def trials_by(t: float) -> int:  # trials finished by t seconds after launch
@@ -194,6 +209,7 @@ def one_study(n: int, sampler: str, work: Path, resume: bool) -> dict:
     fig = {
         "n": n, "sampler": sampler, "wall_s": wall, "startup_s": first_start - t0, "plain_trial_s": trial_s,
         "ideal_s": ideal, "ratio": wall / ideal, "ratio_after_startup": (wall - (first_start - t0)) / ideal,
+        "own_ideal_s": own_ideal, "own_ratio": wall / own_ideal,
         "overhead_per_trial_s": (wall - ideal) * CONCURRENCY / n,
         "ask_s": {f"{lo + 1}-{hi}": {"p50": percentile(v, 0.5), "p95": percentile(v, 0.95), "n": len(v)}
                   for lo, hi in _ranges(n) if (v := [s for k, s in asks.items() if lo <= k < hi])},
@@ -250,7 +266,8 @@ def report(fig: dict) -> list[str]:
         f"N={fig['n']} sampler={fig['sampler']}: wall {fig['wall_s']:.0f} s vs ideal {fig['ideal_s']:.0f} s "
         f"(N x {fig['plain_trial_s']:.3f} s / {CONCURRENCY}) = {fig['ratio']:.2f}x "
         f"({fig['ratio_after_startup']:.2f}x without the {fig['startup_s']:.0f} s start-up); "
-        f"platform overhead {fig['overhead_per_trial_s']:.2f} s per trial",
+        f"platform overhead {fig['overhead_per_trial_s']:.2f} s per trial; against the trials' own task time / "
+        f"{CONCURRENCY} ({fig['own_ideal_s']:.0f} s): {fig['own_ratio']:.2f}x",
         f"  sampler ask+suggest: {asks}",
         f"  driver RSS: {fig['rss_at_100_mb']:.0f} MB at trial 100, peak {fig['rss_peak_mb']:.0f} MB "
         f"(growth {fig['rss_growth_100_to_n_mb']:+.0f} MB), {fig['rss_end_mb']:.0f} MB at the end; by trials "

@@ -2,13 +2,13 @@
 
 Optuna's TPE reads every finished trial at each proposal, in Python loops (the conditional search
 space, the good/bad split, the trials' parameters): its cost grows with the study, ~19 ms a proposal at
-1,000 trials, ~190 ms at 10,000 (benchmarks/results/study_scale.txt), which then bounds how fast a
+1,000 trials, ~190 ms at 10,000 (benchmarks/results/tpe_window.txt), which then bounds how fast a
 large study can start trials. ``sampler.window: W`` gives TPE, at each proposal, the latest W finished
 trials plus the study's feasible non-dominated trials older than those (the front, kept as trials
 finish, so nothing TPE's "good" side would pick is forgotten), so a proposal costs what it costs at W
 trials. What the window forgets are old trials off the front, which TPE already weights least (Optuna
-ramps the weights of its "bad" side from the oldest up). Its effect on what a study finds is measured
-in benchmarks/results/study_scale.txt (tpe_window).
+ramps the weights of its "bad" side from the oldest up). Its cost and its effect on what a study finds
+are measured in benchmarks/results/tpe_window.txt; a 10,000-trial study with it in study_scale.txt.
 """
 
 from __future__ import annotations
