@@ -166,7 +166,7 @@ class ParquetSink(Callback):
         self._finished.append((method, key))
         self._closed.add(key)
         _drop_checkpoints(trial, config.resume_from)
-        _forget_metric_analysis(trial)
+        _forget_tune_history(trial)
         if len(self._finished) >= COMPACT_EVERY:
             compact_trial_files(self.storage, self.study, self._finished)
             self._finished = []
@@ -205,16 +205,24 @@ class ParquetSink(Callback):
         return closed
 
 
-def _forget_metric_analysis(trial: Any) -> None:
-    """Drop what Tune keeps of a finished trial for its ExperimentAnalysis: per numeric result key (~85
-    in a study's results), running min/max/avg and last-5/last-10 windows (Trial.run_metadata). A study
-    never reads them (its records are the Parquet rows; runner.py never uses Tune's ResultGrid), and they
-    were the largest part of the driver's growth: tracemalloc of a 400-trial study found ~40 KB a
-    trial there, 170 deques a trial among them (benchmarks/results/study_scale.txt)."""
+def _forget_tune_history(trial: Any) -> None:
+    """Drop what Tune keeps of a finished trial for its ExperimentAnalysis and snapshot, which a study
+    never reads (its records are the Parquet rows; runner.py never uses Tune's ResultGrid, resume.py
+    never Tune's snapshot): per numeric result key (~85 in a study's results) running min/max/avg and
+    last-5/last-10 windows (tracemalloc of a 400-trial study: ~40 KB a trial, 170 deques), and the
+    result of every checkpoint the trial reported (one a task: its whole result dict), whose
+    checkpoints ``_drop_checkpoints`` has just removed. Tune also keeps each trial's snapshot JSON in
+    the driver; these were the largest part of it (benchmarks/results/study_scale.txt)."""
     meta = getattr(trial, "run_metadata", None)
-    if meta is not None and hasattr(meta, "metric_analysis") and hasattr(meta, "metric_n_steps"):
+    if meta is None:
+        return
+    if hasattr(meta, "metric_analysis") and hasattr(meta, "metric_n_steps"):
         meta.metric_analysis = {}
         meta.metric_n_steps = {}
+    manager = getattr(meta, "checkpoint_manager", None)
+    if manager is not None and hasattr(manager, "checkpoint_config"):
+        # a new, empty manager of the same kind: Tune reads it at the experiment's end (ResultGrid)
+        meta.checkpoint_manager = type(manager)(manager.checkpoint_config)
 
 
 def _drop_checkpoints(trial: Any, earlier: Sequence[str]) -> None:

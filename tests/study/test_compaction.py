@@ -117,15 +117,18 @@ def test_a_study_compacts_as_it_goes_and_status_resume_and_analyze_read_it(local
     from incsweep.study.summary import summarize
 
     monkeypatch.setattr(sink, "COMPACT_EVERY", 3)
-    forgotten = []  # what Tune still keeps of each finished trial's metric analysis, after the sink's end
-    real_forget = sink._forget_metric_analysis
+    forgotten = []  # what Tune still keeps of each finished trial's history, after the sink's end
+    real_forget = sink._forget_tune_history
 
     def forget(trial):
-        assert trial.run_metadata.metric_analysis  # Tune kept min/max/avg/windows of every numeric key
+        meta = trial.run_metadata
+        assert meta.metric_analysis  # Tune kept min/max/avg/windows of every numeric key
+        assert meta.checkpoint_manager.latest_checkpoint_result is not None  # and each task's checkpoint result
         real_forget(trial)
-        forgotten.append(len(trial.run_metadata.metric_analysis) + len(trial.run_metadata.metric_n_steps))
+        forgotten.append(len(meta.metric_analysis) + len(meta.metric_n_steps)
+                         + (meta.checkpoint_manager.latest_checkpoint_result is not None))
 
-    monkeypatch.setattr(sink, "_forget_metric_analysis", forget)
+    monkeypatch.setattr(sink, "_forget_tune_history", forget)
     spec = StudySpec.from_dict({
         "name": "c", "methods": ["finetune"], "trials": 7, "concurrency": 2, "storage": str(tmp_path / "s"),
         "benchmark": {"name": "synthetic", "n_classes": 4, "image_size": 8, "train_per_class": 8,
@@ -133,7 +136,7 @@ def test_a_study_compacts_as_it_goes_and_status_resume_and_analyze_read_it(local
         "search": {"finetune": {"backbone": "tiny", "width": 4, "epochs": 1, "batch_size": 8}}})
     summary = run_study(spec)
     assert summary.statuses == Counter(complete=7) and summary.done
-    assert forgotten == [0] * 7  # the driver keeps no per-metric analysis of finished trials
+    assert forgotten == [0] * 7  # the driver keeps no metric analysis or checkpoint results of finished trials
     files = sorted(Path(spec.storage, "results").rglob("*.parquet"))
     assert sum(f.name.startswith(COMPACTED_PREFIX) for f in files) == 2 and len(files) == 3
     rows = read_study_rows(spec.storage, "c").by_trial()
