@@ -68,20 +68,17 @@ def objective(trial) -> tuple[float, float]:
     return bump * (0.4 + 0.6 * (1 - math.exp(-mem / 30))), 1.0 + mem / 16
 
 
-def hypervolume(values: list[tuple[float, float]]) -> float:
-    """Area dominated by the (accuracy up, memory down) points, reference accuracy 0, memory 10."""
-    front, best = [], 0.0
-    for mem, acc in sorted((m, a) for a, m in values):
-        if acc > best:
-            front.append((mem, acc))
-            best = acc
-    return sum(((front[i + 1][0] if i + 1 < len(front) else 10.0) - m) * a for i, (m, a) in enumerate(front))
+def front_hypervolume(values: list[tuple[float, float]]) -> float:
+    """Hypervolume of (accuracy up, memory down) points against accuracy 0, memory 10."""
+    from incsweep.analysis.hypervolume import hypervolume
+
+    return hypervolume(np.asarray(values, dtype=np.float64), [0.0, 10.0], ["max", "min"])
 
 
 def ideal() -> float:
     """The best front: finetune at accuracy 0.4 (memory 1), replay at its best for each memory size."""
-    pts = [(0.4, 1.0)] + [(0.4 + 0.6 * (1 - math.exp(-m / 30)), 1.0 + m / 16) for m in range(4, 129)]
-    return hypervolume(pts)
+    return front_hypervolume([(0.4, 1.0)] + [(0.4 + 0.6 * (1 - math.exp(-m / 30)), 1.0 + m / 16)
+                                             for m in range(4, 129)])
 
 
 def cost(n: int, window: int | None) -> tuple[float, float]:
@@ -124,7 +121,7 @@ def quality(n: int, window: int | None, seed: int) -> tuple[dict[int, float], fl
     for i in range(1, n + 1):
         study.optimize(objective, n_trials=1)
         if i in MARKS or i == n:
-            marks[i] = hypervolume([tuple(t.values) for t in study.trials])
+            marks[i] = front_hypervolume([tuple(t.values) for t in study.trials])
     return marks, time.perf_counter() - tic
 
 

@@ -17,9 +17,12 @@ import copy
 import math
 from typing import Any, Container, Sequence
 
+import numpy as np
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from incsweep.analysis.dominance import nondominated_mask
 
 __all__ = ["WindowedTPESampler"]
 
@@ -42,10 +45,6 @@ class _StudyWindow:
 
     def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         return self._get_trials(deepcopy=deepcopy, states=states)
-
-
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
 class WindowedTPESampler(optuna.samplers.TPESampler):
@@ -72,10 +71,11 @@ class WindowedTPESampler(optuna.samplers.TPESampler):
             if any(c > 0 for c in (t.system_attrs.get("constraints") or ())):
                 continue  # infeasible: never on the front TPE's good side is drawn from
             point = tuple(s * v for s, v in zip(signs, t.values))
-            if any(_dominates(q, point) or q == point for _, q in self._front.values()):
-                continue
-            self._front = {n: (ft, q) for n, (ft, q) in self._front.items() if not _dominates(point, q)}
-            self._front[t.number] = (t, point)
+            if any(q == point for _, q in self._front.values()):
+                continue  # a tie: the first trial there stands for it
+            members = [*self._front.items(), (t.number, (t, point))]
+            keep = nondominated_mask(np.array([q for _, (_, q) in members]))
+            self._front = {n: member for (n, member), k in zip(members, keep) if k}
 
     def _view(self, study: optuna.Study, trial: FrozenTrial) -> Any:
         if self._views is not None and self._views[0] == trial.number:
