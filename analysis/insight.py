@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from incsweep.analysis.hypervolume import hypervolume
-from incsweep.analysis.pareto import objective_matrix
+from incsweep.analysis.pareto import objective_matrix, pareto_mask
 from incsweep.analysis.summary import Summary
 from incsweep.core.vocabulary import CPU_TIME, FROM_CACHE, WALL_TIME
 
@@ -85,15 +85,23 @@ def convergence(summary: Summary) -> Convergence:
     values = objective_matrix(summary.runs, summary.objectives) if summary.runs.num_rows else np.zeros((0, 0))
     senses = [o.sense for o in summary.objectives]
     keys = list(zip(finals["study"].to_pylist(), finals["trial_id"].to_pylist()))
-    seen: list[int] = []
+    # the hypervolume of the runs so far is that of their front: only the front is kept (a point that
+    # leaves it never returns), so a trial costs its front's size, not every trial before it (10,000
+    # trials: recomputing over all of them took minutes of `analyze`; benchmarks/study_scale.py). Ties are
+    # kept once: thousands of trials tie when an objective saturates.
+    front = np.zeros((0, len(senses)))
     compute, hv = [], []
     total, current = 0.0, 0.0
     for i in order:
         key = keys[int(i)]
         total += spent.get(key, 0.0)
         if key in usable:  # only a usable run can move the front: the others keep the last value
-            seen.append(usable[key])
-            current = hypervolume(values[seen], summary.reference, senses)
+            point = values[usable[key]]
+            # a NaN row adds nothing (hypervolume() leaves it out), nor does a tie with a front point
+            if not np.isnan(point).any() and not (front == point).all(axis=1).any():
+                candidates = np.vstack([front, point[None, :]])
+                front = candidates[pareto_mask(candidates, senses)]
+            current = hypervolume(front, summary.reference, senses)
         compute.append(total)
         hv.append(current)
     n = len(hv)
