@@ -188,15 +188,18 @@ def states(tmp_path_factory):
     return {seed: load_checkpoint_after(config(seed=seed), root, 1) for seed in range(3)}
 
 
+def two_entry_cache(states, tmp_path):
+    """A cache that holds two and a half entries' bytes, seeds 0 and 1 in it: the third put evicts."""
+    probe = PrefixCache(tmp_path / "probe", max_bytes=None, version=V)
+    probe.put(config(seed=0), states[0], 1)
+    cache = PrefixCache(tmp_path / "c", max_bytes=int(2.5 * probe.total_bytes()), version=V)
+    return cache, cache.put(config(seed=0), states[0], 1), cache.put(config(seed=1), states[1], 1)
+
+
 def test_lru_evicts_least_recently_used(states, tmp_path):
     import os
 
-    probe = PrefixCache(tmp_path / "probe", max_bytes=None, version=V)
-    probe.put(config(seed=0), states[0], 1)
-    one = probe.total_bytes()
-    cache = PrefixCache(tmp_path / "c", max_bytes=int(2.5 * one), version=V)
-    k0 = cache.put(config(seed=0), states[0], 1)
-    k1 = cache.put(config(seed=1), states[1], 1)
+    cache, k0, k1 = two_entry_cache(states, tmp_path)
     os.utime(tmp_path / "c" / f"{k0}.json", (1_000, 1_000))  # both old, seed 0 older
     os.utime(tmp_path / "c" / f"{k1}.json", (2_000, 2_000))
     assert cache.get(config(seed=0), 1) is not None  # a hit makes seed 0 the most recent
@@ -213,12 +216,7 @@ def test_eviction_reads_no_entry(states, tmp_path, monkeypatch):
     goes first when it is the least recently used."""
     import os
 
-    probe = PrefixCache(tmp_path / "probe", max_bytes=None, version=V)
-    probe.put(config(seed=0), states[0], 1)
-    one = probe.total_bytes()
-    cache = PrefixCache(tmp_path / "c", max_bytes=int(2.5 * one), version=V)
-    k0 = cache.put(config(seed=0), states[0], 1)
-    k1 = cache.put(config(seed=1), states[1], 1)
+    cache, k0, k1 = two_entry_cache(states, tmp_path)
     (tmp_path / "c" / f"{k0}.json").write_text("{not json")
     os.utime(tmp_path / "c" / f"{k0}.json", (1_000, 1_000))
     os.utime(tmp_path / "c" / f"{k1}.json", (2_000, 2_000))
