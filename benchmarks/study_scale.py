@@ -6,7 +6,8 @@ built-in ``finetune`` and ``replay`` made tiny (2 tasks of a synthetic 8x8 strea
 epochs: about half a second of training a trial), two trials at a time on one CPU each. Then, on the
 finished study, ``incsweep study status``, ``analyze`` and ``export``; with ``--resume``, a second
 copy of the study is killed -9 (driver and its Ray session) when 90% of its trials are done and
-``incsweep study resume`` is timed to the end.
+``incsweep study resume`` is timed to the end; with ``--resume in-place`` the measured study itself
+is killed at 90% and resumed (its wall is then launch to kill plus the resume).
 
 Figures (printed, and appended to --out):
 - wall against the ideal: N x (one trial's run time in a plain in-process loop, measured on 20 of
@@ -145,14 +146,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def own_task_s(storage: Path) -> float:
+def own_task_s(storage: Path, before: float = float("inf")) -> float:
     """The trials' own run time: the wall seconds of every task they trained (a task taken from the
-    prefix cache trained in another trial and is counted there), as the trials measured it."""
+    prefix cache trained in another trial and is counted there), as the trials measured it; with
+    ``before`` (a unix time), only tasks that finished by then."""
     from incsweep.analysis import load_results
     from incsweep.core.vocabulary import FROM_CACHE, WALL_TIME
 
     rows = load_results(str(storage)).to_pylist()
-    return sum(r[WALL_TIME] for r in rows if not r["is_final"] and not r[FROM_CACHE])
+    return sum(r[WALL_TIME] for r in rows
+               if not r["is_final"] and not r[FROM_CACHE] and r["finished_at"].timestamp() <= before)
 
 
 def finish_times(storage: Path) -> tuple[list[float], float]:
@@ -175,7 +178,7 @@ def files_by_folder(storage: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def one_study(n: int, sampler: str, work: Path, resume: bool) -> dict:
+def one_study(n: int, sampler: str, work: Path, resume: str | None) -> dict:
     spec = {**SPEC, "trials": n, "sampler": SAMPLER[sampler]}
     spec_path = work / f"{sampler}_{n}.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
@@ -185,8 +188,23 @@ def one_study(n: int, sampler: str, work: Path, resume: bool) -> dict:
     proc = launch(["study", "run", str(spec_path), "--storage", str(storage)], log, ray_tmp)
     rss = RssSampler(proc.pid, t0)
     rss.start()
+    in_place: dict = {}
+    if resume == "in-place":
+        # the measured study itself is killed at 90% and resumed: one run gives both the scale figures
+        # and the resume (a second copy of a 10,000-trial study would double a ~75-minute run)
+        while proc.poll() is None and finished_trials(log) < int(0.9 * n):
+            time.sleep(0.5)
+        killed_at, t_kill = finished_trials(log), time.time()
+        kill_study(proc, ray_tmp)
+        gap = time.time() - t_kill  # the harness's kill and wait: not the platform's time
+        ray_tmp = tempfile.mkdtemp(prefix="ss", dir="/tmp")
+        tic = time.time()
+        proc = launch(["study", "resume", str(storage)], storage.with_suffix(".resume.log"), ray_tmp)
+        rss.pid = proc.pid
+        in_place = {"killed_at_trials": killed_at, "kill_s": t_kill - t0, "kill_gap_s": gap, "resume_tic": tic}
     rc = proc.wait()
-    wall = time.time() - t0
+    t_end = time.time()
+    wall = t_end - t0 - in_place.get("kill_gap_s", 0.0)
     rss.stop.set()
     rss.join()
     kill_study(proc, ray_tmp)  # nothing should be left; a leftover would skew the next study
@@ -226,7 +244,13 @@ def one_study(n: int, sampler: str, work: Path, resume: bool) -> dict:
     fig["export_s"], rc_export = timed(["export", str(storage), "--select", "front", "--out",
                                         str(work / f"{sampler}_{n}_best")])
     fig["exit_codes"] = {"status": rc_status, "analyze": rc_analyze, "export": rc_export}
-    if resume:
+    if in_place:
+        # the wall before the kill against the own task time of the trials that had finished by then
+        fig.update({k: in_place[k] for k in ("killed_at_trials", "kill_s", "kill_gap_s")})
+        fig["resume_s"], fig["resume_exit"] = t_end - in_place["resume_tic"], rc
+        fig["own_ratio_before_kill"] = in_place["kill_s"] / (own_task_s(storage, before=t0 + in_place["kill_s"])
+                                                             / CONCURRENCY)
+    elif resume == "copy":
         fig.update(kill_and_resume(spec_path, work / f"{sampler}_{n}_killed", n))
     return fig
 
@@ -277,7 +301,13 @@ def report(fig: dict) -> list[str]:
         f"  on the finished study: status {fig['status_s']:.1f} s, analyze {fig['analyze_s']:.1f} s, "
         f"export {fig['export_s']:.1f} s (exit {fig['exit_codes']})",
     ]
-    if "resume_s" in fig:
+    if "own_ratio_before_kill" in fig:
+        lines.append(f"  the study itself was killed -9 at {fig['killed_at_trials']}/{fig['n']} trials "
+                     f"({fig['kill_s']:.0f} s after launch: {fig['own_ratio_before_kill']:.2f}x the own task time "
+                     f"of the trials finished by then / {CONCURRENCY}); study resume to the end: "
+                     f"{fig['resume_s']:.0f} s (exit {fig['resume_exit']}); the wall above is launch to kill plus "
+                     f"the resume, without the {fig['kill_gap_s']:.0f} s the harness took to kill")
+    elif "resume_s" in fig:
         lines.append(f"  kill -9 at {fig['killed_at_trials']}/{fig['n']} trials, then study resume to the end: "
                      f"{fig['resume_s']:.0f} s (exit {fig['resume_exit']})")
     return lines
@@ -287,7 +317,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[100])
     parser.add_argument("--samplers", nargs="+", default=["tpe"], choices=sorted(SAMPLER))
-    parser.add_argument("--resume", action="store_true", help="also kill -9 a copy at 90%% and time the resume")
+    parser.add_argument("--resume", nargs="?", const="copy", choices=["copy", "in-place"],
+                        help="kill -9 at 90%% and time the resume: a second copy of the study (default), or "
+                             "the measured study itself (in-place)")
     parser.add_argument("--work", help="keep the studies here (default: a temporary folder, removed)")
     parser.add_argument("--out", default=str(RESULTS / "study_scale.txt"))
     args = parser.parse_args()
