@@ -75,6 +75,10 @@ def _trial_compute(table: pa.Table) -> dict[tuple[str, str], float]:
 
 def convergence(summary: Summary) -> Convergence:
     """The overall front's hypervolume trial by trial (see the module's docstring)."""
+    return summary.derived("convergence", lambda: _convergence(summary))
+
+
+def _convergence(summary: Summary) -> Convergence:
     table = summary.table
     finals = table.filter(table["is_final"])
     order = np.argsort(np.asarray(pc.fill_null(pc.cast(finals["finished_at"], pa.int64()), 0).to_pylist()),
@@ -88,7 +92,8 @@ def convergence(summary: Summary) -> Convergence:
     # the hypervolume of the runs so far is that of their front: only the front is kept (a point that
     # leaves it never returns), so a trial costs its front's size, not every trial before it (10,000
     # trials: recomputing over all of them took minutes of `analyze`; benchmarks/study_scale.py). Ties are
-    # kept once: thousands of trials tie when an objective saturates.
+    # kept once: thousands of trials tie when an objective saturates. The volume changes only when a
+    # trial joins the front, and only then is it recomputed.
     front = np.zeros((0, len(senses)))
     compute, hv = [], []
     total, current = 0.0, 0.0
@@ -100,8 +105,10 @@ def convergence(summary: Summary) -> Convergence:
             # a NaN row adds nothing (hypervolume() leaves it out), nor does a tie with a front point
             if not np.isnan(point).any() and not (front == point).all(axis=1).any():
                 candidates = np.vstack([front, point[None, :]])
-                front = candidates[pareto_mask(candidates, senses)]
-            current = hypervolume(front, summary.reference, senses)
+                mask = pareto_mask(candidates, senses)
+                if mask[-1]:  # dominated: the front and its volume stay as they were
+                    front = candidates[mask]
+                    current = hypervolume(front, summary.reference, senses)
         compute.append(total)
         hv.append(current)
     n = len(hv)
@@ -129,12 +136,15 @@ def importances(summary: Summary) -> dict[str, dict[str, list[tuple[str, float]]
     sentence saying why a method has none (too few runs, nothing searched)."""
     import optuna
 
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a study per method and objective: no "created" lines
-    try:
-        return _importances(summary)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    def compute() -> dict[str, dict[str, list[tuple[str, float]]] | str]:
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # a study per method and objective: no "created" lines
+        try:
+            return _importances(summary)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+
+    return summary.derived("importances", compute)
 
 
 def _importances(summary: Summary) -> dict[str, dict[str, list[tuple[str, float]]] | str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,8 @@ from incsweep.core.vocabulary import AVG_ACC, LAST_ACC
 __all__ = ["Summary", "GroupSummary", "summarize", "OVERALL"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 OVERALL = ("all",)  # the key of the summary over every run together
 
@@ -76,6 +78,10 @@ class Summary:
     constraints: dict[str, str] = field(default_factory=dict)
     ad_hoc_constraints: str = ""
     ignored_stored_constraints: bool = False
+    # what is derived from this summary once and read by several outputs (its rows as dicts, the
+    # convergence curve, the importances): ``analyze`` draws, tabulates and reports each, and at
+    # 10,000 trials recomputing them per reader took most of its time (benchmarks/study_scale.py)
+    _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def constrained(self) -> bool:
@@ -92,7 +98,16 @@ class Summary:
         return MEMORY_COLUMN
 
     def row(self, index: int) -> dict[str, Any]:
-        return self.runs.slice(index, 1).to_pylist()[0]
+        """Run ``index`` of ``runs`` as a dict (a copy: the caller may change it)."""
+        rows = self.derived("rows", self.runs.to_pylist)
+        return dict(rows[index])
+
+    def derived(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, once per summary and ``name`` (a summary never changes, so neither does what
+        is derived from it)."""
+        if name not in self._derived:
+            self._derived[name] = compute()
+        return cast(T, self._derived[name])
 
 
 def _status_counts(table: pa.Table, mask: np.ndarray | None = None) -> dict[str, int]:

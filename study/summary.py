@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # the full spec imports the engine (torch); only its annotati
 
     from incsweep.study.spec import StudySpec
 
-__all__ = ["StudySummary", "summarize", "StudyView", "stored_view", "make_optuna_storage", "DEFAULT_TRIALS"]
+__all__ = ["StudySummary", "summarize", "optuna_state_counts", "StudyView", "stored_view", "make_optuna_storage",
+           "DEFAULT_TRIALS"]
 
 log = logging.getLogger("incsweep.study.runner")
 
@@ -66,31 +67,54 @@ class StudySummary:
         return not self.unfinished and self.finished >= self.trials
 
 
-def summarize(storage: str, spec: StudySpec | StudyView, stored: StudyRows | None = None) -> StudySummary:
+def summarize(storage: str, spec: StudySpec | StudyView, stored: StudyRows | None = None,
+              optuna_states: Counter | None = None) -> StudySummary:
     """What the study's Parquet results and Optuna storage say (works while a study runs); ``spec``:
     the full spec, or the view ``study status`` reads without importing the study's methods;
-    ``stored``: the study's rows if the caller read them already."""
+    ``stored``: the study's rows if the caller read them already; ``optuna_states``: the Optuna
+    trials' states if the caller counted them already (``optuna_state_counts``)."""
     summary = StudySummary(storage=storage, study=spec.name, trials=spec.trials)
     stored = stored if stored is not None else read_study_rows(storage, spec.name)
-    if stored.table is not None and stored.table.num_rows and "n_tasks" in stored.table.column_names:
-        summary.n_tasks = pc.max(stored.table["n_tasks"]).as_py()
+    table = stored.table
+    if table is not None and table.num_rows and "n_tasks" in table.column_names:
+        summary.n_tasks = pc.max(table["n_tasks"]).as_py()
     for (_, trial_id), exc in sorted(stored.damaged.items()):
         # as analyze does: skipped with a warning, never rewritten; counted as finished (its trial
         # reported before the file was damaged), so resume is not held back by it
         log.warning("skipping %s", exc)
         summary.statuses["unreadable"] += 1
         summary.errors[trial_id] = str(exc)
-    for (_, trial_id), rows in sorted(stored.by_trial().items()):
-        summary.task_rows += sum(not r["is_final"] for r in rows)
-        finals = [r for r in rows if r["is_final"]]
-        if not finals:
+    # the five columns counted, not every row as dicts: 10,000 trials' rows as dicts took 0.9 s
+    first_final: dict[tuple[str, str], tuple[str, str | None]] = {}
+    trials: set[tuple[str, str]] = set()
+    if table is not None:
+        columns = [table[c].to_pylist() for c in ("method", "trial_id", "is_final", "status", "error")]
+        for method, trial_id, is_final, status, error in zip(*columns):
+            trials.add((method, trial_id))
+            if not is_final:
+                summary.task_rows += 1
+            elif (method, trial_id) not in first_final:
+                first_final[(method, trial_id)] = (status, error)
+    for key in sorted(trials):
+        trial_id = key[1]
+        if key not in first_final:
             summary.unfinished.append(trial_id)
-        elif (finals[0]["error"] or "").startswith("orphaned"):
+            continue
+        status, error = first_final[key]
+        if (error or "").startswith("orphaned"):
             summary.statuses["orphaned"] += 1
         else:
-            summary.statuses[finals[0]["status"]] += 1
-            if finals[0]["status"] == "error" and finals[0]["error"]:
-                summary.errors[trial_id] = str(finals[0]["error"])
+            summary.statuses[status] += 1
+            if status == "error" and error:
+                summary.errors[trial_id] = str(error)
+    summary.optuna_states = optuna_states if optuna_states is not None else optuna_state_counts(storage, spec)
+    return summary
+
+
+def optuna_state_counts(storage: str, spec: StudySpec | StudyView) -> Counter:
+    """How many of the study's Optuna trials are in each state (empty: no Optuna study yet). Optuna
+    replays its whole journal to answer (1.4 s at 10,000 trials): ``study status`` runs this beside
+    its Parquet read."""
     layout = StudyLayout(storage)
     try:
         import optuna
@@ -99,10 +123,10 @@ def summarize(storage: str, spec: StudySpec | StudyView, stored: StudyRows | Non
         if "://" in url or os.path.exists(url):
             with _optuna_quiet(optuna):
                 study = optuna.load_study(study_name=spec.name, storage=make_optuna_storage(url))
-                summary.optuna_states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+                return Counter(t.state.name for t in study.get_trials(deepcopy=False))
     except (KeyError, ConfigError):
         pass  # no Optuna study yet
-    return summary
+    return Counter()
 
 
 @contextmanager

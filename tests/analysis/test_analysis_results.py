@@ -185,6 +185,39 @@ def test_convergence_counts_every_trial_and_ends_at_the_summarys_hypervolume(stu
     assert all(np.diff(c.hypervolume) >= 0)
 
 
+def test_convergence_equals_the_volume_of_every_run_so_far_recomputed_from_scratch(tmp_path):
+    """The curve keeps only the front and recomputes the volume only when a trial joins it; at every
+    trial it must equal the hypervolume of all complete runs so far, ties and dominated ones included."""
+    from incsweep.analysis.hypervolume import hypervolume
+    from incsweep.analysis.insight import convergence
+    from incsweep.analysis.pareto import objective_matrix
+
+    rng = np.random.default_rng(3)
+    # coarse values: many ties and dominated runs, as when an objective saturates
+    points = [(round(float(rng.uniform(0.3, 0.9)), 1), float(rng.integers(1, 6))) for _ in range(40)]
+    for i, (acc, mb) in enumerate(points):  # equal finish times: the curve follows the files' order
+        write_trial(tmp_path / "s", f"t{i:03d}", "a", acc, mb)
+    summary = summarize(load_results(str(tmp_path / "s")))
+    c = convergence(summary)
+    assert c is convergence(summary)  # analyze draws, tabulates and reports it: computed once
+    values = objective_matrix(summary.runs, summary.objectives)
+    row = {t: i for i, t in enumerate(summary.runs["trial_id"].to_pylist())}
+    senses = [o.sense for o in summary.objectives]
+    scratch = [hypervolume(values[[row[f"t{j:03d}"] for j in range(k + 1)]], summary.reference, senses)
+               for k in range(len(points))]
+    assert c.hypervolume.tolist() == pytest.approx(scratch, abs=1e-12)
+    assert len(set(c.hypervolume.tolist())) > 3  # the front moved several times: the check is not vacuous
+
+
+def test_export_warns_once_for_runs_recorded_with_other_code(study_dir, tmp_path, caplog):
+    """A front of thousands of runs recorded with another checkout: one warning line, not one per file."""
+    with caplog.at_level(logging.WARNING, logger="incsweep"):
+        assert main(["export", str(study_dir), "--out", str(tmp_path / "x")]) == 0
+    warned = [r.getMessage() for r in caplog.records if "recorded with other code" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("4 of the 4 exported run(s)") and "(test, e.g. trial" in warned[0]
+    assert len(list((tmp_path / "x").glob("*.yaml"))) == 4
+
+
 def test_importance_names_the_parameter_that_drives_each_objective(tmp_path):
     """Ten runs where memory_size sets the memory and lr the accuracy: PED-ANOVA ranks them so."""
     from incsweep.analysis.insight import importances

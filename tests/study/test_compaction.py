@@ -94,6 +94,17 @@ def test_a_kill_between_rename_and_deletions_counts_each_trial_once_and_the_next
     assert _rows_by_trial(results) == before
 
 
+def test_rows_read_without_the_skipped_columns_are_the_same_rows(results):
+    """``study status`` reads without ``config_json``: the same rows and every other column, from own and
+    compacted files alike."""
+    compact_trial_files(str(results), "s1", [(m, t) for t, m, _, _ in TRIALS[:4]])
+    full = read_study_rows(str(results), "s1").table
+    lean = read_study_rows(str(results), "s1", skip=("config_json",)).table
+    assert "config_json" in full.column_names and "config_json" not in lean.column_names
+    assert lean.num_rows == full.num_rows == 6 * 4 + 2  # six finished trials of 3 tasks, one running with 2
+    assert _same(lean.to_pylist()) == _same(full.drop_columns(["config_json"]).to_pylist())
+
+
 def test_unfinished_or_lone_trials_are_not_compacted(results):
     assert compact_trial_files(str(results), "s1", [("a", "run"), ("a", "t1")]) == []  # one finished: nothing to merge
     assert len(_own_files(results)) == 7
