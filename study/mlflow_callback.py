@@ -92,9 +92,10 @@ def _template_path() -> Path:
     import alembic  # what an SQLite store needs; not what MLflow needs for a server (mlflow-skinny)
     import sqlalchemy
 
-    names = sorted(p.name for p in _migrations_dir().glob("*.py"))
+    migrations = _migrations_dir()
+    names = sorted(p.name for p in migrations.glob("*.py"))
     if not names:
-        raise OSError(f"no MLflow migrations under {_migrations_dir()}")
+        raise OSError(f"no MLflow migrations under {migrations}")
     versions = f"mlflow-{mlflow.__version__}_sqlalchemy-{sqlalchemy.__version__}_alembic-{alembic.__version__}"
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
     return default_cache_dir() / "mlflow-schema" / f"{versions}_{digest}.db"

@@ -31,7 +31,7 @@ from optuna.trial import FixedTrial, TrialState
 from pyarrow import fs as pafs
 
 from incsweep.core.layout import TUNE_NAME, StudyLayout
-from incsweep.study.results import final_row, read_study_rows, write_trial_file
+from incsweep.study.results import StudyRows, final_row, read_study_rows, write_trial_file
 from incsweep.study.searcher import (
     TUNE_ID_ATTR,
     Continuation,
@@ -55,6 +55,9 @@ class ResumePlan:
     task_rows: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)  # study trial id -> rows
     failed_orphans: tuple[int, ...] = ()  # Optuna numbers of trials no Tune trial ran
     closed: tuple[str, ...] = ()  # result files given a final row from Optuna's outcome
+    # the rows read to plan, when planning wrote none (nothing closed): the driver's summary reuses
+    # them instead of reading the study again (2 s at 10,000 trials: benchmarks/results/study_scale.txt)
+    rows: StudyRows | None = None
 
 
 def trial_dir_names(key: str, names: list[str]) -> list[str]:
@@ -89,17 +92,18 @@ def _checkpoint_listing(layout: StudyLayout) -> dict[str, list[str]]:
     return listing
 
 
-def _read_results(storage: str, name: str) -> dict[str, tuple[str, list[dict[str, Any]]]]:
-    """Study trial id -> (method, rows); damaged files are skipped with a warning, as analyze does."""
+def _read_results(storage: str, name: str) -> tuple[dict[str, tuple[str, list[dict[str, Any]]]], StudyRows]:
+    """Study trial id -> (method, rows), and the rows as read; damaged files are skipped with a
+    warning, as analyze does."""
     stored = read_study_rows(storage, name)
     for exc in stored.damaged.values():
         log.warning("skipping %s", exc)
-    return {key: (method, rows) for (method, key), rows in stored.by_trial().items()}
+    return {key: (method, rows) for (method, key), rows in stored.by_trial().items()}, stored
 
 
 def read_finals(storage: str, name: str) -> dict[str, dict[str, Any]]:
     """Study trial id -> its final Parquet row, for every trial file that has one."""
-    return {key: next(r for r in rows if r["is_final"]) for key, (_, rows) in _read_results(storage, name).items()
+    return {key: next(r for r in rows if r["is_final"]) for key, (_, rows) in _read_results(storage, name)[0].items()
             if any(r["is_final"] for r in rows)}
 
 
@@ -122,7 +126,7 @@ def _close(storage: str, spec: StudySpec, rows: list[dict[str, Any]], trial: opt
 def plan_resume(spec: StudySpec, layout: StudyLayout, study: StoredStudy) -> ResumePlan:
     """Settle what the storage already decides and list the interrupted trials to continue."""
     storage = layout.storage
-    results = _read_results(storage, spec.name)
+    results, stored = _read_results(storage, spec.name)
     finals = {key: next(r for r in rows if r["is_final"]) for key, (_, rows) in results.items()
               if any(r["is_final"] for r in rows)}
     reconcile_with_results(study, finals, spec.objectives, spec.constraints)
@@ -155,4 +159,4 @@ def plan_resume(spec: StudySpec, layout: StudyLayout, study: StoredStudy) -> Res
         log.info("continuing %d interrupted trial(s): %s", len(continuations), ", ".join(c.key for c in continuations))
     task_rows = {key: [r for r in rows if not r["is_final"]] for key, (_, rows) in results.items()}
     return ResumePlan(continuations=tuple(continuations), task_rows=task_rows, failed_orphans=tuple(failed),
-                      closed=tuple(closed))
+                      closed=tuple(closed), rows=None if closed else stored)

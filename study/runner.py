@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -476,7 +477,10 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     if tidied:
         log.info("removed %d trial file(s) a compacted file already holds (a compaction was interrupted)", tidied)
     plan = plan_resume(spec, layout, study)
-    before = summarize(storage, spec)  # read once: the progress counts and the trials left use it
+    # read once (planning's rows where it wrote none): the progress counts and the trials left use it;
+    # Optuna's states from the study just opened, not a second replay of its journal
+    before = summarize(storage, spec, plan.rows,
+                       optuna_states=Counter(t.state.name for t in study.get_trials(deepcopy=False)))
     samples = max(spec.trials - before.finished, len(plan.continuations))
     if samples <= 0:
         log.info("study %s already has %d finished trial(s)", spec.name, before.finished)
