@@ -241,12 +241,12 @@ class PrefixCache:
                 "fields": None if fields is None else sorted(fields), "config": config.to_dict(),
                 "created": time.time()}
         tmp_meta.write_text(json.dumps(meta, sort_keys=True))
-        with self._locked():
+        with self._locked() as locked:
             os.replace(tmp_pt, pt)
             os.replace(tmp_meta, meta_path)
             if self.max_bytes is not None:
                 entry = size + meta_path.stat().st_size
-                ledger = self._read_ledger()
+                ledger = self._read_ledger() if locked else None
                 if ledger is None or ledger[0] + entry > self.max_bytes or ledger[1] + 1 >= RESCAN_EVERY:
                     self._evict(keep=key)
                 else:
@@ -254,24 +254,28 @@ class PrefixCache:
         return key
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The cache's lock (an flock on ``.lock``): puts and evictions of every process, one at a time."""
-        if fcntl is None:  # no flock (Windows): each put then scans, as a ledger could not be trusted
-            yield
+    def _locked(self) -> Iterator[bool]:
+        """The cache's lock (an flock on ``.lock``): puts and evictions of every process, one at a time.
+        Yields False where there is no flock (Windows, a network file system without locking): the
+        ledger cannot be trusted there, and each put scans."""
+        if fcntl is None:
+            yield False
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(self.dir / _LOCK, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(f, fcntl.LOCK_EX)
+            except OSError:  # ENOLCK: an NFS mount without a lock manager
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _read_ledger(self) -> tuple[int, int] | None:
         """(bytes of the entries, puts since the last scan), or None: no ledger, or one that cannot
         be trusted (then the caller scans, which writes a new one)."""
-        if fcntl is None:
-            return None
         try:
             total, puts = (int(x) for x in (self.dir / _LEDGER).read_text().split())
         except (OSError, ValueError):
@@ -326,7 +330,7 @@ class PrefixCache:
             self.remove(key)
             total -= size
             dropped.append(key)
-        self._write_ledger(total, 0)  # exact: the lock is held, no put went in meanwhile
+        self._write_ledger(total, 0)  # exact where the lock is held: no put went in meanwhile
         return dropped
 
 

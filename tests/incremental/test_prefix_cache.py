@@ -255,6 +255,18 @@ def test_a_put_scans_the_directory_only_when_the_ledger_says_the_limit_may_be_pa
     big.put(config(seed=0), states[0], 1)
     assert len(scans) == 6 and len(big.entries()) == 3
 
+    class NoLockManager:  # an NFS mount without one: flock fails with ENOLCK
+        LOCK_EX = LOCK_UN = 0
+
+        @staticmethod
+        def flock(f, op):
+            raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(pc, "fcntl", NoLockManager)
+    for i in range(3):
+        big.put(config(seed=i), states[i], 1)
+    assert len(scans) == 9  # without the lock the ledger is not trusted: every put scans
+
 
 def test_corrupt_entry_is_ignored_with_a_warning(states, tmp_path, caplog):
     cache = PrefixCache(tmp_path, version=V)
