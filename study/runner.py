@@ -19,9 +19,9 @@ from typing import Any, Iterator, Mapping, Sequence
 from incsweep.core.errors import ConfigError
 from incsweep.core.layout import StudyLayout
 from incsweep.study.driver_lock import DriverLock
-from incsweep.study.results import list_trial_files, tidy_compacted
+from incsweep.study.results import list_trial_files, read_study_rows, tidy_compacted
 from incsweep.study.resume import plan_resume
-from incsweep.study.sink import ParquetSink, ProgressLog, StopOnSignal
+from incsweep.study.sink import ParquetSink, ProgressLog, StopOnSignal, stored_front_points
 from incsweep.study.spec import StudySpec
 from incsweep.study.summary import StudySummary, _optuna_quiet, summarize
 from incsweep.study.trackers import env_defaults, tune_callbacks
@@ -486,12 +486,14 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
         log.info("study %s already has %d finished trial(s)", spec.name, before.finished)
         return before
     constraints = [str(c) for c in spec.constraints]
+    stored_rows = plan.rows if plan.rows is not None else read_study_rows(storage, spec.name, skip=("config_json",))
+    front = stored_front_points(stored_rows.table, [o.column for o in spec.objectives], constraints)
     sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec), constraints)
     progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives], trials=spec.trials,
                            senses=[o.sense for o in spec.objectives],
                            finished={k: v for k, v in before.statuses.items() if k != "orphaned"},
                            constraints=constraints, heartbeat_dir=layout.heartbeat_dir(),
-                           heartbeat_s=_heartbeat_s())
+                           heartbeat_s=_heartbeat_s(), front=front)
     callbacks = [sink, progress, *trackers]
     if stop:
         callbacks.append(StopOnSignal(stop))

@@ -263,6 +263,25 @@ class StopOnSignal(Callback):
             s.check()
 
 
+def stored_front_points(table: pa.Table | None, objectives: Sequence[str], constraints: Sequence[str]) -> list[list[float]]:
+    """The objective values of a study's stored complete trials that meet ``constraints`` (what the
+    progress line's front holds), from its rows: a resumed driver's line starts from them."""
+    if table is None or not table.num_rows or any(o not in table.column_names for o in objectives):
+        return []
+    parsed = parse_constraints(list(constraints))
+    names = [n for n in {*objectives, *(c.metric for c in parsed)} if n in table.column_names]
+    finals = table.filter(table["is_final"])
+    rows = finals.select(["status", *names]).to_pylist()
+    points = []
+    for r in rows:
+        if r["status"] != "complete" or not feasible(parsed, r):
+            continue
+        point = [float(r[o]) if r[o] is not None else math.nan for o in objectives]
+        if all(math.isfinite(v) for v in point):
+            points.append(point)
+    return points
+
+
 class ProgressLog(Callback):
     """One log line per finished task and per finished trial (the CLI prints the study.progress
     logger), each ending in the study's progress: trials finished of those requested by status,
@@ -271,7 +290,8 @@ class ProgressLog(Callback):
 
     def __init__(self, n_tasks: int, objectives: list[str], *, trials: int = 0, senses: list[str] | None = None,
                  finished: Mapping[str, int] | None = None, clock: Callable[[], float] | None = None,
-                 constraints: Sequence[str] = (), heartbeat_dir: str | None = None, heartbeat_s: float = 30.0):
+                 constraints: Sequence[str] = (), heartbeat_dir: str | None = None, heartbeat_s: float = 30.0,
+                 front: Sequence[Sequence[float]] = ()):
         self.n_tasks, self.objectives, self.trials = n_tasks, objectives, trials
         # A trial silent for ``heartbeat_s`` (a long task) gets a line saying it runs, with the epochs
         # and batches its heartbeat file (trainables/trial.py) says it has done
@@ -292,6 +312,21 @@ class ProgressLog(Callback):
         # objective values of the nondominated completed trials, each once, and how many trials tie on it
         self._front: list[list[float]] = []
         self._ties: list[int] = []
+        self._seed_front(front)
+
+    def _seed_front(self, points: Sequence[Sequence[float]]) -> None:
+        """Earlier drivers' complete feasible trials (resume): the line's front is the study's, not
+        this driver's alone. One pass over their distinct points, ties counted."""
+        from incsweep.analysis.dominance import nondominated_mask
+
+        counts = Counter(tuple(float(v) for v in p) for p in points)
+        if not counts:
+            return
+        signs = np.array([-1.0 if s == "max" else 1.0 for s in self.senses])
+        distinct = list(counts)
+        keep = nondominated_mask(np.asarray(distinct) * signs)
+        self._front = [list(p) for p, k in zip(distinct, keep) if k]
+        self._ties = [counts[p] for p, k in zip(distinct, keep) if k]
 
     def _clock(self) -> float:
         return self._clock_fn() if self._clock_fn is not None else time.monotonic()

@@ -685,6 +685,31 @@ def test_progress_keeps_only_the_front_and_speaks_of_running_trials_only():
     assert seen == ["r"]
 
 
+def test_a_resumed_drivers_progress_front_starts_from_the_stored_trials(tmp_path):
+    """After a resume the line's front is the study's: the stored complete trials that meet the
+    constraints, ties counted, then this driver's trials on top (it read "front 0" at trial 9,000 of a
+    resumed 10,000-trial study whose front held 7,691)."""
+    from types import SimpleNamespace
+
+    from incsweep.analysis import load_results
+    from incsweep.study.sink import ProgressLog, stored_front_points
+    from tests.analysis.test_analysis_results import write_trial
+
+    s = tmp_path / "s"
+    for tid, acc, mb, status in [("a", 0.5, 1.0, "complete"), ("b", 0.7, 2.0, "complete"), ("c", 0.7, 2.0, "complete"),
+                                 ("d", 0.6, 3.0, "complete"), ("e", 0.9, 0.1, "pruned"), ("f", 0.95, 5.0, "complete")]:
+        write_trial(s, tid, "finetune", acc, mb, status=status)
+    table = load_results(str(s))
+    points = stored_front_points(table, ["avg_acc", "total_mb"], ["total_mb <= 4"])
+    assert sorted(points) == [[0.5, 1.0], [0.6, 3.0], [0.7, 2.0], [0.7, 2.0]]  # f breaks the constraint, e is pruned
+    p = ProgressLog(3, ["avg_acc", "total_mb"], trials=9, senses=["max", "min"], front=points, clock=lambda: 0.0)
+    assert "; front 3;" in p.progress()  # a, and b and c tied; d dominated by b
+    p.on_trial_complete(0, [], SimpleNamespace(trial_id="g", last_result={
+        "tasks_done": 3, "avg_acc": 0.8, "total_mb": 1.5, "method": "finetune"}))
+    assert "; front 2;" in p.progress()  # g dominates b and c
+    assert stored_front_points(None, ["avg_acc"], []) == []
+
+
 def test_optuna_dashboard_shows_names_directions_params_and_constraints(tmp_path):
     """What optuna-dashboard serves for the study's journal, through its own storage loader and its
     WSGI app's JSON API: objective names, directions, trial params and the constraints,
