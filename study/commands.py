@@ -276,19 +276,15 @@ def _front_and_elapsed(table: Any, spec: Any) -> tuple[int | None, int, float | 
 
 def _status(args: argparse.Namespace) -> int:
     # neither Ray nor the engine is imported (study/summary.py): status answers in about a second
-    from concurrent.futures import ThreadPoolExecutor
-
     from incsweep.study.results import read_study_rows
-    from incsweep.study.summary import optuna_state_counts, stored_view, summarize
+    from incsweep.study.summary import stored_view, summarize
 
     spec = stored_view(args.storage)  # none of the study's methods is imported: a broken one is still counted
-    # Optuna's journal replay (Python) runs while the Parquet files decode (native, GIL released): at
-    # 10,000 trials the two took 1.4 s and 1.2 s one after the other (benchmarks/results/study_scale.txt)
-    with ThreadPoolExecutor(1) as pool:
-        states = pool.submit(optuna_state_counts, args.storage, spec)
-        # read once, for the counts and the front; no configurations: counting needs none
-        stored = read_study_rows(args.storage, spec.name, skip=("config_json",))
-        s = summarize(args.storage, spec, stored, optuna_states=states.result())
+    # read once, for the counts and the front; no configurations: counting needs none (Optuna's journal
+    # replay, the largest part at 10,000 trials, gained nothing in a thread beside this read: it holds
+    # the GIL; benchmarks/results/study_scale.txt)
+    stored = read_study_rows(args.storage, spec.name, skip=("config_json",))
+    s = summarize(args.storage, spec, stored)
     # exit 1: the study ended and answered nothing (every trial failed); the same with --json
     answered_nothing = s.done and s.finished > 0 and not s.statuses.get("complete")
     if args.json:

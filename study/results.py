@@ -301,9 +301,9 @@ class StudyRows:
 
 
 # Files read at once by read_study_rows: Parquet decoding releases the GIL, so a pool overlaps one
-# file's decoding with the next one's opening. 199 files of a 10,000-trial study (35 MB of rows) took
-# 1.21 s one after another and 0.45 s with 4 threads on this 2-core machine (benchmarks/study_scale.py's
-# study; the measurement is in benchmarks/results/study_scale.txt).
+# file's decoding with the next one's opening. The 199 files of a 10,000-trial study (35 MB of rows)
+# took 1.21 s one after another and 0.45 s with 4 threads on this 2-core machine, measured while a study
+# ran beside them (benchmarks/results/study_scale.txt).
 READ_THREADS = 4
 
 
