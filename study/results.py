@@ -194,6 +194,10 @@ def _as_column(value: Any, kind: pa.DataType) -> Any:
 
 def _with_extras(schema: pa.Schema, rows: Sequence[Mapping[str, Any]]) -> pa.Schema:
     known = set(schema.names) | set(PARTITION_KEYS)
+    # typing the rows' columns is only needed for undeclared ones (rare); typing them all on every
+    # write was ~30% of the sink's (py-spy of benchmarks/study_scale.py), on the loop each next task waits for
+    if all(k in known for row in rows for k in row):
+        return schema
     extra = [f for f in _schema_for(rows) if f.name not in known]
     if extra:
         log.warning("results columns %s are not in the study's schema (a method diagnostic not in its "

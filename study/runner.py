@@ -274,12 +274,16 @@ def open_optuna_study(spec: StudySpec, layout: StudyLayout):
     return study
 
 
-def _build_searcher(spec: StudySpec, study: Any, continuations: Any = ()):
+def _build_searcher(spec: StudySpec, study: Any, continuations: Any = (), samples: int | None = None):
+    """The study's searcher; ``samples``: the suggestions this driver's Tune will ask for. It asks one
+    suggestion ahead (StudySearcher) unless the study runs one trial at a time: a parallel study's
+    proposals already lack the running trials' results, while a sequential one sees every result."""
     from incsweep.study.searcher import StudySearcher
 
     return StudySearcher(space=spec.space(), metrics=[o.column for o in spec.objectives],
                          modes=[o.sense for o in spec.objectives], n_tasks=spec.n_tasks, study=study,
-                         constraints=spec.constraints, continuations=continuations)
+                         constraints=spec.constraints, continuations=continuations, samples=samples,
+                         ask_ahead=spec.concurrency != 1)
 
 
 def _build_scheduler(spec: StudySpec, task_rows: Mapping[str, Any] | None = None):
@@ -477,16 +481,17 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     if tidied:
         log.info("removed %d trial file(s) a compacted file already holds (a compaction was interrupted)", tidied)
     plan = plan_resume(spec, layout, study)
-    # read once (planning's rows where it wrote none): the progress counts and the trials left use it;
-    # Optuna's states from the study just opened, not a second replay of its journal
-    before = summarize(storage, spec, plan.rows,
+    # read once (planning's rows where it wrote none, else once after it): the progress counts, the
+    # trials left and the stored front use them; Optuna's states from the study just opened, not a
+    # second replay of its journal
+    stored_rows = plan.rows if plan.rows is not None else read_study_rows(storage, spec.name, skip=("config_json",))
+    before = summarize(storage, spec, stored_rows,
                        optuna_states=Counter(t.state.name for t in study.get_trials(deepcopy=False)))
     samples = max(spec.trials - before.finished, len(plan.continuations))
     if samples <= 0:
         log.info("study %s already has %d finished trial(s)", spec.name, before.finished)
         return before
     constraints = [str(c) for c in spec.constraints]
-    stored_rows = plan.rows if plan.rows is not None else read_study_rows(storage, spec.name, skip=("config_json",))
     front = stored_front_points(stored_rows.table, [o.column for o in spec.objectives], constraints)
     sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec), constraints)
     progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives], trials=spec.trials,
@@ -494,7 +499,10 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
                            finished={k: v for k, v in before.statuses.items() if k != "orphaned"},
                            constraints=constraints, heartbeat_dir=layout.heartbeat_dir(),
                            heartbeat_s=_heartbeat_s(), front=front)
-    callbacks = [sink, progress, *trackers]
+    from incsweep.study.searcher import AskAhead
+
+    searcher = _build_searcher(spec, study, plan.continuations, samples)
+    callbacks = [sink, progress, *trackers, AskAhead(searcher)]
     if stop:
         callbacks.append(StopOnSignal(stop))
     run_config = tune.RunConfig(
@@ -508,14 +516,19 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
         failure_config=tune.FailureConfig(max_failures=spec.max_failures))
     tuner = tune.Tuner(
         _trainable(spec), param_space=_param_space(spec, layout),
-        tune_config=tune.TuneConfig(search_alg=_build_searcher(spec, study, plan.continuations),
+        tune_config=tune.TuneConfig(search_alg=searcher,
                                     scheduler=_build_scheduler(spec, plan.task_rows), num_samples=samples,
                                     max_concurrent_trials=spec.concurrency, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
         run_config=run_config)
     for signal_seen in stop:  # one that arrived while the study was being prepared
         signal_seen.check()
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        held = searcher.release_held()  # the study stopped (a signal, an error) with a trial asked ahead
+        if held is not None:
+            log.info("Optuna trial %d was asked ahead and never ran: told FAIL", held)
     for trial_err in grid.errors:
         text = str(trial_err).strip()
         log.warning("a trial failed: %s", text.splitlines()[-1] if text else trial_err)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from incsweep.study.summary import make_optuna_storage
@@ -34,7 +35,8 @@ if TYPE_CHECKING:  # the spec is imported where it is used, below
     from incsweep.study.spec import SamplerSpec
 
 __all__ = ["StudySearcher", "Continuation", "trial_config", "make_sampler", "sampler_seed", "make_optuna_storage",
-           "open_study", "StoredStudy", "TUNE_ID_ATTR", "ASK_S_ATTR", "reconcile_orphans", "reconcile_with_results"]
+           "open_study", "StoredStudy", "TUNE_ID_ATTR", "ASK_S_ATTR", "reconcile_orphans", "reconcile_with_results",
+           "fail_unrun", "AskAhead", "ASKED_AHEAD_ATTR"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ TUNE_ID_ATTR = "tune_trial_id"
 # independent samplers do their work): what a study pays per trial for its search, growing with the
 # trials the sampler models (benchmarks/study_scale.py reads it back).
 ASK_S_ATTR = "sampler_ask_s"
+# True on a trial the searcher asked before Tune asked for it (StudySearcher.prepare_next)
+ASKED_AHEAD_ATTR = "asked_ahead"
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -152,6 +156,18 @@ def reconcile_with_results(study: StoredStudy, finals: Mapping[str, Mapping[str,
     return told
 
 
+def fail_unrun(study: StoredStudy, trial: optuna.trial.FrozenTrial, attr: str, why: str) -> None:
+    """Fail RUNNING Optuna ``trial``, which no Tune trial ran, saying ``why`` in user attr ``attr``; an
+    enqueued configuration (incsweep confirm, ``enqueue:``, an evaluation phase) is queued again, so
+    the sampler does not fill its place with a configuration of its own."""
+    running_trial(study, trial.number).set_user_attr(attr, why)
+    study.tell(trial.number, state=TrialState.FAIL)
+    fixed = trial.system_attrs.get("fixed_params")
+    if fixed:
+        study.enqueue_trial(dict(fixed), skip_if_exists=False)
+        log.warning("re-enqueued the configuration of Optuna trial %d, which no trial ran: %s", trial.number, fixed)
+
+
 def reconcile_orphans(study: StoredStudy, known_tune_ids: set[str]) -> list[int]:
     """Fail every running Optuna trial whose study id is not in ``known_tune_ids`` (the trials a
     resumed study continues), and enqueue again the configuration of those that were enqueued;
@@ -161,15 +177,8 @@ def reconcile_orphans(study: StoredStudy, known_tune_ids: set[str]) -> list[int]
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get(TUNE_ID_ATTR) in known_tune_ids:
             continue
-        running_trial(study, t.number).set_user_attr("orphaned", "driver stopped before any Tune trial ran it")
-        study.tell(t.number, state=TrialState.FAIL)
+        fail_unrun(study, t, "orphaned", "driver stopped before any Tune trial ran it")
         failed.append(t.number)
-        fixed = t.system_attrs.get("fixed_params")
-        if fixed:
-            # an enqueued configuration (incsweep confirm, enqueue:, an evaluation phase) must run as
-            # asked: queued again, so the sampler does not fill its place with a configuration of its own
-            study.enqueue_trial(dict(fixed), skip_if_exists=False)
-            log.warning("re-enqueued the configuration of orphaned Optuna trial %d: %s", t.number, fixed)
     if failed:
         log.warning("failed %d orphaned Optuna trial(s) left RUNNING by an interrupted driver: %s", len(failed), failed)
     return failed
@@ -199,11 +208,17 @@ class StudySearcher(Searcher):
 
     ``continuations`` (a resumed study) are handed out first, each to the next Tune trial; then
     every suggestion is an Optuna ``ask`` (enqueued configurations first) run through ``space``.
+
+    ``ask_ahead`` (with ``samples``, the suggestions Tune will ask for): ``prepare_next`` asks the
+    sampler for the next suggestion while the trials run (AskAhead calls it after every step of Tune's
+    loop), so a slot that frees takes a ready configuration instead of waiting for the sampler's
+    proposal (TPE's grows with the trials it models). The proposal then lacks the result of the trial
+    whose slot it takes, as proposals in a parallel study already lack those of the running trials.
     """
 
     def __init__(self, *, space: Callable[[Any], Mapping[str, Any]], metrics: Sequence[str], modes: Sequence[str],
                  n_tasks: int, study: StoredStudy, constraints: Sequence[Any] = (),
-                 continuations: Sequence[Continuation] = ()):
+                 continuations: Sequence[Continuation] = (), samples: int | None = None, ask_ahead: bool = False):
         super().__init__()  # Tune's single metric/mode does not apply: the objectives are ours
         self.study = study
         self.metric_names, self.modes = list(metrics), list(modes)
@@ -213,29 +228,56 @@ class StudySearcher(Searcher):
         self._continuations = list(continuations)
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self._told: set[str] = set()
+        self._samples = samples
+        self._ask_ahead = ask_ahead and samples is not None
+        self._served = 0  # suggestions handed to Tune (continuations included)
+        self._held: tuple[optuna.trial.Trial, dict[str, Any]] | None = None  # asked ahead, not yet handed out
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its search algorithm into tuner.pkl, which is never read (a study resumes from
         # its Optuna storage: study/resume.py); the study's sampler need not pickle, and NSGA-II's
         # holds a lock (an nsga2 study failed at launch with "cannot pickle '_thread.lock' object")
-        return {**self.__dict__, "study": None}
+        return {**self.__dict__, "study": None, "_held": None}
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # nothing to take from Tune: the space, objectives and directions are the study's
 
     def suggest(self, trial_id: str) -> dict | None:
+        self._served += 1
         if self._continuations:
             c = self._continuations.pop(0)
             self._numbers[trial_id] = c.number
             return {**c.config, "key": c.key, "resume_from": list(c.checkpoints)}
+        trial, config = self._held if self._held is not None else self._ask()
+        self._held = None
+        trial.set_user_attr(TUNE_ID_ATTR, trial_id)  # before Tune starts it: a resume finds it by this id
+        self._numbers[trial_id] = trial.number
+        return config
+
+    def _ask(self) -> tuple[optuna.trial.Trial, dict[str, Any]]:
         tic = time.perf_counter()
         trial = self.study.ask()
         config = trial_config(self._space, trial)
-        ask_s = time.perf_counter() - tic
-        trial.set_user_attr(TUNE_ID_ATTR, trial_id)  # before Tune starts it: a resume finds it by this id
-        trial.set_user_attr(ASK_S_ATTR, round(ask_s, 6))
-        self._numbers[trial_id] = trial.number
-        return config
+        trial.set_user_attr(ASK_S_ATTR, round(time.perf_counter() - tic, 6))
+        return trial, config
+
+    def prepare_next(self) -> None:
+        """Ask the sampler for the next suggestion now, if asking ahead and Tune will still ask for one
+        that no continuation fills (a trial asked and never handed out would stay RUNNING)."""
+        if (self._ask_ahead and self._held is None and self._samples is not None
+                and self._served + len(self._continuations) < self._samples):
+            self._held = self._ask()
+            self._held[0].set_user_attr(ASKED_AHEAD_ATTR, True)
+
+    def release_held(self) -> int | None:
+        """Fail the trial asked ahead that no Tune trial took (the study stopped first); its number."""
+        if self._held is None:
+            return None
+        trial, _ = self._held
+        self._held = None
+        frozen = self.study.storage.get_trial(storage_trial_id(self.study.storage, self.study.study_name, trial.number))
+        fail_unrun(self.study, frozen, "outcome", "asked ahead; the study stopped before a trial ran it")
+        return trial.number
 
     def outcome(self, result: Mapping[str, Any] | None, error: bool) -> tuple[TrialState, list[float] | None, str]:
         """What to tell Optuna about a finished trial, and why (pure: unit-tested)."""
@@ -275,3 +317,14 @@ class StudySearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         raise NotImplementedError("a study resumes from its Optuna storage, never from Tune's searcher state")
+
+
+class AskAhead(Callback):
+    """After every step of Tune's loop, the searcher asks for its next suggestion if it has none ready
+    (StudySearcher.prepare_next): between Tune's events, while the trials train."""
+
+    def __init__(self, searcher: StudySearcher):
+        self.searcher = searcher
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.searcher.prepare_next()

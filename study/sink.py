@@ -317,16 +317,18 @@ class ProgressLog(Callback):
     def _seed_front(self, points: Sequence[Sequence[float]]) -> None:
         """Earlier drivers' complete feasible trials (resume): the line's front is the study's, not
         this driver's alone. One pass over their distinct points, ties counted."""
+        counts = Counter(tuple(float(v) for v in p) for p in points)
+        if counts:
+            self._set_front(list(counts), list(counts.values()))
+
+    def _set_front(self, points: Sequence[Sequence[float]], ties: Sequence[int]) -> None:
+        """Keep the nondominated ``points`` (distinct), each with its count of tied trials."""
         from incsweep.analysis.dominance import nondominated_mask
 
-        counts = Counter(tuple(float(v) for v in p) for p in points)
-        if not counts:
-            return
-        signs = np.array([-1.0 if s == "max" else 1.0 for s in self.senses])
-        distinct = list(counts)
-        keep = nondominated_mask(np.asarray(distinct) * signs)
-        self._front = [list(p) for p, k in zip(distinct, keep) if k]
-        self._ties = [counts[p] for p, k in zip(distinct, keep) if k]
+        signs = np.array([-1.0 if s == "max" else 1.0 for s in self.senses])  # minimized, as the mask takes them
+        keep = nondominated_mask(np.asarray(points, dtype=float) * signs)
+        self._front = [[float(v) for v in p] for p, k in zip(points, keep) if k]
+        self._ties = [t for t, k in zip(ties, keep) if k]
 
     def _clock(self) -> float:
         return self._clock_fn() if self._clock_fn is not None else time.monotonic()
@@ -357,17 +359,10 @@ class ProgressLog(Callback):
         """Keep only the nondominated points, a tie as a count: the front stays as small as its distinct
         points, not as long as the study (a saturated objective makes thousands of trials tie; every
         progress line counts them)."""
-        from incsweep.analysis.dominance import nondominated_mask
-
         if point in self._front:
             self._ties[self._front.index(point)] += 1
             return
-        signs = np.array([-1.0 if s == "max" else 1.0 for s in self.senses])
-        points = np.asarray([*self._front, point])
-        keep = nondominated_mask(points * signs)
-        ties = [*self._ties, 1]
-        self._front = [p for p, k in zip(points.tolist(), keep) if k]
-        self._ties = [t for t, k in zip(ties, keep) if k]
+        self._set_front([*self._front, point], [*self._ties, 1])
 
     # -- Tune callbacks -------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

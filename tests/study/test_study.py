@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from collections import Counter
@@ -18,7 +19,10 @@ from optuna.trial import TrialState
 from incsweep.core.errors import ConfigError
 from incsweep.study.results import list_trial_files, read_trial_file
 from incsweep.study.searcher import (
+    ASK_S_ATTR,
+    ASKED_AHEAD_ATTR,
     TUNE_ID_ATTR,
+    Continuation,
     StudySearcher,
     make_optuna_storage,
     make_sampler,
@@ -136,12 +140,71 @@ def test_a_spec_with_every_field_set_survives_its_own_serialisation(tmp_path):
 
 
 # ---- searcher bookkeeping (real Optuna storage, no Ray needed) --------------------------------------
-def _searcher(tmp_path, n_tasks=3, constraints=(), sampler="tpe", spec=None, continuations=()):
+def _searcher(tmp_path, n_tasks=3, constraints=(), sampler="tpe", spec=None, continuations=(), **ahead):
     spec = spec or StudySpec.from_dict(spec_dict())
     study = open_study(make_optuna_storage(str(tmp_path / "j.journal")), "t", sampler=make_sampler(sampler, 0),
                        metrics=["avg_acc", "total_mb"], modes=["max", "min"])
     return StudySearcher(space=spec.space(), metrics=["avg_acc", "total_mb"], modes=["max", "min"], n_tasks=n_tasks,
-                         constraints=constraints, study=study, continuations=continuations)
+                         constraints=constraints, study=study, continuations=continuations, **ahead)
+
+
+def test_asking_ahead_hands_out_the_prepared_trial_and_never_asks_past_the_samples(tmp_path):
+    """The searcher asks its next suggestion between Tune's events (AskAhead), so a freed slot does not
+    wait for the sampler; it asks no trial that Tune will not take (one would stay RUNNING)."""
+    s = _searcher(tmp_path, samples=3, ask_ahead=True)
+    s.prepare_next()
+    s.prepare_next()  # one at a time
+    (held,) = s.study.get_trials()
+    assert held.state == TrialState.RUNNING and TUNE_ID_ATTR not in held.user_attrs and ASK_S_ATTR in held.user_attrs
+    first = s.suggest("a")
+    assert len(s.study.trials) == 1  # served from the prepared trial: no ask at suggest
+    (t,) = s.study.get_trials()
+    assert t.user_attrs[TUNE_ID_ATTR] == "a" and first["method"] == t.params["method"]
+    s.suggest("b")  # nothing prepared: asked at suggest, as without asking ahead
+    s.prepare_next()  # the third and last suggestion
+    s.suggest("c")
+    s.prepare_next()  # Tune asks for no fourth
+    assert [t.user_attrs.get(TUNE_ID_ATTR) for t in s.study.get_trials()] == ["a", "b", "c"]
+    assert s.release_held() is None
+    # off: prepare_next asks nothing
+    (tmp_path / "off").mkdir()
+    off = _searcher(tmp_path / "off", samples=3, ask_ahead=False)
+    off.prepare_next()
+    assert off.study.trials == []
+
+
+def test_a_study_asks_ahead_unless_it_runs_one_trial_at_a_time(tmp_path):
+    """A sequential study's every proposal sees every earlier result; a parallel one's already lack the
+    running trials' results, and one more (the trial whose slot it takes) is the price of not waiting."""
+    from incsweep.study.runner import _build_searcher
+
+    study = open_study(make_optuna_storage(str(tmp_path / "j.journal")), "t", sampler=make_sampler("random", 0),
+                       metrics=["avg_acc", "total_mb"], modes=["max", "min"])
+    asked = []
+    for concurrency in (1, 2, None):  # None: as many at once as the resources allow
+        searcher = _build_searcher(StudySpec.from_dict(spec_dict(concurrency=concurrency)), study, samples=5)
+        searcher.prepare_next()
+        asked.append(sum(bool(t.user_attrs.get(ASKED_AHEAD_ATTR)) for t in study.trials))
+        searcher.release_held()
+    assert asked == [0, 1, 2]
+
+
+def test_asking_ahead_leaves_continuations_first_and_a_stopped_study_fails_the_prepared_trial(tmp_path):
+    spec = StudySpec.from_dict(spec_dict())
+    cont = Continuation(number=0, key="k", config={"method": "finetune", "params": {}})
+    s = _searcher(tmp_path, spec=spec, continuations=[cont], samples=2, ask_ahead=True)
+    s.study.ask()  # trial 0: the continuation's own trial, asked by an earlier driver
+    s.study.enqueue_trial({"method": "finetune"})  # a configuration enqueued (enqueue:, confirm)
+    s.prepare_next()  # 1 continuation + 1 ask = the 2 samples
+    assert s.suggest("x")["key"] == "k"
+    s.prepare_next()  # already prepared
+    assert len(s.study.trials) == 2
+    number = s.release_held()  # the study stopped before Tune asked for it
+    released = s.study.trials[number]
+    assert released.state == TrialState.FAIL and "asked ahead" in released.user_attrs["outcome"]
+    assert released.params["method"] == "finetune"  # the prepared trial had taken the enqueued configuration
+    again = s.study.ask()  # which is queued again, not lost to the sampler
+    assert s.study.trials[again.number].system_attrs["fixed_params"] == {"method": "finetune"}
 
 
 def test_searcher_tells_pruned_failed_and_complete_with_constraints(tmp_path):
@@ -254,7 +317,10 @@ def test_multi_objective_study_end_to_end(local_ray, tmp_path):
     rows = _rows(spec.storage, "t")
     by_trial = _check_exactly_once(rows, 3)
     assert len(by_trial) == 4 and len(rows) == 4 * 3 + 4
-    assert _optuna_states(spec.storage, "t") == Counter(COMPLETE=4)
+    assert _optuna_states(spec.storage, "t") == Counter(COMPLETE=4)  # none asked ahead and left over
+    # two at a time: trials after the first two were asked ahead, between Tune's events (AskAhead)
+    st = optuna.load_study(study_name="t", storage=make_optuna_storage(str(Path(spec.storage) / "optuna.journal")))
+    assert any(t.user_attrs.get(ASKED_AHEAD_ATTR) for t in st.trials)
     final = [r for r in rows if r["is_final"]]
     for r in final:
         cfg = json.loads(r["config_json"])
@@ -921,3 +987,23 @@ def test_confirm_names_a_configuration_that_did_not_run(tmp_path):
     assert missing_configurations(confirmation) == [entries[1]]
     ran("d", 0.07)
     assert missing_configurations(confirmation) == []
+
+
+def test_a_trial_file_takes_the_study_schema_and_appends_only_undeclared_columns(tmp_path, caplog):
+    """The sink writes every task under the study's one schema; a column no method declared (a
+    diagnostic missing from task_stat_names) is appended to that trial's file, with a warning."""
+    from incsweep.study.results import final_row, task_row, write_trial_file
+    from incsweep.study.runner import study_schema
+    from tests.analysis.test_analysis_results import T0, _task
+
+    schema = study_schema(StudySpec.from_dict(spec_dict()))
+    rows = [task_row(_task(k, 2, 0.5, 1.0), study="t", trial_id="declared", method="replay", benchmark="synthetic",
+                     seed=0, config_json="{}", params={"memory_size": 10}, started_at=T0) for k in range(2)]
+    path = write_trial_file(str(tmp_path), rows + [final_row(rows, status="complete")], schema)
+    assert pq.read_schema(path).names == schema.names and not caplog.records
+    odd = [{**r, "trial_id": "odd", "probe_norm": 0.25} for r in rows]
+    with caplog.at_level(logging.WARNING, logger="incsweep.study.results"):
+        path = write_trial_file(str(tmp_path), odd, schema)
+    assert pq.read_schema(path).names == [*schema.names, "probe_norm"]
+    assert pq.read_table(path)["probe_norm"].to_pylist() == [0.25, 0.25]
+    assert "['probe_norm'] are not in the study's schema" in caplog.text
