@@ -17,7 +17,10 @@ Figures (printed, and appended to --out):
   / concurrency.
 - per-trial platform overhead: (wall - ideal) x concurrency / N.
 - the sampler's cost per trial (user attr ``sampler_ask_s`` the searcher stores: ask plus the
-  define-by-run suggestions), p50/p95 by trial range.
+  define-by-run suggestions), p50/p95 by trial range; how many trials were asked ahead (proposed
+  while the trials trained, not when a slot freed: study/searcher.py).
+- where the slot time went, per trial: own task time, in-trial overhead (a trial's start to its
+  final row, less its tasks), and slots idle between trials (slot_time).
 - the driver's RSS (the ``incsweep`` process, /proc every second) against trials finished; growth
   from trial 100 to trial N.
 - files and bytes the study wrote, by top folder; the Optuna journal's size.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -131,14 +135,42 @@ def plain_trial_s(storage: Path, n: int = 20) -> float:
         torch.set_num_threads(threads)
 
 
-def ask_latencies(storage: Path) -> dict[int, float]:
+def ask_latencies(storage: Path) -> tuple[dict[int, float], int]:
+    """The sampler's seconds per proposal by Optuna trial number; how many trials were asked ahead."""
     import optuna
 
-    from incsweep.study.searcher import ASK_S_ATTR, make_optuna_storage
+    from incsweep.study.searcher import ASK_S_ATTR, ASKED_AHEAD_ATTR, make_optuna_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=SPEC["name"], storage=make_optuna_storage(str(storage / "optuna.journal")))
-    return {t.number: t.user_attrs[ASK_S_ATTR] for t in study.get_trials(deepcopy=False) if ASK_S_ATTR in t.user_attrs}
+    trials = study.get_trials(deepcopy=False)
+    return ({t.number: t.user_attrs[ASK_S_ATTR] for t in trials if ASK_S_ATTR in t.user_attrs},
+            sum(bool(t.user_attrs.get(ASKED_AHEAD_ATTR)) for t in trials))
+
+
+def slot_time(storage: Path) -> dict[str, float]:
+    """Where the trial slots' time went, per trial, from the rows' times: (first trial start to last
+    final row) x concurrency = the trials' spans (start to the driver's final row) + slots idle between
+    trials (the driver ending one trial and starting the next); a span = own task time + in-trial
+    overhead (reporting each task and waiting for the driver to ask for the next, cache and checkpoint
+    work). The trials' spans overlap a resumed study's gap, so this is for uninterrupted studies."""
+    from incsweep.analysis import load_results
+
+    rows = load_results(str(storage)).to_pylist()
+    spans: dict[str, list[float]] = {}
+    own: dict[str, float] = {}
+    for r in rows:
+        span = spans.setdefault(r["trial_id"], [math.inf, -math.inf])
+        span[0] = min(span[0], r["started_at"].timestamp())
+        span[1] = max(span[1], r["finished_at"].timestamp())
+        if not r["is_final"] and not r["from_cache"]:
+            own[r["trial_id"]] = own.get(r["trial_id"], 0.0) + r["wall_s"]
+    n = len(spans)
+    window = max(e for _, e in spans.values()) - min(s for s, _ in spans.values())
+    span_s = sum(e - s for s, e in spans.values())
+    own_s = sum(own.values())
+    return {"own_ms": own_s / n * 1e3, "in_trial_ms": (span_s - own_s) / n * 1e3,
+            "idle_ms": (window * CONCURRENCY - span_s) / n * 1e3}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -215,7 +247,7 @@ def one_study(n: int, sampler: str, work: Path, resume: str | None) -> dict:
     trial_s = plain_trial_s(storage)
     ideal = n * trial_s / CONCURRENCY
     own_ideal = own_task_s(storage) / CONCURRENCY  # the issue's ideal: the trials' own run time / concurrency
-    asks = ask_latencies(storage)
+    asks, asked_ahead = ask_latencies(storage)
 
     def trials_by(t: float) -> int:  # trials finished by t seconds after launch
         return sum(e - t0 <= t for e in ends)
@@ -229,6 +261,7 @@ def one_study(n: int, sampler: str, work: Path, resume: str | None) -> dict:
         "ideal_s": ideal, "ratio": wall / ideal, "ratio_after_startup": (wall - (first_start - t0)) / ideal,
         "own_ideal_s": own_ideal, "own_ratio": wall / own_ideal,
         "overhead_per_trial_s": (wall - ideal) * CONCURRENCY / n,
+        "asked_ahead": asked_ahead, "slot_per_trial": slot_time(storage),
         "ask_s": {f"{lo + 1}-{hi}": {"p50": percentile(v, 0.5), "p95": percentile(v, 0.95), "n": len(v)}
                   for lo, hi in _ranges(n) if (v := [s for k, s in asks.items() if lo <= k < hi])},
         "rss_peak_mb": max(mb for _, mb in samples), "rss_at_100_mb": rss_100, "rss_end_mb": samples[-1][1],
@@ -292,7 +325,9 @@ def report(fig: dict) -> list[str]:
         f"({fig['ratio_after_startup']:.2f}x without the {fig['startup_s']:.0f} s start-up); "
         f"platform overhead {fig['overhead_per_trial_s']:.2f} s per trial; against the trials' own task time / "
         f"{CONCURRENCY} ({fig['own_ideal_s']:.0f} s): {fig['own_ratio']:.2f}x",
-        f"  sampler ask+suggest: {asks}",
+        f"  sampler ask+suggest: {asks}; {fig['asked_ahead']} of {fig['n']} asked ahead",
+        "  slot time per trial: own tasks {own_ms:.0f} ms, in-trial overhead {in_trial_ms:.0f} ms, "
+        "slots idle between trials {idle_ms:.0f} ms".format(**fig["slot_per_trial"]),
         f"  driver RSS: {fig['rss_at_100_mb']:.0f} MB at trial 100, peak {fig['rss_peak_mb']:.0f} MB "
         f"(growth {fig['rss_growth_100_to_n_mb']:+.0f} MB), {fig['rss_end_mb']:.0f} MB at the end; by trials "
         + ", ".join(f"{k}: {mb:.0f}" for k, mb in fig["rss_by_trials_mb"].items()),

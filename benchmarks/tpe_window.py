@@ -11,10 +11,12 @@ and weight decay (log scale) and replay's memory size, sampled as the study's se
   rising with memory and saturating; memory 1 for finetune, 1 + memory/16 for replay), each sampler
   run for N trials from the same seeds; the front's hypervolume (reference: accuracy 0, memory 10)
   after 250, 500, 1,000, ... trials, against the problem's best front (7.8566: finetune at its best,
-  replay at its best for each memory size; in the results' header).
+  replay at its best for each memory size; in the results' header). With ``--lags``, each proposal is
+  made while that many earlier trials are still out (asked, not told): what a parallel study's
+  sampler knows, and what asking ahead (study/searcher.py) takes from it.
 
 Run:  .venv/bin/python benchmarks/tpe_window.py [--cost 1000 3000 10000] [--quality 3000] [--windows 500 1000]
-      [--seeds 3]
+      [--seeds 3] [--lags 0 1 2]
 Output: benchmarks/results/tpe_window.txt (appended)
 """
 
@@ -112,16 +114,28 @@ def cost(n: int, window: int | None) -> tuple[float, float]:
     return float(np.percentile(took, 50)), float(np.percentile(took, 95))
 
 
-def quality(n: int, window: int | None, seed: int) -> tuple[dict[int, float], float]:
+def quality(n: int, window: int | None, seed: int, lag: int = 0) -> tuple[dict[int, float], float]:
+    """The front's hypervolume at MARKS after each number of trials; ``lag``: each proposal is made
+    while ``lag`` earlier trials are still out (asked, not yet told), as in a study running ``lag``
+    trials besides the one proposed (a study of concurrency c that asks ahead: lag c)."""
     import optuna
 
     _quiet()
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler(window, seed))
     marks, tic = {}, time.perf_counter()
+    def ask() -> optuna.trial.Trial:
+        trial = study.ask()
+        space(trial)  # sampled now (Optuna samples at the first suggestion), as the study's searcher does
+        return trial
+
+    out = [ask() for _ in range(min(lag, n))]
     for i in range(1, n + 1):
-        study.optimize(objective, n_trials=1)
+        if i + lag <= n:
+            out.append(ask())
+        trial = out.pop(0)
+        study.tell(trial, objective(trial))
         if i in MARKS or i == n:
-            marks[i] = front_hypervolume([tuple(t.values) for t in study.trials])
+            marks[i] = front_hypervolume([tuple(t.values) for t in study.trials if t.values is not None])
     return marks, time.perf_counter() - tic
 
 
@@ -131,6 +145,9 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=3000, help="trials a study runs, for the hypervolume (0: skip)")
     ap.add_argument("--windows", type=int, nargs="+", default=[500, 1000])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--lags", type=int, nargs="+", default=[0],
+                    help="trials still out at each proposal (quality only; a study of concurrency c: c - 1, or c "
+                         "when it asks ahead)")
     ap.add_argument("--workers", type=int, default=2, help="processes for the quality runs")
     ap.add_argument("--out", default=str(RESULTS / "tpe_window.txt"))
     args = ap.parse_args()
@@ -147,19 +164,21 @@ def main() -> None:
                          f"p95 {p95 * 1e3:.1f} ms")
             print(lines[-1], flush=True)
     if args.quality:
-        jobs = [(w, s) for w in settings for s in range(args.seeds)]
+        jobs = [(w, s, lag) for w in settings for lag in args.lags for s in range(args.seeds)]
         with ProcessPoolExecutor(args.workers) as pool:
             done = list(pool.map(quality, [args.quality] * len(jobs), *zip(*jobs)))
         for w in settings:
-            runs = [done[i] for i, (jw, _) in enumerate(jobs) if jw == w]
-            for (marks, secs), seed in zip(runs, range(args.seeds)):
-                lines.append(f"quality: window {w or 'none'}, seed {seed}: hypervolume "
-                             + ", ".join(f"{k}: {v:.4f}" for k, v in marks.items()) + f" ({secs:.0f} s)")
-            final = [marks[args.quality] for marks, _ in runs]
-            lines.append(f"quality: window {w or 'none'}: mean hypervolume after {args.quality} trials "
-                         f"{np.mean(final):.4f} (min {min(final):.4f}, max {max(final):.4f}); "
-                         f"{np.mean([s for _, s in runs]):.0f} s a study")
-            print("\n".join(lines[-args.seeds - 1:]), flush=True)
+            for lag in args.lags:
+                runs = [done[i] for i, (jw, _, jl) in enumerate(jobs) if jw == w and jl == lag]
+                name = f"window {w or 'none'}" + (f", lag {lag}" if args.lags != [0] else "")
+                for (marks, secs), seed in zip(runs, range(args.seeds)):
+                    lines.append(f"quality: {name}, seed {seed}: hypervolume "
+                                 + ", ".join(f"{k}: {v:.4f}" for k, v in marks.items()) + f" ({secs:.0f} s)")
+                final = [marks[args.quality] for marks, _ in runs]
+                lines.append(f"quality: {name}: mean hypervolume after {args.quality} trials "
+                             f"{np.mean(final):.4f} (min {min(final):.4f}, max {max(final):.4f}); "
+                             f"{np.mean([s for _, s in runs]):.0f} s a study")
+                print("\n".join(lines[-args.seeds - 1:]), flush=True)
     with open(args.out, "a") as f:
         f.write("\n".join(lines) + "\n")
 
