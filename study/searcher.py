@@ -228,8 +228,8 @@ class StudySearcher(Searcher):
         self._continuations = list(continuations)
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self._told: set[str] = set()
-        self._samples = samples
-        self._ask_ahead = ask_ahead and samples is not None
+        # suggestions up to which it asks ahead: Tune's num_samples, 0 when it does not
+        self._ahead_until = samples if ask_ahead and samples is not None else 0
         self._served = 0  # suggestions handed to Tune (continuations included)
         self._held: tuple[optuna.trial.Trial, dict[str, Any]] | None = None  # asked ahead, not yet handed out
 
@@ -264,8 +264,7 @@ class StudySearcher(Searcher):
     def prepare_next(self) -> None:
         """Ask the sampler for the next suggestion now, if asking ahead and Tune will still ask for one
         that no continuation fills (a trial asked and never handed out would stay RUNNING)."""
-        if (self._ask_ahead and self._held is None and self._samples is not None
-                and self._served + len(self._continuations) < self._samples):
+        if self._held is None and self._served + len(self._continuations) < self._ahead_until:
             self._held = self._ask()
             self._held[0].set_user_attr(ASKED_AHEAD_ATTR, True)
 
