@@ -190,6 +190,18 @@ def own_task_s(storage: Path, before: float = float("inf")) -> float:
                if not r["is_final"] and not r[FROM_CACHE] and r["finished_at"].timestamp() <= before)
 
 
+def resume_split(storage: Path, tic: float) -> dict[str, float]:
+    """What a resume launched at ``tic`` spent on the trials' own tasks (the tasks it trained, their
+    wall seconds / concurrency: the host's speed, not the platform's), and when its first task began."""
+    from incsweep.analysis import load_results
+    from incsweep.core.vocabulary import FROM_CACHE, WALL_TIME
+
+    rows = [r for r in load_results(str(storage)).to_pylist()
+            if not r["is_final"] and r["finished_at"].timestamp() > tic]
+    return {"resume_own_s": sum(r[WALL_TIME] for r in rows if not r[FROM_CACHE]) / CONCURRENCY,
+            "resume_first_task_s": min(r["started_at"].timestamp() for r in rows) - tic}
+
+
 def finish_times(storage: Path) -> tuple[list[float], float]:
     """Unix times at which trials finished (final rows), sorted; the first task's start."""
     from incsweep.analysis import load_results
@@ -281,6 +293,7 @@ def one_study(n: int, sampler: str, work: Path, resume: str | None) -> dict:
         # the wall before the kill against the own task time of the trials that had finished by then
         fig.update({k: in_place[k] for k in ("killed_at_trials", "kill_s", "kill_gap_s")})
         fig["resume_s"], fig["resume_exit"] = t_end - in_place["resume_tic"], rc
+        fig.update(resume_split(storage, in_place["resume_tic"]))
         fig["own_ratio_before_kill"] = in_place["kill_s"] / (own_task_s(storage, before=t0 + in_place["kill_s"])
                                                              / CONCURRENCY)
     elif resume == "copy":
@@ -312,7 +325,7 @@ def kill_and_resume(spec_path: Path, storage: Path, n: int) -> dict:
     rc = proc.wait()
     resume_s = time.time() - tic
     kill_study(proc, ray_tmp)
-    return {"killed_at_trials": killed_at, "resume_s": resume_s, "resume_exit": rc}
+    return {"killed_at_trials": killed_at, "resume_s": resume_s, "resume_exit": rc, **resume_split(storage, tic)}
 
 
 def report(fig: dict) -> list[str]:
@@ -345,6 +358,10 @@ def report(fig: dict) -> list[str]:
     elif "resume_s" in fig:
         lines.append(f"  kill -9 at {fig['killed_at_trials']}/{fig['n']} trials, then study resume to the end: "
                      f"{fig['resume_s']:.0f} s (exit {fig['resume_exit']})")
+    if "resume_own_s" in fig:
+        lines.append(f"  the resume: own task time of the tasks it trained / {CONCURRENCY} {fig['resume_own_s']:.1f} s, "
+                     f"the rest {fig['resume_s'] - fig['resume_own_s']:.1f} s (its first task began "
+                     f"{fig['resume_first_task_s']:.1f} s after launch)")
     return lines
 
 

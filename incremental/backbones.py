@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 __all__ = ["Backbone", "BACKBONES", "build_backbone", "meta_backbone", "CifarResNet", "ReducedResNet18", "ResNet18",
            "TinyConvNet", "GrowingHead", "count_params"]
@@ -230,7 +233,32 @@ def build_backbone(name: str, in_channels: int, **kwargs) -> Backbone:
     return BACKBONES[name](in_channels, **kwargs)
 
 
+class _NoMetaNormalFill(TorchFunctionMode):
+    """``normal_`` on a meta tensor returns it at once. Torch runs it through a Python reference
+    kernel whose wrapper imports ``torch._dynamo`` on first use: 1.7 s of a study's start-up before
+    Ray starts (check_methods builds every method on meta; docs/cluster.md §8), for a fill that writes
+    nothing. Shapes, dtypes and the returned tensor are what the kernel would give."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func in _NORMAL_FILLS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+# the in-place normal fills weight initialisers reach: kaiming_normal_ and xavier_normal_ call the
+# method; torch.nn.init.normal_ is itself dispatched to a mode before it calls the method
+_NORMAL_FILLS: tuple[Any, ...] = (torch.Tensor.normal_, torch.nn.init.normal_)
+
+
+@contextmanager
+def on_meta() -> Iterator[None]:
+    """Modules and tensors made in the block are on torch's meta device (shapes, no storage); their
+    normal fills are skipped (_NoMetaNormalFill)."""
+    with torch.device("meta"), _NoMetaNormalFill():
+        yield
+
+
 def meta_backbone(name: str, in_channels: int, kwargs: dict[str, Any]) -> Backbone:
     """The backbone's structure on torch's meta device: shapes, no storage (for plans and validation)."""
-    with torch.device("meta"):
+    with on_meta():
         return build_backbone(name, in_channels, **kwargs)

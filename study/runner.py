@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from incsweep.core.errors import ConfigError
 from incsweep.core.layout import StudyLayout
 from incsweep.study.driver_lock import DriverLock
+from incsweep.study.preload import imported_aside
 from incsweep.study.results import list_trial_files, read_study_rows, tidy_compacted
 from incsweep.study.resume import plan_resume
 from incsweep.study.sink import ParquetSink, ProgressLog, StopOnSignal, stored_front_points
@@ -432,7 +433,8 @@ def _run_study(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict 
     for tracker in trackers:
         tracker.prepare()  # imports and stores made aside, while Ray starts
     with _interrupt_on(signal.SIGINT) as ctrl_c:
-        owns_ray = _init_ray(address, ray_temp_dir)
+        with imported_aside():  # Tune's imports at fit's start, while Ray starts (study/preload.py)
+            owns_ray = _init_ray(address, ray_temp_dir)
         try:
             with _interrupt_on(signal.SIGTERM) as sigterm:
                 try:

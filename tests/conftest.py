@@ -110,3 +110,18 @@ def load_benchmark(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def fresh_python() -> Callable[[str], str]:
+    """``run(code) -> stdout``: ``code`` in a new interpreter (what a fresh process imports, not what
+    this test session already has); its failure fails the test with its stderr."""
+    import subprocess
+    import sys
+
+    def run(code: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-800:]
+        return done.stdout
+
+    return run

@@ -27,7 +27,7 @@ import torch
 
 from incsweep.core.errors import ConfigError
 from incsweep.incremental.augment import AUGMENTATIONS, Augmenter
-from incsweep.incremental.backbones import count_params, meta_backbone
+from incsweep.incremental.backbones import count_params, meta_backbone, on_meta
 from incsweep.incremental.benchmarks import BenchmarkConfig, Split, Task
 from incsweep.incremental.budget import exemplar_total, planned_exemplars
 from incsweep.incremental.methods.base import BudgetPlan, ExemplarConfig, MethodConfig, RunContext
@@ -63,7 +63,7 @@ def grown_for_plan(cls: type[Method], config: MethodConfig, benchmark: Benchmark
     """The method as ``begin_task`` of every task leaves it, on the meta device (no data, no compute)."""
     ctx = _plan_context(cls, benchmark, META)
     # scoped: construction draws nothing on meta, but a method may touch the global RNGs anyway.
-    with scoped_global_rng(META), torch.device(META):
+    with scoped_global_rng(META), on_meta():
         try:
             method = cls(config, ctx)
         except (ConfigError, TypeError, ValueError):

@@ -107,3 +107,32 @@ def test_the_census_counts_shared_tensors_once():
             self.b = [self.a, torch.nn.BatchNorm2d(4)]
     h = Holder()
     assert take_census(h).total == module_bytes(h.a) + module_bytes(h.b[1])
+
+
+def test_planning_on_meta_skips_normal_fills_and_only_those():
+    """on_meta answers ``normal_`` on a meta tensor with the tensor itself (torch's reference kernel
+    for it imports torch._dynamo, 1.7 s of every study's start-up); a CPU tensor made inside the
+    block is still filled, and so is every other initialiser."""
+    from incsweep.incremental.backbones import on_meta
+
+    with on_meta():
+        weight = torch.empty(8, 4)
+        assert torch.nn.init.kaiming_normal_(weight) is weight
+        assert torch.nn.init.normal_(weight) is weight and weight.is_meta and weight.shape == (8, 4)
+        cpu = torch.zeros(3, device="cpu")
+        torch.nn.init.normal_(cpu, mean=5.0)
+        uniform = torch.nn.init.uniform_(torch.empty(2, 2))
+    assert cpu.abs().sum() > 0  # filled: the skip is for meta tensors only
+    assert uniform.is_meta
+    assert not torch.empty(1).is_meta  # the meta default ends with the block
+
+
+def test_a_plan_of_the_built_in_methods_does_not_import_dynamo(fresh_python):
+    """The driver plans every method before Ray starts (study/runner.py check_methods); none of the
+    built-in methods' meta builds may pull in torch._dynamo, as normal_ on meta used to."""
+    fresh_python("import sys\n"
+                 "from incsweep.incremental.benchmarks import BenchmarkConfig\n"
+                 "from incsweep.incremental.methods import METHODS\n"
+                 "for name, cls in sorted(METHODS.items()):\n"
+                 "    cls.plan(cls.config_cls(), BenchmarkConfig(name='seq-cifar100', init_classes=50, increment=10))\n"
+                 "    assert 'torch._dynamo' not in sys.modules, name\n")
