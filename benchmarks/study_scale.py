@@ -111,15 +111,21 @@ def timed(args: list[str]) -> tuple[float, int]:
     return time.perf_counter() - tic, rc
 
 
-def plain_trial_s(storage: Path, n: int = 20) -> float:
+def study_rows(storage: Path) -> list[dict]:
+    """Every row of the study (tasks and finals), read once for all the figures below."""
+    from incsweep.analysis import load_results
+
+    return load_results(str(storage)).to_pylist()
+
+
+def plain_trial_s(rows: list[dict], n: int = 20) -> float:
     """One trial's run time outside the platform: ``incremental.run`` on ``n`` of the study's own
     resolved configurations, in this process, one torch thread (as a trial has one CPU)."""
     import torch
 
-    from incsweep.analysis import load_results
     from incsweep.incremental.run import RunConfig, run
 
-    finals = [r for r in load_results(str(storage)).to_pylist() if r["is_final"]]
+    finals = [r for r in rows if r["is_final"]]
     # spread over the whole study: its first trials are the sampler's random start-up, whose mix of
     # methods and memory sizes differs from what a model-based sampler proposes later
     configs = [RunConfig.from_dict(json.loads(r["config_json"])) for r in finals[::max(1, len(finals) // n)]][:n]
@@ -148,23 +154,22 @@ def ask_latencies(storage: Path) -> tuple[dict[int, float], int]:
             sum(bool(t.user_attrs.get(ASKED_AHEAD_ATTR)) for t in trials))
 
 
-def slot_time(storage: Path) -> dict[str, float]:
+def slot_time(rows: list[dict]) -> dict[str, float]:
     """Where the trial slots' time went, per trial, from the rows' times: (first trial start to last
     final row) x concurrency = the trials' spans (start to the driver's final row) + slots idle between
     trials (the driver ending one trial and starting the next); a span = own task time + in-trial
     overhead (reporting each task and waiting for the driver to ask for the next, cache and checkpoint
     work). The trials' spans overlap a resumed study's gap, so this is for uninterrupted studies."""
-    from incsweep.analysis import load_results
+    from incsweep.core.vocabulary import FROM_CACHE, WALL_TIME
 
-    rows = load_results(str(storage)).to_pylist()
     spans: dict[str, list[float]] = {}
     own: dict[str, float] = {}
     for r in rows:
         span = spans.setdefault(r["trial_id"], [math.inf, -math.inf])
         span[0] = min(span[0], r["started_at"].timestamp())
         span[1] = max(span[1], r["finished_at"].timestamp())
-        if not r["is_final"] and not r["from_cache"]:
-            own[r["trial_id"]] = own.get(r["trial_id"], 0.0) + r["wall_s"]
+        if not r["is_final"] and not r[FROM_CACHE]:
+            own[r["trial_id"]] = own.get(r["trial_id"], 0.0) + r[WALL_TIME]
     n = len(spans)
     window = max(e for _, e in spans.values()) - min(s for s, _ in spans.values())
     span_s = sum(e - s for s, e in spans.values())
@@ -178,35 +183,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def own_task_s(storage: Path, before: float = float("inf")) -> float:
+def own_task_s(rows: list[dict], before: float = float("inf")) -> float:
     """The trials' own run time: the wall seconds of every task they trained (a task taken from the
     prefix cache trained in another trial and is counted there), as the trials measured it; with
     ``before`` (a unix time), only tasks that finished by then."""
-    from incsweep.analysis import load_results
     from incsweep.core.vocabulary import FROM_CACHE, WALL_TIME
 
-    rows = load_results(str(storage)).to_pylist()
     return sum(r[WALL_TIME] for r in rows
                if not r["is_final"] and not r[FROM_CACHE] and r["finished_at"].timestamp() <= before)
 
 
-def resume_split(storage: Path, tic: float) -> dict[str, float]:
+def resume_split(rows: list[dict], tic: float) -> dict[str, float]:
     """What a resume launched at ``tic`` spent on the trials' own tasks (the tasks it trained, their
     wall seconds / concurrency: the host's speed, not the platform's), and when its first task began."""
-    from incsweep.analysis import load_results
     from incsweep.core.vocabulary import FROM_CACHE, WALL_TIME
 
-    rows = [r for r in load_results(str(storage)).to_pylist()
-            if not r["is_final"] and r["finished_at"].timestamp() > tic]
-    return {"resume_own_s": sum(r[WALL_TIME] for r in rows if not r[FROM_CACHE]) / CONCURRENCY,
-            "resume_first_task_s": min(r["started_at"].timestamp() for r in rows) - tic}
+    resumed = [r for r in rows if not r["is_final"] and r["finished_at"].timestamp() > tic]
+    return {"resume_own_s": sum(r[WALL_TIME] for r in resumed if not r[FROM_CACHE]) / CONCURRENCY,
+            "resume_first_task_s": min(r["started_at"].timestamp() for r in resumed) - tic}
 
 
-def finish_times(storage: Path) -> tuple[list[float], float]:
+def finish_times(rows: list[dict]) -> tuple[list[float], float]:
     """Unix times at which trials finished (final rows), sorted; the first task's start."""
-    from incsweep.analysis import load_results
-
-    rows = load_results(str(storage)).to_pylist()
     ends = sorted(r["finished_at"].timestamp() for r in rows if r["is_final"])
     first = min(r["started_at"].timestamp() for r in rows if not r["is_final"])
     return ends, first
@@ -255,10 +253,11 @@ def one_study(n: int, sampler: str, work: Path, resume: str | None) -> dict:
     if rc != 0:
         raise SystemExit(f"{spec_path}: exit {rc}; log {log}:\n{log.read_text()[-3000:]}")
 
-    ends, first_start = finish_times(storage)
-    trial_s = plain_trial_s(storage)
+    rows = study_rows(storage)
+    ends, first_start = finish_times(rows)
+    trial_s = plain_trial_s(rows)
     ideal = n * trial_s / CONCURRENCY
-    own_ideal = own_task_s(storage) / CONCURRENCY  # the issue's ideal: the trials' own run time / concurrency
+    own_ideal = own_task_s(rows) / CONCURRENCY  # the issue's ideal: the trials' own run time / concurrency
     asks, asked_ahead = ask_latencies(storage)
 
     def trials_by(t: float) -> int:  # trials finished by t seconds after launch
@@ -273,7 +272,7 @@ def one_study(n: int, sampler: str, work: Path, resume: str | None) -> dict:
         "ideal_s": ideal, "ratio": wall / ideal, "ratio_after_startup": (wall - (first_start - t0)) / ideal,
         "own_ideal_s": own_ideal, "own_ratio": wall / own_ideal,
         "overhead_per_trial_s": (wall - ideal) * CONCURRENCY / n,
-        "asked_ahead": asked_ahead, "slot_per_trial": slot_time(storage),
+        "asked_ahead": asked_ahead, "slot_per_trial": slot_time(rows),
         "ask_s": {f"{lo + 1}-{hi}": {"p50": percentile(v, 0.5), "p95": percentile(v, 0.95), "n": len(v)}
                   for lo, hi in _ranges(n) if (v := [s for k, s in asks.items() if lo <= k < hi])},
         "rss_peak_mb": max(mb for _, mb in samples), "rss_at_100_mb": rss_100, "rss_end_mb": samples[-1][1],
@@ -293,8 +292,8 @@ def one_study(n: int, sampler: str, work: Path, resume: str | None) -> dict:
         # the wall before the kill against the own task time of the trials that had finished by then
         fig.update({k: in_place[k] for k in ("killed_at_trials", "kill_s", "kill_gap_s")})
         fig["resume_s"], fig["resume_exit"] = t_end - in_place["resume_tic"], rc
-        fig.update(resume_split(storage, in_place["resume_tic"]))
-        fig["own_ratio_before_kill"] = in_place["kill_s"] / (own_task_s(storage, before=t0 + in_place["kill_s"])
+        fig.update(resume_split(rows, in_place["resume_tic"]))
+        fig["own_ratio_before_kill"] = in_place["kill_s"] / (own_task_s(rows, before=t0 + in_place["kill_s"])
                                                              / CONCURRENCY)
     elif resume == "copy":
         fig.update(kill_and_resume(spec_path, work / f"{sampler}_{n}_killed", n))
@@ -325,7 +324,7 @@ def kill_and_resume(spec_path: Path, storage: Path, n: int) -> dict:
     rc = proc.wait()
     resume_s = time.time() - tic
     kill_study(proc, ray_tmp)
-    return {"killed_at_trials": killed_at, "resume_s": resume_s, "resume_exit": rc, **resume_split(storage, tic)}
+    return {"killed_at_trials": killed_at, "resume_s": resume_s, "resume_exit": rc, **resume_split(study_rows(storage), tic)}
 
 
 def report(fig: dict) -> list[str]:
