@@ -171,7 +171,21 @@ def load_results(paths: str | Sequence[str]) -> pa.Table:
     schema = _unify(tables, used)
     tables = [t.cast(pa.schema([schema.field(n) for n in t.column_names])) if t.schema != schema else t
               for t in tables]
-    return pa.concat_tables(tables, promote_options="permissive").select(schema.names)
+    table = pa.concat_tables(tables, promote_options="permissive").select(schema.names)
+    # One row order whatever the files: the run that stands for points tied on a front (the knee, a
+    # method's best) is the first in this order, and it must not depend on how a study's rows are
+    # split into files (compaction's generated names, when a driver was killed, a copied study).
+    names = [name for name in _CANONICAL_ORDER if name in table.column_names]
+    if not names:
+        return table
+    # the partition columns are dictionary-encoded, which Arrow does not sort
+    key = pa.table({n: table[n].cast(table[n].type.value_type) if pa.types.is_dictionary(table[n].type) else table[n]
+                    for n in names})
+    return table.take(pc.sort_indices(key, [(n, "ascending") for n in names]))
+
+
+# study, then trial, then its tasks in order and its final row last
+_CANONICAL_ORDER = ("study", "trial_id", "is_final", "task")
 
 
 def _first_copies(pairs: list[tuple[pa.Table, str]]) -> list[tuple[pa.Table, str]]:

@@ -110,6 +110,19 @@ def test_unfinished_or_lone_trials_are_not_compacted(results):
     assert len(_own_files(results)) == 7
 
 
+def test_the_rows_order_does_not_depend_on_how_they_are_split_into_files(results):
+    """Which run stands for points tied on a front (the knee, a method's best) is the first in the rows'
+    order, so that order must not depend on compaction: the same study, compacted or not, loads alike."""
+    def loaded():
+        return load_results(str(results)).drop_columns(["source_file"]).to_pylist()
+
+    before = loaded()
+    compact_trial_files(str(results), "s1", [("a", "t5"), ("a", "t3"), ("b", "t4"), ("b", "t0")])
+    after = loaded()
+    assert _same(after) == _same(before) and [r["trial_id"] for r in after] == [r["trial_id"] for r in before]
+    assert [r["trial_id"] for r in after if r["is_final"]] == sorted(t for t, *_ in TRIALS)
+
+
 def test_a_damaged_own_file_is_reported_not_fatal(results):
     compact_trial_files(str(results), "s1", [(m, t) for t, m, _, _ in TRIALS])
     Path(trial_path(str(results), "s1", "a", "run")).write_bytes(b"not parquet")
