@@ -20,7 +20,7 @@ from incsweep.core.errors import ConfigError
 from incsweep.core.layout import StudyLayout
 from incsweep.study.driver_lock import DriverLock
 from incsweep.study.preload import imported_aside
-from incsweep.study.results import list_trial_files, read_study_rows, tidy_compacted
+from incsweep.study.results import compact_leftovers, list_trial_files, read_study_rows, tidy_compacted
 from incsweep.study.resume import plan_resume
 from incsweep.study.sink import ParquetSink, ProgressLog, StopOnSignal, stored_front_points
 from incsweep.study.spec import StudySpec
@@ -359,6 +359,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, resume: bool = Fal
                     settle_optuna(spec, layout)
                     finished = summarize(storage, spec)
                 log.info("study %s is finished (%d trials); nothing to resume", spec.name, finished.finished)
+                compact_leftovers(storage, spec.name)  # a driver killed after its last trial left them
                 return finished
         # Per-task checkpoints make Tune snapshot often; its warning about that is noise for studies
         # whose tasks take seconds (the snapshot is small: trial metadata, not checkpoints).
@@ -492,6 +493,7 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     samples = max(spec.trials - before.finished, len(plan.continuations))
     if samples <= 0:
         log.info("study %s already has %d finished trial(s)", spec.name, before.finished)
+        compact_leftovers(storage, spec.name)  # a driver killed after its last trial left them
         return before
     constraints = [str(c) for c in spec.constraints]
     front = stored_front_points(stored_rows.table, [o.column for o in spec.objectives], constraints)
@@ -539,4 +541,7 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     if orphans and summary.finished >= spec.trials:
         sink.finalize_orphans([(m, t) for m, t in list_trial_files(storage, spec.name) if t in orphans])
         summary = summarize(storage, spec)
+    # Tune has ended, so no trial of this driver writes any more: its last finished trials, and a
+    # killed driver's, join the compacted files every later reader opens
+    compact_leftovers(storage, spec.name)
     return summary

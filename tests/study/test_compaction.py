@@ -15,6 +15,7 @@ import pytest
 from incsweep.analysis import load_results
 from incsweep.study.results import (
     COMPACTED_PREFIX,
+    compact_leftovers,
     compact_trial_files,
     list_trial_files,
     read_study_rows,
@@ -110,6 +111,37 @@ def test_unfinished_or_lone_trials_are_not_compacted(results):
     assert len(_own_files(results)) == 7
 
 
+def test_a_drivers_end_compacts_the_finished_leftovers_only_of_a_compacting_study(results):
+    """No compacted file (a study under COMPACT_EVERY trials): one file per trial stays. Once one exists,
+    every finished trial's own file is merged at a driver's end; a running trial keeps its own."""
+    before = _rows_by_trial(results)
+    assert compact_leftovers(str(results), "s1") == [] and len(_own_files(results)) == 7
+    compact_trial_files(str(results), "s1", [("a", "t1"), ("a", "t3")])  # as the sink does mid-study
+    written = compact_leftovers(str(results), "s1")
+    assert len(written) == 1 and "method=b" in written[0]  # t0, t2, t4 merged
+    # method a's one finished leftover has nothing to be merged with; the running trial is left alone
+    assert sorted(p.stem for p in _own_files(results)) == ["run", "t5"]
+    assert _rows_by_trial(results) == before
+    assert compact_leftovers(str(results), "s1") == []  # nothing left but the running trial
+
+
+def test_leftovers_after_an_interrupted_compaction_are_merged_once(results):
+    """A kill between a compaction's rename and its deletions left t1 both in a compacted file and in its
+    own: the driver's end tidies first, so no trial lands in two compacted files."""
+    own = Path(trial_path(str(results), "s1", "a", "t1"))
+    keep = results.parent / "keep.parquet"
+    shutil.copy(own, keep)
+    compact_trial_files(str(results), "s1", [("a", "t1"), ("a", "t3")])
+    shutil.copy(keep, own)
+    compact_leftovers(str(results), "s1")
+    finals = Counter()
+    for path in results.rglob(f"{COMPACTED_PREFIX}*.parquet"):
+        table = pq.read_table(path, partitioning=None)
+        finals.update(table.filter(table["is_final"])["trial_id"].to_pylist())
+    assert finals == Counter({"t0": 1, "t1": 1, "t2": 1, "t3": 1, "t4": 1})  # t5: a lone leftover of a
+    assert sorted(p.stem for p in _own_files(results)) == ["run", "t5"]
+
+
 def test_the_rows_order_does_not_depend_on_how_they_are_split_into_files(results):
     """Which run stands for points tied on a front (the knee, a method's best) is the first in the rows'
     order, so that order must not depend on compaction: the same study, compacted or not, loads alike."""
@@ -133,8 +165,8 @@ def test_a_damaged_own_file_is_reported_not_fatal(results):
 
 @pytest.mark.ray
 def test_a_study_compacts_as_it_goes_and_status_resume_and_analyze_read_it(local_ray, tmp_path, monkeypatch):
-    """The sink compacts every COMPACT_EVERY finished trials (3 here, 100 in a real study): a finished
-    study of 7 trials is two compacted files and one own file; every reader counts 7."""
+    """The sink compacts every COMPACT_EVERY finished trials (3 here, 100 in a real study), and the driver
+    the last ones at its end: a finished study of 8 trials is three compacted files; every reader counts 8."""
     import incsweep.study.sink as sink
     from incsweep.study.runner import run_study
     from incsweep.study.spec import StudySpec
@@ -154,24 +186,24 @@ def test_a_study_compacts_as_it_goes_and_status_resume_and_analyze_read_it(local
 
     monkeypatch.setattr(sink, "_forget_tune_history", forget)
     spec = StudySpec.from_dict({
-        "name": "c", "methods": ["finetune"], "trials": 7, "concurrency": 2, "storage": str(tmp_path / "s"),
+        "name": "c", "methods": ["finetune"], "trials": 8, "concurrency": 2, "storage": str(tmp_path / "s"),
         "benchmark": {"name": "synthetic", "n_classes": 4, "image_size": 8, "train_per_class": 8,
                       "test_per_class": 4, "val_fraction": 0.25},
         "search": {"finetune": {"backbone": "tiny", "width": 4, "epochs": 1, "batch_size": 8}}})
     summary = run_study(spec)
-    assert summary.statuses == Counter(complete=7) and summary.done
-    assert forgotten == [0] * 7  # the driver keeps no metric analysis or checkpoint results of finished trials
+    assert summary.statuses == Counter(complete=8) and summary.done
+    assert forgotten == [0] * 8  # the driver keeps no metric analysis or checkpoint results of finished trials
     files = sorted(Path(spec.storage, "results").rglob("*.parquet"))
-    assert sum(f.name.startswith(COMPACTED_PREFIX) for f in files) == 2 and len(files) == 3
+    assert sum(f.name.startswith(COMPACTED_PREFIX) for f in files) == 3 and len(files) == 3
     rows = read_study_rows(spec.storage, "c").by_trial()
-    assert len(rows) == 7 and all(len(r) == 3 for r in rows.values())  # 2 tasks + the final row
-    assert summarize(spec.storage, spec).statuses == Counter(complete=7)
-    assert load_results(spec.storage).num_rows == 21
-    assert pq.read_table(Path(spec.storage, "results")).num_rows == 21
+    assert len(rows) == 8 and all(len(r) == 3 for r in rows.values())  # 2 tasks + the final row
+    assert summarize(spec.storage, spec).statuses == Counter(complete=8)
+    assert load_results(spec.storage).num_rows == 24
+    assert pq.read_table(Path(spec.storage, "results")).num_rows == 24
     # a finished trial is never continued: its task checkpoints went with its end
     assert not list(Path(spec.storage, "tune").glob("trial_*/checkpoint_*"))
     again = run_study(spec, resume=True)  # nothing left to run: the compacted trials count as finished
-    assert again.statuses == Counter(complete=7)
+    assert again.statuses == Counter(complete=8)
 
 
 def test_a_compacted_file_in_an_older_schema_is_migrated_into_its_trials_files(results):
