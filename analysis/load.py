@@ -154,8 +154,9 @@ def _unify(tables: list[pa.Table], paths: list[str]) -> pa.Schema:
 def load_results(paths: str | Sequence[str]) -> pa.Table:
     """All rows of the result files under ``paths`` (directories, files, globs, pyarrow-fs URIs) as one Table.
 
-    Adds ``source_file``. Unreadable files are skipped with a warning; raises FileNotFoundError
-    when a path does not exist and ConfigError when no file is usable.
+    Adds ``source_file``. Rows come ordered by study, trial, task (final row last), whatever files
+    hold them. Unreadable files are skipped with a warning; raises FileNotFoundError when a path
+    does not exist and ConfigError when no file is usable.
     """
     files = find_result_files(paths)
     if not files:
