@@ -454,13 +454,16 @@ def compact_leftovers(storage: str, study: str) -> list[str]:
     study_scale.txt). A study that never reached COMPACT_EVERY finished trials (no compacted file)
     keeps one file per trial. Returns the compacted files written."""
     fs, root = resolve_storage(storage)
-    files = _method_files(fs, root, study)
-    own = [(method, name) for method, name, _ in files if not name.startswith(COMPACTED_PREFIX)]
-    if len(own) == len(files) or not own:
+
+    def own_files() -> tuple[list[tuple[str, str]], int]:
+        files = _method_files(fs, root, study)
+        return [(m, name) for m, name, _ in files if not name.startswith(COMPACTED_PREFIX)], len(files)
+
+    own, total = own_files()
+    if not own or len(own) == total:
         return []
     if tidy_compacted(storage, study):  # an interrupted compaction's trials must not be merged twice
-        own = [(method, name) for method, name, _ in _method_files(fs, root, study)
-               if not name.startswith(COMPACTED_PREFIX)]
+        own, _ = own_files()
     return compact_trial_files(storage, study, own)
 
 
