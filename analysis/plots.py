@@ -248,7 +248,8 @@ def task_curves_figure(summary: Summary, axes=None):
 
 
 def plot_convergence(summary: Summary, path: str | Path, *, dpi: float | None = None) -> Path:
-    """The front's hypervolume after each finished trial: left against trials, right against the
+    """The front's hypervolume after each trial, in the order the study proposed them (insight.py):
+    left against trials, right against the
     compute spent (CPU seconds of every trained task, stopped and failed trials included; cached
     tasks cost nothing). A curve still rising at its end says more trials would pay."""
     from incsweep.analysis.insight import convergence
@@ -256,7 +257,7 @@ def plot_convergence(summary: Summary, path: str | Path, *, dpi: float | None = 
     c = convergence(summary)
     fig = _figure(figsize=(9, 3.6), dpi=110)
     left, right = fig.subplots(1, 2)
-    for ax, x, xlabel in ((left, c.trials, "trials finished"), (right, c.compute_s, "compute spent (CPU s)")):
+    for ax, x, xlabel in ((left, c.trials, "trials, in the order proposed"), (right, c.compute_s, "compute spent (CPU s)")):
         ax.step(x, c.hypervolume, where="post", color="#1f77b4")
         ax.plot(x, c.hypervolume, "o", markersize=3, color="#1f77b4")
         ax.set_xlabel(xlabel)

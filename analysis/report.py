@@ -81,8 +81,9 @@ def write_report(summary: Summary, path: str | Path, *, images: Sequence[Path] =
             parts += [f"<h3>Front of {html.escape(g.label)}</h3>", _table(*front_table(summary, g))]
     parts += ["<h2>Has the study converged?</h2>",
               "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in convergence_lines(summary)) + "</ul>",
-              "<p class='muted'>The hypervolume of the front of the trials finished so far, in the order they "
-              "finished (plot <code>convergence</code>); compute counts every trained task, stopped and failed "
+              "<p class='muted'>The hypervolume of the front of the first trials the study proposed, in the order "
+              "it proposed them (Optuna's trial number; plot <code>convergence</code>); compute counts every "
+              "trained task, stopped and failed "
               "trials included, and nothing for tasks taken from the prefix cache.</p>",
               "<h2>Which parameters mattered</h2>",
               "<p class='muted'>PED-ANOVA (Watanabe et al. 2023, Optuna's <code>PedAnovaImportanceEvaluator</code>) "

@@ -67,15 +67,16 @@ def trial_path(root: str, study: str, method: str, trial_id: str) -> str:
 def task_row(result: TaskResult | Mapping[str, Any], *, study: str, trial_id: str, method: str, benchmark: str,
              seed: int, config_json: str, params: Mapping[str, Any], started_at: datetime,
              finished_at: datetime | None = None, version: str | None = None,
-             n_tasks: int | None = None, from_cache: bool = False) -> dict[str, Any]:
+             n_tasks: int | None = None, from_cache: bool = False, trial_number: int | None = None) -> dict[str, Any]:
     """The row of one finished task (``result``: a TaskResult or its ``as_dict()``). ``n_tasks``: the
     tasks the run covers when it stops early by design (protocol first_task: 1); None: the benchmark's.
-    ``from_cache``: the task was reused from the prefix cache, not computed by this trial."""
+    ``from_cache``: the task was reused from the prefix cache, not computed by this trial.
+    ``trial_number``: the study's Optuna number of the trial (None outside a study)."""
     r = dict(result) if isinstance(result, Mapping) else result.as_dict()
     covered = int(r["n_tasks"]) if n_tasks is None else int(n_tasks)
     memory = MemoryReport(**{k: int(v) for k, v in r["memory"].items() if k not in MemoryReport.DERIVED})
     row: dict[str, Any] = {
-        "study": study, "trial_id": trial_id, "method": method, "benchmark": benchmark,
+        "study": study, "trial_id": trial_id, "trial_number": trial_number, "method": method, "benchmark": benchmark,
         "scenario": r["scenario"], "task": int(r["task"]), "n_tasks": covered,
         "tasks_done": int(r["task"]) + 1, "is_final": False,
         "complete": int(r["task"]) + 1 == covered, "status": TASK_STATUS, "error": None,

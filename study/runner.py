@@ -497,7 +497,6 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
         return before
     constraints = [str(c) for c in spec.constraints]
     front = stored_front_points(stored_rows.table, [o.column for o in spec.objectives], constraints)
-    sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec), constraints)
     progress = ProgressLog(spec.n_tasks, [o.column for o in spec.objectives], trials=spec.trials,
                            senses=[o.sense for o in spec.objectives],
                            finished={k: v for k, v in before.statuses.items() if k != "orphaned"},
@@ -506,6 +505,8 @@ def _drive_tune(spec: StudySpec, storage: str, layout: StudyLayout, stored: dict
     from incsweep.study.searcher import AskAhead
 
     searcher = _build_searcher(spec, study, plan.continuations, samples)
+    sink = ParquetSink(storage, spec.name, spec.n_tasks, _searched(spec), study_schema(spec), constraints,
+                       trial_numbers=searcher.numbers)
     callbacks = [sink, progress, *trackers, AskAhead(searcher)]
     if stop:
         callbacks.append(StopOnSignal(stop))

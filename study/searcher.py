@@ -254,6 +254,12 @@ class StudySearcher(Searcher):
         self._numbers[trial_id] = trial.number
         return config
 
+    @property
+    def numbers(self) -> Mapping[str, int]:
+        """Tune trial id -> Optuna trial number of every trial handed out so far (a live view: the
+        Parquet sink stamps each row's ``trial_number`` from it)."""
+        return self._numbers
+
     def _ask(self) -> tuple[optuna.trial.Trial, dict[str, Any]]:
         tic = time.perf_counter()
         trial = self.study.ask()

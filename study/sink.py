@@ -63,8 +63,12 @@ class ParquetSink(Callback):
     """Writes one row per reported task and a final row per finished trial."""
 
     def __init__(self, storage: str, study: str, n_tasks: int, searched: Mapping[str, list[str]],
-                 schema: pa.Schema | None = None, constraints: Sequence[str] = ()):
+                 schema: pa.Schema | None = None, constraints: Sequence[str] = (),
+                 trial_numbers: Mapping[str, int] | None = None):
         self.storage, self.study, self.n_tasks = storage, study, n_tasks
+        # Tune trial id -> Optuna trial number, filled by the searcher as it hands out each trial
+        # (StudySearcher.numbers, the same live mapping): the rows' trial_number
+        self._numbers: Mapping[str, int] = trial_numbers if trial_numbers is not None else {}
         # Plain strings: every row is judged by them.
         self.constraints = [str(c) for c in constraints]
         # Kept as Arrow IPC bytes: Tune pickles its callbacks into tuner.pkl (never read back: a
@@ -138,7 +142,7 @@ class ParquetSink(Callback):
             benchmark=json.loads(result["config_json"])["benchmark"]["name"], seed=int(json.loads(result["config_json"])["seed"]),
             config_json=result["config_json"], params=self._params(trial),
             started_at=datetime.fromisoformat(result["started_at"]), n_tasks=self.n_tasks,
-            from_cache=bool(result.get(FROM_CACHE)))
+            from_cache=bool(result.get(FROM_CACHE)), trial_number=self._numbers.get(trial.trial_id))
         self._final.pop(trial_key(trial), None)  # a resumed trial reports again: its end is not known yet
         self._write(trial_key(trial))
 
@@ -150,7 +154,8 @@ class ParquetSink(Callback):
         rows = self._load(trial_key(trial), method)
         template = None
         if not rows:
-            template = {"study": self.study, "trial_id": trial_key(trial), "method": method,
+            template = {"study": self.study, "trial_id": trial_key(trial),
+                        "trial_number": self._numbers.get(trial.trial_id), "method": method,
                         "benchmark": config.benchmark, "scenario": str(config.scenario),
                         "n_tasks": self.n_tasks, "seed": config.seed,
                         "config_json": json.dumps(config.to_tune(), default=str),

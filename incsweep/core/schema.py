@@ -39,6 +39,9 @@ RESULTS_SCHEMA = pa.schema(
     [
         pa.field("study", pa.string(), nullable=False),
         pa.field("trial_id", pa.string(), nullable=False),
+        # Optuna's number of the trial: the order the study proposed it (0-based; a continued trial keeps
+        # its number). Null in rows written outside a study, or by incsweep before it was recorded.
+        pa.field("trial_number", pa.int64()),
         pa.field("method", pa.string(), nullable=False),
         pa.field("benchmark", pa.string(), nullable=False),
         pa.field("scenario", pa.string(), nullable=False),  # "class_il" | "task_il"

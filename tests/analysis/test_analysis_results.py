@@ -35,15 +35,16 @@ def _task(task: int, n_tasks: int, acc: float, mb: float, wall_s: float = 0.5) -
 
 def write_trial(storage, trial_id: str, method: str, acc: float, mb: float, *, study: str = "s1",
                 status: str = "complete", n_tasks: int = 3, done: int | None = None, params: dict | None = None,
-                wall_s: float = 0.5, config: dict | None = None) -> str:
+                wall_s: float = 0.5, config: dict | None = None, number: int | None = None,
+                finished_at: datetime = T0) -> str:
     done = n_tasks if done is None else done
     seed = (config or {}).get("seed", 0)
     rows = [task_row(_task(t, n_tasks, acc, mb, wall_s), study=study, trial_id=trial_id, method=method,
                      benchmark="synthetic", seed=seed, config_json=json.dumps(config or {}), params=params or {},
                      started_at=T0,
-                     finished_at=T0, version="test")
+                     finished_at=finished_at, version="test", trial_number=number)
             for t in range(done)]
-    return write_trial_file(str(storage), rows + [final_row(rows, status=status, finished_at=T0)])
+    return write_trial_file(str(storage), rows + [final_row(rows, status=status, finished_at=finished_at)])
 
 
 @pytest.fixture
@@ -207,6 +208,35 @@ def test_convergence_equals_the_volume_of_every_run_so_far_recomputed_from_scrat
                for k in range(len(points))]
     assert c.hypervolume.tolist() == pytest.approx(scratch, abs=1e-12)
     assert len(set(c.hypervolume.tolist())) > 3  # the front moved several times: the check is not vacuous
+
+
+def test_convergence_follows_the_order_trials_were_proposed_not_the_order_they_finished(tmp_path):
+    """Two trials at a time finish in an order that changes run to run; the curve must not: trials in
+    Optuna's number order, rows without a number (older studies, runs outside a study) first by finish
+    time. Each trial finishes in another order than it was proposed here, so finish order fails."""
+    from datetime import timedelta
+
+    from incsweep.analysis.hypervolume import hypervolume
+    from incsweep.analysis.insight import convergence
+    from incsweep.analysis.pareto import objective_matrix
+
+    # (trial, number, seconds after T0 it finished, acc, MB): proposed z?, a, b, c, d; finished d, b, z, c, a
+    trials = [("a", 0, 9, 0.5, 1.0), ("b", 1, 2, 0.7, 3.0), ("c", 2, 5, 0.8, 2.0), ("d", 3, 1, 0.9, 4.0),
+              ("z", None, 3, 0.6, 5.0)]
+    for tid, number, seconds, acc, mb in trials:
+        write_trial(tmp_path / "s", tid, "a", acc, mb, number=number, finished_at=T0 + timedelta(seconds=seconds))
+    summary = summarize(load_results(str(tmp_path / "s")))
+    values = objective_matrix(summary.runs, summary.objectives)
+    row = {t: i for i, t in enumerate(summary.runs["trial_id"].to_pylist())}
+    senses = [o.sense for o in summary.objectives]
+
+    def curve(order: str) -> list[float]:
+        return [hypervolume(values[[row[t] for t in order[: k + 1]]], summary.reference, senses)
+                for k in range(len(order))]
+
+    got = convergence(summary).hypervolume.tolist()
+    assert got == pytest.approx(curve("zabcd"), abs=1e-12)
+    assert curve("zabcd") != pytest.approx(curve("dbzca"), abs=1e-6)  # finish order would give another curve
 
 
 def test_export_warns_once_for_runs_recorded_with_other_code(study_dir, tmp_path, caplog):

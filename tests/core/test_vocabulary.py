@@ -66,7 +66,7 @@ def test_schema_rows_reports_and_export_follow_the_vocabulary():
     # the constraint verdict (incsweep/core/constraints.py): a metric added to the schema by hand (and
     # nowhere else) fails here
     numeric = {f.name for f in RESULTS_SCHEMA if f.type in ("double", "int64", "int32")}
-    assert numeric - set(REPORTED) == {"task", "n_tasks", "tasks_done", "seed", "violation"}
+    assert numeric - set(REPORTED) == {"task", "n_tasks", "tasks_done", "seed", "violation", "trial_number"}
     result = _task_result()
     row = task_row(result, study="s", trial_id="t", method="replay", benchmark="b", seed=0, config_json="{}",
                    params={}, started_at=None, version="v")

@@ -223,3 +223,28 @@ def test_a_compacted_file_in_an_older_schema_is_migrated_into_its_trials_files(r
     after = {t: [{k: v for k, v in r.items() if k != "param_newly_searched"} for r in rows]
              for t, rows in _rows_by_trial(results).items()}
     assert after == before
+
+
+def test_files_written_before_trial_number_mix_with_new_ones(tmp_path):
+    """A study started by an incsweep that recorded no ``trial_number`` and resumed by this one holds
+    files with and without the column: compaction, the study's reader and the loader take both (the
+    old rows with a null number), and the convergence curve puts the old trials first."""
+    from incsweep.analysis import summarize
+    from incsweep.analysis.insight import proposal_order
+
+    storage = tmp_path / "s"
+    for tid, method, acc, mb in TRIALS[:3]:  # the earlier driver's trials: files without the column
+        path = Path(write_trial(storage, tid, method, acc, mb))
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns(["trial_number"]), path)
+        assert "trial_number" not in pq.read_schema(path).names
+    for number, (tid, method, acc, mb) in enumerate(TRIALS[3:], start=3):
+        write_trial(storage, tid, method, acc, mb, number=number)
+    compact_trial_files(str(storage), "s1", [(m, t) for t, m, _, _ in TRIALS])
+    assert [p.name.startswith(COMPACTED_PREFIX) for p in storage.rglob("*.parquet")] == [True, True]  # a and b
+    numbers = {tid: {r["trial_number"] for r in rows} for tid, rows in _rows_by_trial(storage).items()}
+    assert numbers == {"t0": {None}, "t1": {None}, "t2": {None}, "t3": {3}, "t4": {4}, "t5": {5}}
+    finals = summarize(load_results(str(storage))).table
+    finals = finals.filter(finals["is_final"])
+    ids = finals["trial_id"].to_pylist()
+    assert [ids[i] for i in proposal_order(finals)] == ["t0", "t1", "t2", "t3", "t4", "t5"]

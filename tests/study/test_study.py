@@ -165,6 +165,7 @@ def test_asking_ahead_hands_out_the_prepared_trial_and_never_asks_past_the_sampl
     s.suggest("c")
     s.prepare_next()  # Tune asks for no fourth
     assert [t.user_attrs.get(TUNE_ID_ATTR) for t in s.study.get_trials()] == ["a", "b", "c"]
+    assert dict(s.numbers) == {"a": 0, "b": 1, "c": 2}  # what the sink stamps on each trial's rows
     assert s.release_held() is None
     # off: prepare_next asks nothing
     (tmp_path / "off").mkdir()
@@ -197,6 +198,7 @@ def test_asking_ahead_leaves_continuations_first_and_a_stopped_study_fails_the_p
     s.study.enqueue_trial({"method": "finetune"})  # a configuration enqueued (enqueue:, confirm)
     s.prepare_next()  # 1 continuation + 1 ask = the 2 samples
     assert s.suggest("x")["key"] == "k"
+    assert s.numbers["x"] == 0  # a continuation keeps the number of the trial it continues
     s.prepare_next()  # already prepared
     assert len(s.study.trials) == 2
     number = s.release_held()  # the study stopped before Tune asked for it
@@ -321,6 +323,10 @@ def test_multi_objective_study_end_to_end(local_ray, tmp_path):
     # two at a time: trials after the first two were asked ahead, between Tune's events (AskAhead)
     st = optuna.load_study(study_name="t", storage=make_optuna_storage(str(Path(spec.storage) / "optuna.journal")))
     assert any(t.user_attrs.get(ASKED_AHEAD_ATTR) for t in st.trials)
+    # every row carries its trial's Optuna number: the order the study proposed it (analysis orders by it)
+    numbers = {t.user_attrs[TUNE_ID_ATTR]: t.number for t in st.trials}
+    assert sorted(numbers.values()) == [0, 1, 2, 3]
+    assert all(r["trial_number"] == numbers[r["trial_id"]] for r in rows)
     final = [r for r in rows if r["is_final"]]
     for r in final:
         cfg = json.loads(r["config_json"])
@@ -455,6 +461,10 @@ def test_kill_9_of_the_driver_then_resume_finishes_exactly(local_ray, tmp_path, 
     assert len(finals) == 6 and all(f["status"] == "complete" for f in finals)
     states = _optuna_states(str(storage), "t")
     assert "RUNNING" not in states and states["COMPLETE"] == 6
+    # a continued trial keeps the number it was proposed under, in the rows of both drivers
+    st = optuna.load_study(study_name="t", storage=make_optuna_storage(str(storage / "optuna.journal")))
+    numbers = {t.user_attrs[TUNE_ID_ATTR]: t.number for t in st.trials if TUNE_ID_ATTR in t.user_attrs}
+    assert all(r["trial_number"] == numbers[r["trial_id"]] for r in rows)
     # The killed trials' scratch checkpoints were swept by the resumed ones (trainables/workdir.py):
     # nothing this test made is left in the temporary directory but what live processes hold.
     assert _scratch_left_since(started) == []
