@@ -7,10 +7,10 @@ point, so the last value is the summary's own) after each trial in the order the
 spent by them. Not the order trials finished: in a study running trials in parallel that order is an
 accident of the run (the same 12 proposals of the demo finished in another order run to run, and its
 curve read 0.07926 or 0.08077 after 6 trials). Rows without a number (written outside a study, or by
-incsweep before it recorded one) come first, in the order they finished. Compute is every task a trial trained:
-its ``cpu_s`` (``wall_s`` where a row has no CPU time), stopped, failed and diverged trials included;
-tasks a trial took from the prefix cache cost nothing there (their training is counted once, in the
-trial that ran them).
+incsweep before it recorded one) come first, in the order they finished. Compute is every task a
+trial trained: its ``cpu_s`` (``wall_s`` where a row has no CPU time), stopped, failed and diverged
+trials included; tasks a trial took from the prefix cache cost nothing there (their training is
+counted once, in the trial that ran them).
 
 Importance: Optuna's PED-ANOVA (Watanabe et al., IJCAI 2023; ``optuna.importance``) per method and
 objective, over that method's usable complete runs that meet the constraints: how much of the

@@ -249,9 +249,9 @@ def task_curves_figure(summary: Summary, axes=None):
 
 def plot_convergence(summary: Summary, path: str | Path, *, dpi: float | None = None) -> Path:
     """The front's hypervolume after each trial, in the order the study proposed them (insight.py):
-    left against trials, right against the
-    compute spent (CPU seconds of every trained task, stopped and failed trials included; cached
-    tasks cost nothing). A curve still rising at its end says more trials would pay."""
+    left against trials, right against the compute spent (CPU seconds of every trained task, stopped
+    and failed trials included; cached tasks cost nothing). A curve still rising at its end says
+    more trials would pay."""
     from incsweep.analysis.insight import convergence
 
     c = convergence(summary)
