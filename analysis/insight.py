@@ -86,13 +86,13 @@ def proposal_order(finals: pa.Table) -> np.ndarray:
     """Indices of ``finals`` (one final row per trial) in the order the trials were proposed: by
     ``trial_number``, ties (several studies) by finish time; rows without a number first, by finish
     time. Stable: the loader's order (study, trial) settles what is left."""
-    n = finals.num_rows
-    finished = (np.asarray(pc.fill_null(pc.cast(finals["finished_at"], pa.int64()), 0).to_pylist(), dtype=np.int64)
-                if "finished_at" in finals.column_names else np.zeros(n, dtype=np.int64))
-    numbers = finals["trial_number"].to_pylist() if "trial_number" in finals.column_names else [None] * n
-    unnumbered = np.asarray([x is None for x in numbers])
-    number = np.asarray([-1 if x is None else int(x) for x in numbers], dtype=np.int64)
-    return np.lexsort((finished, number, ~unnumbered))  # the last key sorts first
+    def column(name: str) -> pa.ChunkedArray:  # absent (files from before it, or not incsweep's): all null
+        present = name in finals.column_names
+        return pc.cast(finals[name], pa.int64()) if present else pa.chunked_array([pa.nulls(finals.num_rows, pa.int64())])
+
+    finished, number = column("finished_at"), column("trial_number")
+    keys = (pc.fill_null(finished, 0), pc.fill_null(number, -1), pc.is_valid(number))
+    return np.lexsort([k.to_numpy() for k in keys])  # the last key sorts first: unnumbered rows lead
 
 
 def _convergence(summary: Summary) -> Convergence:
